@@ -1,0 +1,43 @@
+# Support-driven retention analytics. `make help` lists the targets.
+PYTHON_BOOT ?= $(shell command -v python3.11 || command -v python3)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+KERNEL  := support-retention
+STAMP   := $(VENV)/.installed
+SAMPLE  := data/sample
+CLIENTS ?= 20000
+SEED    ?= 42
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data reports test lab clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt pyproject.toml
+	$(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (support-retention)"
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv, install pinned packages, register the Jupyter kernel
+
+$(SAMPLE)/truth.json: | $(STAMP)
+	$(PY) -m analysis generate --out $(SAMPLE) --clients $(CLIENTS) --seed $(SEED)
+
+data: $(STAMP) ## (re)generate the sample data in data/sample (CLIENTS=20000 SEED=42)
+	$(PY) -m analysis generate --out $(SAMPLE) --clients $(CLIENTS) --seed $(SEED)
+
+reports: $(STAMP) $(SAMPLE)/truth.json ## run every notebook on the sample -> reports/latest (+ reports/archive/<as-of>)
+	$(PY) -m analysis run --data $(SAMPLE) --out reports/latest --archive reports/archive
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest -q
+
+lab: $(STAMP) ## open JupyterLab on the same venv and kernel
+	$(VENV)/bin/jupyter lab notebooks
+
+clean: ## remove the venv, generated sample and reports (keeps reports/archive)
+	rm -rf $(VENV) $(SAMPLE) reports/latest

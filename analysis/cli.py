@@ -1,0 +1,73 @@
+"""Command line: `python -m analysis run|validate|generate ...` (DESIGN §3).
+
+Exit codes: 0 success; 1 a notebook failed; 2 invalid input or arguments (message, no traceback).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analysis.errors import InputError
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="validate the data, run the notebooks, write HTML + metrics.json")
+    run.add_argument("--data", required=True, help="data directory (one NAME.csv or NAME.parquet per table)")
+    run.add_argument("--out", required=True, help="output directory for reports")
+    run.add_argument("--as-of", help="YYYY-MM-DD; default: the day after the last event in the data")
+    run.add_argument("--config", help="YAML config (default: config/default.yaml)")
+    run.add_argument("--only", nargs="+", metavar="NAME", help="run only these reports")
+    run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                     help="notebook parameter (after the config's); repeatable")
+    run.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
+    run.add_argument("--archive", help="also copy the run into ARCHIVE/<as-of>/")
+
+    val = sub.add_parser("validate", help="check a data directory against the contract and print the accounting")
+    val.add_argument("--data", required=True)
+    val.add_argument("--as-of")
+    val.add_argument("--config")
+
+    gen = sub.add_parser("generate", help="write the synthetic sample data and truth.json")
+    gen.add_argument("--out", required=True)
+    gen.add_argument("--clients", type=int, default=20_000)
+    gen.add_argument("--seed", type=int, default=42)
+    gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from analysis.runner import run
+            if args.jobs < 1:
+                raise InputError("--jobs must be at least 1")
+            return run(args.data, args.out, as_of=args.as_of, config_path=args.config, only=args.only,
+                       parameters=args.param, jobs=args.jobs, archive=args.archive)
+        if args.command == "validate":
+            from analysis.dataset import load_dataset
+            ds = load_dataset(args.data, args.config, args.as_of)
+            print(f"valid; as-of {ds.as_of_date}")
+            for name, a in ds.accounting.items():
+                print(f"  {name}: read {a['read']:,}, used {a['used']:,}, set aside {a['set_aside']:,} {a['set_aside_by_reason'] or ''}")
+            return 0
+        if args.command == "generate":
+            from analysis.generate import generate
+            if args.clients < 1:
+                raise InputError("--clients must be at least 1")
+            truth = generate(args.out, clients=args.clients, seed=args.seed, fmt=args.format)
+            print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in truth["rows"].items()))
+            return 0
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""The input data contract (DESIGN §2): table specs, typing of raw columns, validation rules.
+
+``validate_tables`` takes the raw tables as read by ``analysis.io`` and returns typed tables, or
+the complete list of problems found in one pass. Typing (text IDs, UTC timestamps, numbers,
+csat and yes/no normalisation) is done here with pandas; the rules (required values,
+uniqueness, allowed values, tiers against the config, ``amount != 0``, time order, references
+between tables) are one pandera schema per table, validated lazily so every failure is
+collected. Each failure becomes a ``Problem``: file, column, rule, row count, up to five rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+
+from analysis.config import Config
+from analysis.io import Problem, RawTable
+
+__all__ = ["Col", "TABLES", "TEXT_CHANNELS", "VOICE_CHANNELS", "TICKET_EVENTS", "CAMPAIGNS",
+           "TIMESTAMP_COLUMNS", "validate_tables", "typed_empty"]
+
+TEXT_CHANNELS = ("chat", "email", "messenger", "web", "form", "sms", "social")
+VOICE_CHANNELS = ("phone", "voice", "call")
+TICKET_EVENTS = ("assigned", "agent_reply", "customer_reply", "solved", "reopened")
+CAMPAIGNS = ("onboarding", "winback", "retention")
+_TRUE = ("true", "1", "yes", "y", "t")
+_FALSE = ("false", "0", "no", "n", "f")
+
+
+@dataclass(frozen=True)
+class Col:
+    """A contract column. kind: id, text, timestamp, amount, csat, flag, count, tier."""
+
+    name: str
+    kind: str
+    required: bool = False
+    unique: bool = False
+    allowed: tuple[str, ...] | None = None
+    nullable: bool | None = None  # default: nullable unless required
+
+    @property
+    def may_be_null(self) -> bool:
+        return (not self.required) if self.nullable is None else self.nullable
+
+
+TABLES: dict[str, tuple[Col, ...]] = {
+    "clients": (
+        Col("client_id", "id", required=True, unique=True),
+        Col("signed_up_at", "timestamp", required=True),
+        Col("segment", "text"), Col("acquisition_channel", "text"), Col("country", "text"),
+    ),
+    "payments": (
+        Col("payment_id", "id", required=True, unique=True),
+        Col("client_id", "id", required=True),
+        Col("paid_at", "timestamp", required=True),
+        Col("amount", "amount", required=True),
+        Col("currency", "text"), Col("kind", "text"),
+    ),
+    "tickets": (
+        Col("ticket_id", "id", required=True, unique=True),
+        Col("created_at", "timestamp", required=True),
+        Col("channel", "text", required=True, allowed=TEXT_CHANNELS + VOICE_CHANNELS),
+        Col("first_tier", "tier", required=True),
+        Col("client_id", "id"),
+        Col("first_response_at", "timestamp"), Col("resolved_at", "timestamp"),
+        Col("final_tier", "tier"), Col("agent_id", "id"), Col("priority", "text"),
+        Col("topic", "text"), Col("csat_score", "csat"), Col("reopened", "count"),
+    ),
+    "ticket_events": (
+        Col("ticket_id", "id", required=True),
+        Col("at", "timestamp", required=True),
+        Col("event", "text", required=True, allowed=TICKET_EVENTS),
+        Col("tier", "tier", required=True),
+        Col("agent_id", "id"),
+    ),
+    "agents": (
+        Col("agent_id", "id", required=True),
+        Col("tier", "tier", required=True),
+        Col("active_from", "timestamp"), Col("active_to", "timestamp"),
+    ),
+    "outreach": (
+        Col("client_id", "id", required=True),
+        Col("at", "timestamp", required=True),
+        Col("campaign", "text", required=True, allowed=CAMPAIGNS),
+        Col("channel", "text", required=True),
+        Col("reached", "flag"), Col("outcome", "text"),
+    ),
+}
+
+TIMESTAMP_COLUMNS = {t: [c.name for c in cols if c.kind == "timestamp"] for t, cols in TABLES.items()}
+
+# (table, column) -> (referenced table, referenced column)
+REFERENCES = {
+    ("payments", "client_id"): ("clients", "client_id"),
+    ("tickets", "client_id"): ("clients", "client_id"),
+    ("outreach", "client_id"): ("clients", "client_id"),
+    ("ticket_events", "ticket_id"): ("tickets", "ticket_id"),
+    ("tickets", "agent_id"): ("agents", "agent_id"),
+    ("ticket_events", "agent_id"): ("agents", "agent_id"),
+}
+
+# (table, rule name) -> (later column, earlier column): later >= earlier when both are present
+ORDER_RULES = {
+    "tickets": [("first_response_at", "created_at"), ("resolved_at", "created_at")],
+    "agents": [("active_to", "active_from")],
+}
+
+_KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id",
+         "ticket_events": "ticket_id", "agents": "agent_id", "outreach": "client_id"}
+
+
+# ---------------------------------------------------------------- typing of raw columns
+def _as_text(s: pd.Series) -> pd.Series:
+    """IDs and labels as text; integral floats from Parquet lose their '.0'."""
+    if pd.api.types.is_float_dtype(s):
+        whole = s.dropna()
+        if (whole == np.floor(whole)).all():
+            s = s.astype("Int64")
+    return s.astype("string")
+
+
+def _as_timestamp(s: pd.Series) -> pd.Series:
+    """ISO 8601 text or datetimes -> datetime64[ns, UTC]; naive values are taken as UTC."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
+    text = s.astype("string").str.strip()
+    return pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce").astype("datetime64[ns, UTC]")
+
+
+def _as_amount(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def _as_flag(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean")
+    text = s.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[text.isin(_TRUE)] = True
+    out[text.isin(_FALSE)] = False
+    return out
+
+
+def _as_count(s: pd.Series) -> pd.Series:
+    """reopened: a yes/no flag or a count of reopens -> non-negative integer count."""
+    flag = _as_flag(s)
+    num = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    integral = num.notna() & (num >= 0) & (num == np.floor(num.fillna(0)))
+    out = pd.Series(pd.NA, index=s.index, dtype="Int64")
+    out[integral] = num[integral].astype("int64")
+    from_flag = flag.notna() & ~integral
+    out[from_flag] = flag[from_flag].astype("int64")
+    return out
+
+
+def _as_csat(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """csat_score: integer 1-5 (5, "5", 5.0) or good/bad in any case.
+
+    Returns the normalised score as text ("1".."5", "good", "bad") and a nullable boolean
+    ``satisfied`` (4-5 or good; 3 is rated but not satisfied).
+    """
+    text = s.astype("string").str.strip().str.lower()
+    num = pd.to_numeric(text, errors="coerce")
+    numeric_ok = num.isin([1, 2, 3, 4, 5])
+    word_ok = text.isin(["good", "bad"])
+    score = pd.Series(pd.NA, index=s.index, dtype="string")
+    score[numeric_ok] = num[numeric_ok].astype("int64").astype("string")
+    score[word_ok] = text[word_ok]
+    satisfied = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    satisfied[numeric_ok] = num[numeric_ok] >= 4
+    satisfied[word_ok] = text[word_ok] == "good"
+    return score, satisfied
+
+
+_TYPE_RULES = {
+    "timestamp": "not an ISO 8601 timestamp",
+    "amount": "not a number",
+    "csat": "csat_score must be an integer 1-5 or good/bad",
+    "flag": "must be true/false (any case) or 1/0",
+    "count": "must be true/false, 1/0 or a whole number of reopens >= 0",
+}
+
+
+def _examples(raw: RawTable, index, columns: list[str]) -> list[str]:
+    key = _KEYS[raw.name]
+    cols = [key] + [c for c in columns if c != key and c in raw.frame.columns]
+    rows = raw.frame.loc[list(index)[:5], cols]
+    out = []
+    for i, row in rows.iterrows():
+        cells = ", ".join(f"{c}={row[c]!r}" if pd.notna(row[c]) else f"{c}=<empty>" for c in cols)
+        out.append(f"{raw.row_label(i)}: {cells}")
+    return out
+
+
+def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, set]]:
+    """Type every contract column present; report values that do not parse."""
+    frame = raw.frame.copy()
+    problems: list[Problem] = []
+    bad_rows: dict[str, set] = {}
+    present = set(frame.columns)
+    for col in TABLES[raw.name]:
+        if col.name not in present:
+            if col.required:
+                problems.append(Problem(raw.path.name, col.name, "required column is missing", len(frame),
+                                        [f"columns found: {', '.join(map(str, frame.columns)) or '(none)'}"]))
+            continue
+        s = frame[col.name]
+        if col.kind == "timestamp":
+            typed = _as_timestamp(s)
+        elif col.kind == "amount":
+            typed = _as_amount(s)
+        elif col.kind == "flag":
+            typed = _as_flag(s)
+        elif col.kind == "count":
+            typed = _as_count(s)
+        elif col.kind == "csat":
+            typed, frame["csat_satisfied"] = _as_csat(s)
+        else:
+            typed = _as_text(s)
+        failed = s.notna() & typed.isna() if col.kind in _TYPE_RULES else pd.Series(False, index=s.index)
+        if failed.any():
+            idx = failed[failed].index
+            bad_rows[col.name] = set(idx)
+            problems.append(Problem(raw.path.name, col.name, _TYPE_RULES[col.kind], len(idx),
+                                    _examples(raw, idx, [col.name])))
+        frame[col.name] = typed
+    if raw.name == "tickets" and "channel" in frame.columns:
+        kind = pd.Series(pd.NA, index=frame.index, dtype="string")
+        kind[frame["channel"].isin(TEXT_CHANNELS)] = "text"
+        kind[frame["channel"].isin(VOICE_CHANNELS)] = "voice"
+        frame["channel_kind"] = kind
+    return frame, problems, bad_rows
+
+
+# ---------------------------------------------------------------- pandera rules
+def _order_check(later: str, earlier: str) -> pa.Check:
+    def check(df: pd.DataFrame) -> pd.Series:
+        if later not in df.columns or earlier not in df.columns:
+            return pd.Series(True, index=df.index)
+        return (df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier])).astype(bool)
+    return pa.Check(check, name=f"{later} >= {earlier}")
+
+
+def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) -> pa.DataFrameSchema:
+    columns = {}
+    for col in TABLES[name]:
+        checks = []
+        if col.allowed:
+            checks.append(pa.Check.isin(col.allowed, name=f"allowed values: {', '.join(col.allowed)}"))
+        if col.kind == "tier":
+            checks.append(pa.Check.isin(config.tier_ids, name="tier"))
+        if col.kind == "amount":
+            checks.append(pa.Check.ne(0, name="amount != 0 (a charge is > 0, a refund < 0)"))
+        ref = REFERENCES.get((name, col.name))
+        if ref and ref in known:
+            checks.append(pa.Check.isin(known[ref], name=f"reference to {ref[0]}.{ref[1]}"))
+        columns[col.name] = pa.Column(nullable=col.may_be_null, unique=col.unique, required=False,
+                                      checks=checks, coerce=False)
+    frame_checks = [_order_check(later, earlier) for later, earlier in ORDER_RULES.get(name, [])]
+    return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, name=name)
+
+
+def _rule_text(check: str, column: str, values: pd.Series, config: Config, name: str) -> str:
+    if check == "not_nullable":
+        return "required value is empty"
+    if check == "field_uniqueness":
+        return f"{column} must be unique; duplicated values"
+    if check == "tier":
+        unknown = ", ".join(sorted(map(str, values.dropna().unique()))[:10])
+        return f"tier not in the config (unknown values: {unknown}; config has {', '.join(config.tier_ids)})"
+    if check.startswith("allowed values"):
+        bad = ", ".join(sorted(map(str, values.dropna().unique()))[:10])
+        return f"{check}; found {bad}"
+    if check.startswith("reference to"):
+        return f"{check}: value not found there"
+    return check
+
+
+def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchema, config: Config,
+                   bad_rows: dict[str, set]) -> list[Problem]:
+    try:
+        schema.validate(typed, lazy=True)
+        return []
+    except SchemaErrors as exc:
+        cases = exc.failure_cases
+    problems = []
+    cases = cases[cases["index"].notna()].copy()
+    is_frame_check = cases["schema_context"] == "DataFrameSchema"
+    frame_cases = cases[is_frame_check]
+    for check, grp in frame_cases.groupby("check", sort=True):
+        idx = sorted(set(grp["index"].astype(int)))
+        later, earlier = [p.strip() for p in str(check).split(">=")]
+        problems.append(Problem(raw.path.name, later, str(check), len(idx),
+                                _examples(raw, idx, [earlier, later])))
+    col_cases = cases[~is_frame_check]
+    for (column, check), grp in col_cases.groupby(["column", "check"], sort=True):
+        idx = [i for i in sorted(set(grp["index"].astype(int))) if i not in bad_rows.get(column, set())]
+        if not idx:
+            continue
+        rule = _rule_text(str(check), str(column), typed.loc[idx, column], config, raw.name)
+        problems.append(Problem(raw.path.name, str(column), rule, len(idx), _examples(raw, idx, [str(column)])))
+    return problems
+
+
+def typed_empty(name: str) -> pd.DataFrame:
+    """An empty table with the contract's columns, typed (used when a notebook wants a frame)."""
+    raw = RawTable(name, Path(f"{name}.csv"),
+                   pd.DataFrame({c.name: pd.Series(dtype="string") for c in TABLES[name]}), "csv")
+    return _type_table(raw)[0]
+
+
+def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Type and validate every table; return the typed tables and all problems found."""
+    typed: dict[str, pd.DataFrame] = {}
+    problems: list[Problem] = []
+    bad: dict[str, dict[str, set]] = {}
+    for name in TABLES:
+        if name in raw:
+            typed[name], found, bad[name] = _type_table(raw[name])
+            problems += found
+    known = {(t, c): typed[t][c].dropna().unique() for t, c in set(REFERENCES.values())
+             if t in typed and c in typed[t].columns}
+    for name, frame in typed.items():
+        problems += _rule_problems(raw[name], frame, _schema(name, config, known), config, bad[name])
+    return typed, problems

@@ -1,0 +1,148 @@
+"""Load a data directory as it was at the as-of date (DESIGN §2-3), with row accounting.
+
+``load_dataset`` reads every contract table present, validates every row (``analysis.contract``),
+fixes the as-of instant, sets aside rows timed at or after it and hides responses and
+resolutions that had not happened yet. The returned ``Dataset`` carries the accounting
+(rows read = used + set aside, per table, with reasons) to every report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.config import Config, load_config
+from analysis.contract import TABLES, validate_tables
+from analysis.errors import DataError, InputError
+from analysis.io import find_table_files, read_table
+
+__all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "AFTER_AS_OF"]
+
+AFTER_AS_OF = "timed at or after as-of"
+
+# the column whose time decides whether a row existed at as-of
+_ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at"}
+# timestamps that define the default as-of (DESIGN §3)
+_EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
+                "tickets": ["created_at", "first_response_at", "resolved_at"],
+                "ticket_events": ["at"], "outreach": ["at"]}
+
+
+@dataclass
+class Dataset:
+    """Validated tables seen at ``as_of``, with the row accounting of how they were obtained."""
+
+    tables: dict[str, pd.DataFrame]
+    accounting: dict[str, dict]
+    as_of: pd.Timestamp
+    as_of_source: str  # "given" or "data"
+    data_range: tuple[pd.Timestamp | None, pd.Timestamp | None]
+    config: Config
+    source: Path
+    files: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, name: str):
+        if name in TABLES:
+            return self.tables.get(name)
+        raise AttributeError(name)
+
+    def has(self, *names: str) -> bool:
+        return all(n in self.tables for n in names)
+
+    @property
+    def as_of_date(self) -> str:
+        return self.as_of.strftime("%Y-%m-%d")
+
+
+def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
+    """'YYYY-MM-DD' -> the instant 00:00 UTC at the start of that day."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise InputError(f"--as-of must be a date YYYY-MM-DD, got {value!r}") from None
+    if ts is pd.NaT:
+        raise InputError(f"--as-of must be a date YYYY-MM-DD, got {value!r}")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return ts.floor("D")
+
+
+def _data_range(tables: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    lows, highs = [], []
+    for name, cols in _EVENT_TIMES.items():
+        for col in cols:
+            if name in tables and col in tables[name].columns and tables[name][col].notna().any():
+                lows.append(tables[name][col].min())
+                highs.append(tables[name][col].max())
+    return (min(lows), max(highs)) if lows else (None, None)
+
+
+def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
+    """The day after the latest event in any table, at 00:00 UTC (so reruns agree on any day)."""
+    _, last = _data_range(tables)
+    if last is None:
+        raise InputError("cannot infer the as-of date: the data holds no timestamps; pass --as-of YYYY-MM-DD")
+    return last.floor("D") + pd.Timedelta(days=1)
+
+
+def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, dict]:
+    """Set aside rows timed at/after as-of; blank responses and resolutions not yet happened."""
+    used, aside = {}, {}
+    for name, frame in tables.items():
+        col = _ROW_TIME.get(name)
+        if col is None:
+            used[name], aside[name] = frame, {}
+            continue
+        late = frame[col] >= as_of
+        used[name] = frame.loc[~late].reset_index(drop=True)
+        aside[name] = {AFTER_AS_OF: int(late.sum())} if late.any() else {}
+    masked = {}
+    if "tickets" in used:
+        t = used["tickets"] = used["tickets"].copy()
+        for col in ("first_response_at", "resolved_at"):
+            if col in t.columns:
+                later = t[col] >= as_of
+                masked[col] = int(later.sum())
+                t.loc[later, col] = pd.NaT
+        if "resolved_at" in t.columns and "csat_score" in t.columns:
+            # a rating follows the solve: no solve at as-of, no rating yet
+            unsolved = t["resolved_at"].isna() & t["csat_score"].notna()
+            masked["csat_score"] = int(unsolved.sum())
+            t.loc[unsolved, ["csat_score", "csat_satisfied"]] = pd.NA
+    return used, {"set_aside": aside, "masked": masked}
+
+
+def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
+                 as_of: str | pd.Timestamp | None = None) -> Dataset:
+    """Read, validate and cut a data directory at as-of. Raises DataError listing every problem."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise InputError(f"data directory not found: {data_dir}")
+    if not isinstance(config, Config):
+        config = load_config(config)
+    files, problems = find_table_files(data_dir, list(TABLES))
+    raw = {}
+    for name, path in files.items():
+        table, problem = read_table(name, path)
+        if problem:
+            problems.append(problem)
+        else:
+            raw[name] = table
+    typed, found = validate_tables(raw, config)
+    problems += found
+    if problems:
+        raise DataError(problems, str(data_dir))
+    cut = parse_as_of(as_of) if as_of is not None else default_as_of(typed)
+    used, notes = _see_at(typed, cut)
+    accounting = {}
+    for name, frame in typed.items():
+        aside = notes["set_aside"][name]
+        accounting[name] = {"file": files[name].name, "read": len(frame), "used": len(used[name]),
+                            "set_aside": sum(aside.values()), "set_aside_by_reason": aside}
+        assert accounting[name]["read"] == accounting[name]["used"] + accounting[name]["set_aside"]
+    if "tickets" in accounting:
+        accounting["tickets"]["not_yet_happened_at_as_of"] = notes["masked"]
+    return Dataset(tables=used, accounting=accounting, as_of=cut,
+                   as_of_source="given" if as_of is not None else "data",
+                   data_range=_data_range(typed), config=config, source=data_dir,
+                   files={n: p.name for n, p in files.items()})

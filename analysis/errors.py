@@ -1,0 +1,18 @@
+"""The suite's exceptions: one type for bad input (exit 2), carrying a message for the user."""
+from __future__ import annotations
+
+__all__ = ["InputError", "DataError"]
+
+
+class InputError(Exception):
+    """Invalid input or arguments: the run stops with this message and exit code 2."""
+
+
+class DataError(InputError):
+    """Input tables break the data contract; ``problems`` lists every finding of one pass."""
+
+    def __init__(self, problems: list, source: str = ""):
+        self.problems = list(problems)
+        self.source = source
+        head = f"Invalid input data{f' in {source}' if source else ''}: {len(self.problems)} problem(s)"
+        super().__init__("\n".join([head, *(p.render() for p in self.problems)]))

@@ -1,0 +1,475 @@
+"""Synthetic sample data calibrated to DOMAIN.md, with the true parameters in truth.json.
+
+Every table of the contract is generated from one seeded ``numpy.random.Generator`` and
+vectorised (no per-client Python loop), so the same seed and size give the same files.
+
+The world (all dates UTC, data from 2024-01-01 to 2025-12-31):
+- clients sign up uniformly; each has a latent engagement e ~ N(0, 1) and a segment;
+- onboarding: an onboarding call reaches 60% of registrations within two days; 16% of the
+  reached and 7% of the others pay; 70% of payers pay within 3 days of signing up; reached
+  clients' checks are twice as large;
+- payers renew monthly (plus top-ups) until a latent lifetime T ends. T has a monthly hazard
+  h0 * exp(-b_e * e - b_c * z) (z = standardised log check) multiplied by the true causal
+  hazard ratio of support contact from the first contact on. Engaged and large clients are
+  more likely to contact support early (the confounders), and a client who already left
+  cannot write (immortal time), so the naive split overstates the true effect;
+- tickets: early and later contacts of payers, pre-sale questions of non-payers, tickets with
+  no client; refund demands before churn (a third saved); on 2025-07-01 the support
+  department moves from two lines (L1, L2) to L1 / L1.5 / L2 (plus CS and FIN lines):
+  first response 25 -> 22 min, resolution 80 -> 50 min (medians), CSAT 86% -> 88%,
+  L2's share of support tickets 0.25 -> 0.15 with the same L2 headcount (load -40%);
+- dormancy: 90 days after the last activity, a win-back email (checks below the mean
+  charge) or call (above) reaches 80% of dormant clients; 8% / 17% / 32% come back
+  (none / email / call).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.io import write_table
+
+__all__ = ["generate", "build_tables", "PARAMS"]
+
+START = pd.Timestamp("2024-01-01", tz="UTC")
+END = pd.Timestamp("2026-01-01", tz="UTC")
+RESTRUCTURE = pd.Timestamp("2025-07-01", tz="UTC")
+DAY = np.int64(86_400 * 10**9)
+MIN = np.int64(60 * 10**9)
+MONTH_DAYS = 30.4375
+
+PARAMS = {
+    "segments": {"smb": 0.70, "mid": 0.25, "enterprise": 0.05},
+    "check_median": {"smb": 1500.0, "mid": 6000.0, "enterprise": 30000.0},
+    "check_engagement_coef": 0.35, "check_noise_sigma": 0.4,
+    "onboarding": {"call_attempt_rate": 0.9, "reach_rate": 0.60, "paid_rate_reached": 0.16,
+                   "paid_rate_not_reached": 0.07, "share_paying_within_3_days": 0.70,
+                   "late_payment_mean_days": 25.0, "check_multiplier_reached": 2.0},
+    "early_contact_logit": {"intercept": -1.0, "engagement": 0.9, "check_z": 0.5},
+    "later_contact_mean_days": 90.0,
+    "later_ticket_rate_per_month": 1.5,
+    "hazard": {"baseline_monthly": 0.22, "engagement": 0.5, "check_z": 0.35},
+    "true_hazard_ratio_contact": 0.7,
+    "topups_per_month": 0.5,
+    "random_refund_share": 0.02,
+    "refund_request_share_of_churners": 0.20, "refund_save_rate": 1 / 3,
+    "nonpayer_ticket_share": 0.5, "nonpayer_extra_tickets": 1.0,
+    "no_client_ticket_share": 0.06,
+    "channels": {"chat": 0.50, "email": 0.25, "messenger": 0.07, "phone": 0.18},
+    "priorities": {"low": 0.2, "normal": 0.6, "high": 0.15, "urgent": 0.05},
+    "topics": {"technical": 0.4, "tariffs": 0.2, "general": 0.2, "billing": 0.15, "cancellation": 0.05},
+    "first_response_median_min": {"before": 25.0, "after": 22.0},
+    "resolution_median_min": {"before": 80.0, "after": 50.0},
+    "duration_sigma": 0.8, "duration_log_correlation": 0.9,
+    "csat_response_rate": 0.30,
+    "csat_satisfied_rate": {"before": 0.86, "after": 0.88},
+    "escalation": {"before_l1_to_l2": 0.25, "after_l1_to_l15": 0.25, "after_l15_escalated_to_l2": 0.45,
+                   "after_voice_l15_to_l2": 0.32},
+    "unanswered_share": 0.02, "closed_without_reply_share": 0.01, "unresolved_share": 0.03,
+    "reopened_share": 0.04,
+    "agents": {"L1_before": 30, "promoted_to_L15": 10, "L1_hired_at_restructure": 12, "L2": 8, "CS": 5, "FIN": 4},
+    "winback": {"dormancy_days": 90, "outreach_share": 0.8,
+                "comeback_prob": {"none": 0.08, "email": 0.17, "call": 0.32},
+                "comeback_extra_months_mean": 2.0, "rounds": 2},
+}
+
+
+def _pick(rng, n, probs: dict) -> np.ndarray:
+    keys = np.array(list(probs))
+    return keys[rng.choice(len(keys), size=n, p=np.array(list(probs.values())) / sum(probs.values()))]
+
+
+def _ts(ns: np.ndarray) -> pd.Series:
+    return pd.Series(pd.to_datetime(ns, utc=True)).astype("datetime64[ns, UTC]")
+
+
+def _add_months(ns: np.ndarray, months: int) -> np.ndarray:
+    """Calendar months added with the day clamped to the month's end (pandas DateOffset)."""
+    return (pd.DatetimeIndex(pd.to_datetime(ns, utc=True)) + pd.DateOffset(months=months)).asi8
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Return the contract tables and the truth record for ``clients`` registrations."""
+    P = PARAMS
+    rng = np.random.default_rng(seed)
+    n = clients
+    start_ns, end_ns, rest_ns = START.value, END.value, RESTRUCTURE.value
+
+    # ---- clients -----------------------------------------------------------------
+    signed = rng.integers(start_ns, end_ns - DAY, size=n)
+    segment = _pick(rng, n, P["segments"])
+    engagement = rng.standard_normal(n)
+    client_id = np.char.add("0", np.char.zfill(np.arange(1, n + 1).astype(str), 7))  # leading zero kept
+    clients_df = pd.DataFrame({
+        "client_id": client_id, "signed_up_at": _ts(signed), "segment": segment,
+        "acquisition_channel": _pick(rng, n, {"organic": 0.4, "ads": 0.35, "referral": 0.15, "partner": 0.1}),
+        "country": _pick(rng, n, {"RU": 0.7, "KZ": 0.12, "BY": 0.08, "UZ": 0.06, "AM": 0.04}),
+    })
+
+    # ---- onboarding outreach and conversion ----------------------------------------
+    ob = P["onboarding"]
+    attempted = rng.random(n) < ob["call_attempt_rate"]
+    call_at = signed + (rng.random(n) * 2 * DAY).astype(np.int64)
+    reached = attempted & (rng.random(n) < ob["reach_rate"] / ob["call_attempt_rate"])
+    pays = rng.random(n) < np.where(reached, ob["paid_rate_reached"], ob["paid_rate_not_reached"])
+    quick = rng.random(n) < ob["share_paying_within_3_days"]
+    delay_days = np.where(quick, rng.random(n) * 3, 3 + rng.exponential(ob["late_payment_mean_days"], n))
+    first_pay = signed + (delay_days * DAY).astype(np.int64)
+    pays &= first_pay < end_ns
+    ob_rows = attempted & (call_at < end_ns)
+    outreach = [pd.DataFrame({"client_id": client_id[ob_rows], "at": call_at[ob_rows], "campaign": "onboarding",
+                              "channel": "call", "reached": reached[ob_rows],
+                              "outcome": np.where(reached[ob_rows], "talked", "no_answer")})]
+
+    # ---- payers: check size, contact, lifetime -------------------------------------
+    pid = np.flatnonzero(pays)
+    m = len(pid)
+    e = engagement[pid]
+    seg_median = np.vectorize(P["check_median"].get)(segment[pid]) if m else np.zeros(0)
+    check = seg_median * np.exp(P["check_engagement_coef"] * e + P["check_noise_sigma"] * rng.standard_normal(m))
+    check = np.round(check * np.where(reached[pid], ob["check_multiplier_reached"], 1.0), 2)
+    logc = np.log(check)
+    z = (logc - logc.mean()) / (logc.std() or 1.0) if m else logc
+    start = first_pay[pid]
+    lg = P["early_contact_logit"]
+    early_intent = rng.random(m) < _sigmoid(lg["intercept"] + lg["engagement"] * e + lg["check_z"] * z)
+    contact_days = np.where(early_intent, rng.uniform(-3, 30, m),
+                            30 + rng.exponential(P["later_contact_mean_days"] * np.exp(-0.5 * e)))
+    hz = P["hazard"]
+    h = hz["baseline_monthly"] * np.exp(-hz["engagement"] * e - hz["check_z"] * z)
+    hr = P["true_hazard_ratio_contact"]
+    tc = np.maximum(contact_days, 0) / MONTH_DAYS  # months of exposure before contact
+    draw = rng.exponential(1.0, m)
+    life_m = np.where(draw < h * tc, draw / h, tc + (draw - h * tc) / (h * hr))
+    contacted = life_m * MONTH_DAYS > contact_days  # still a client when the contact was due
+
+    # refund demands just before churn; a third saved (lifetime extended)
+    horizon_m = (end_ns - start) / DAY / MONTH_DAYS
+    churns_in_window = life_m < horizon_m
+    asks_refund = churns_in_window & (rng.random(m) < P["refund_request_share_of_churners"])
+    saved = asks_refund & (rng.random(m) < P["refund_save_rate"])
+    request_at = start + (np.maximum(life_m * MONTH_DAYS * DAY - 2 * 3600 * 10**9, 3600 * 10**9)).astype(np.int64)
+    life_m = np.where(saved, life_m + 1.5 + rng.exponential(4.0, m), life_m)
+    life_end = start + (life_m * MONTH_DAYS * DAY).astype(np.int64)
+
+    # ---- payments: first charge, monthly renewals, top-ups, refunds ------------------
+    pay_client, pay_at, pay_amt = [pid], [start], [check]
+    max_months = int(np.ceil((end_ns - start_ns) / DAY / 28)) + 1
+    for k in range(1, max_months):
+        at = _add_months(start, k)
+        alive = (at < life_end) & (at < end_ns)
+        if not alive.any():
+            break
+        idx = np.flatnonzero(alive)
+        pay_client.append(pid[idx]); pay_at.append(at[idx])
+        pay_amt.append(np.round(check[idx] * rng.lognormal(0, 0.15, len(idx)), 2))
+        extra = rng.poisson(P["topups_per_month"], len(idx))
+        rep = np.repeat(idx, extra)
+        t_extra = np.repeat(at[idx], extra) + (rng.uniform(1, 25, len(rep)) * DAY).astype(np.int64)
+        ok = (t_extra < life_end[rep]) & (t_extra < end_ns)
+        pay_client.append(pid[rep[ok]]); pay_at.append(t_extra[ok])
+        pay_amt.append(np.round(0.5 * check[rep[ok]] * rng.lognormal(0, 0.3, ok.sum()), 2))
+    pos = np.full(n, -1)  # position of each payer in pid, by client index
+    pos[pid] = np.arange(m)
+
+    # ---- win-back rounds ----------------------------------------------------------
+    wb = P["winback"]
+    pays_now = pd.DataFrame({"i": np.concatenate(pay_client), "at": np.concatenate(pay_at)})
+    last_charge = pays_now.groupby("i")["at"].max().reindex(pid).to_numpy()
+    mean_charge = np.concatenate(pay_amt).mean() if m else 0.0
+    client_mean = pd.Series(np.concatenate(pay_amt)).groupby(np.concatenate(pay_client)).mean().reindex(pid).to_numpy()
+
+    # payer tickets (times only; attributes later)
+    t_client, t_at, t_topic = [], [], []
+    c_idx = np.flatnonzero(contacted)
+    t_client.append(pid[c_idx]); t_at.append(start[c_idx] + (contact_days[c_idx] * DAY).astype(np.int64))
+    t_topic.append(np.full(len(c_idx), ""))
+    first_contact = start + (contact_days * DAY).astype(np.int64)
+    span_m = np.where(contacted, (life_end - first_contact) / DAY / MONTH_DAYS, 0)
+    k_later = rng.poisson(P["later_ticket_rate_per_month"] * np.exp(0.4 * e) * np.maximum(span_m, 0))
+    rep = np.repeat(np.arange(m), k_later)
+    later_at = first_contact[rep] + (rng.random(len(rep)) * (life_end[rep] - first_contact[rep])).astype(np.int64)
+    t_client.append(pid[rep]); t_at.append(later_at); t_topic.append(np.full(len(rep), ""))
+    r_idx = np.flatnonzero(asks_refund)
+    t_client.append(pid[r_idx]); t_at.append(request_at[r_idx]); t_topic.append(np.full(len(r_idx), "refund_request"))
+    tix_pay = pd.DataFrame({"i": np.concatenate(t_client), "at": np.concatenate(t_at)})
+    tix_pay = tix_pay[(tix_pay["at"] < end_ns)]
+    last_ticket = tix_pay[tix_pay["at"] >= start[pos[tix_pay["i"]]]].groupby("i")["at"].max().reindex(pid).to_numpy()
+    last_activity = np.fmax(last_charge.astype(float), np.nan_to_num(last_ticket.astype(float), nan=-np.inf)).astype(np.int64)
+
+    winback_events = []
+    for _round in range(wb["rounds"]):
+        dormant_at = last_activity + wb["dormancy_days"] * DAY
+        due = dormant_at < end_ns
+        idx = np.flatnonzero(due)
+        big = client_mean[idx] > mean_charge
+        has_outreach = rng.random(len(idx)) < wb["outreach_share"]
+        channel = np.where(has_outreach, np.where(big, "call", "email"), "none")
+        o_at = dormant_at[idx] + (rng.random(len(idx)) * 3 * DAY).astype(np.int64)
+        o_ok = has_outreach & (o_at < end_ns)
+        outreach.append(pd.DataFrame({"client_id": client_id[pid[idx[o_ok]]], "at": o_at[o_ok], "campaign": "winback",
+                                      "channel": channel[o_ok], "reached": channel[o_ok] == "call",
+                                      "outcome": "sent"}))
+        prob = np.vectorize(wb["comeback_prob"].get)(channel) if len(idx) else np.zeros(0)
+        back = rng.random(len(idx)) < prob
+        back_at = dormant_at[idx] + (rng.uniform(3, 85, len(idx)) * DAY).astype(np.int64)
+        back &= back_at < end_ns
+        winback_events.append(pd.DataFrame({"round": _round, "channel": channel, "big": big, "prob": prob,
+                                            "dormant_at": dormant_at[idx], "back": back}))
+        b = idx[back]
+        k_more = rng.poisson(wb["comeback_extra_months_mean"], len(b))
+        new_last = back_at[back].copy()
+        for j in range(0, int(k_more.max()) + 1 if len(b) else 0):
+            at = back_at[back] if j == 0 else _add_months(back_at[back], j)
+            ok = (j <= k_more) & (at < end_ns)
+            pay_client.append(pid[b[ok]]); pay_at.append(at[ok])
+            pay_amt.append(np.round(check[b[ok]] * rng.lognormal(0, 0.15, ok.sum()), 2))
+            new_last = np.where(ok, np.maximum(new_last, at), new_last)
+        last_activity = last_activity.copy()
+        last_activity[b] = new_last
+        # clients who did not come back stay gone: push their activity past the window
+        gone = idx[~back]
+        last_activity[gone] = end_ns + 365 * DAY
+
+    payments = pd.DataFrame({"i": np.concatenate(pay_client), "paid_at": np.concatenate(pay_at),
+                             "amount": np.concatenate(pay_amt)})
+    # refunds: random partial ones, and the refund demands that were not saved
+    plain = ~asks_refund[pos[payments["i"].to_numpy()]]
+    rnd = plain & (rng.random(len(payments)) < P["random_refund_share"])
+    r1 = payments[rnd].copy()
+    r1["paid_at"] = r1["paid_at"] + (rng.uniform(1, 10, len(r1)) * DAY).astype(np.int64)
+    r1["amount"] = -np.round(r1["amount"] * rng.uniform(0.2, 1.0, len(r1)), 2)
+    lost = np.flatnonzero(asks_refund & ~saved)
+    last_amt = payments.sort_values("paid_at").groupby("i")["amount"].last().reindex(pid[lost]).to_numpy()
+    r2 = pd.DataFrame({"i": pid[lost], "paid_at": request_at[lost] + (rng.uniform(0.1, 2, len(lost)) * DAY).astype(np.int64),
+                       "amount": -last_amt})
+    payments = pd.concat([payments, r1, r2], ignore_index=True)
+    payments = payments[payments["paid_at"] < end_ns].sort_values(["paid_at", "i"], kind="stable").reset_index(drop=True)
+    payments_df = pd.DataFrame({"payment_id": np.char.add("P", np.arange(1, len(payments) + 1).astype(str)),
+                                "client_id": client_id[payments["i"].to_numpy()],
+                                "paid_at": _ts(payments["paid_at"].to_numpy()),
+                                "amount": payments["amount"].to_numpy(),
+                                "kind": np.where(payments["amount"].to_numpy() > 0, "charge", "refund")})
+
+    # retention outreach after refund demands (customer success calls)
+    rq = r_idx[request_at[r_idx] + 3600 * 10**9 < end_ns]
+    outreach.append(pd.DataFrame({"client_id": client_id[pid[rq]], "at": request_at[rq] + 3600 * 10**9,
+                                  "campaign": "retention", "channel": "call", "reached": True,
+                                  "outcome": np.where(saved[rq], "kept", "refunded")}))
+
+    # ---- tickets ------------------------------------------------------------------
+    np_idx = np.flatnonzero(~pays & (rng.random(n) < P["nonpayer_ticket_share"]))
+    k_np = 1 + rng.poisson(P["nonpayer_extra_tickets"], len(np_idx))
+    rep = np.repeat(np_idx, k_np)
+    np_at = signed[rep] + (rng.random(len(rep)) * 30 * DAY).astype(np.int64)
+    client_tix = pd.DataFrame({
+        "client": np.concatenate([np.concatenate(t_client), rep]).astype(np.int64),
+        "created": np.concatenate([np.concatenate(t_at), np_at]),
+        "topic": np.concatenate([np.concatenate(t_topic), np.full(len(rep), "")])})
+    n_orphan = int(round(len(client_tix) * P["no_client_ticket_share"]))
+    orphan = pd.DataFrame({"client": -1, "created": rng.integers(start_ns, end_ns, n_orphan), "topic": ""})
+    tix = pd.concat([client_tix, orphan], ignore_index=True)
+    tix = tix[tix["created"] < end_ns].sort_values(["created", "client"], kind="stable").reset_index(drop=True)
+    tickets_df, events_df, agents_df, support_truth = _ticket_details(rng, tix, client_id, segment)
+
+    outreach_df = pd.concat(outreach, ignore_index=True)
+    outreach_df = outreach_df.sort_values(["at", "client_id", "campaign"], kind="stable").reset_index(drop=True)
+    outreach_df["at"] = _ts(outreach_df["at"].to_numpy())
+
+    tables = {"clients": clients_df, "payments": payments_df, "tickets": tickets_df,
+              "ticket_events": events_df, "agents": agents_df, "outreach": outreach_df}
+    wbe = pd.concat(winback_events, ignore_index=True) if winback_events else pd.DataFrame()
+    truth = {
+        "seed": seed, "clients": n,
+        "period": {"start": START.isoformat(), "end_exclusive": END.isoformat()},
+        "restructure_date": RESTRUCTURE.strftime("%Y-%m-%d"),
+        "parameters": PARAMS,
+        "rows": {k: len(v) for k, v in tables.items()},
+        "support": support_truth,
+        "retention": {
+            "true_hazard_ratio_contact": P["true_hazard_ratio_contact"],
+            "contact_window_days": 30,
+            "payers": int(m),
+            "early_contact_share_of_payers": float((contacted & (contact_days < 30)).mean()) if m else None,
+            "note": "contact multiplies the monthly churn hazard by true_hazard_ratio_contact from the first "
+                    "ticket on; engagement and check size raise contact and lower churn (confounders).",
+        },
+        "onboarding": {"reach_rate": ob["reach_rate"], "paid_rate_reached": ob["paid_rate_reached"],
+                       "paid_rate_not_reached": ob["paid_rate_not_reached"],
+                       "share_paying_within_3_days": ob["share_paying_within_3_days"],
+                       "check_multiplier_reached": ob["check_multiplier_reached"]},
+        "refunds": {"save_rate": P["refund_save_rate"], "requests": int(asks_refund.sum()), "saved": int(saved.sum())},
+        "winback": {"dormancy_days": wb["dormancy_days"], "comeback_prob": wb["comeback_prob"],
+                    "expected_rate": float(wbe["prob"].mean()) if len(wbe) else None,
+                    "expected_rate_first_round": float(wbe.loc[wbe["round"] == 0, "prob"].mean()) if len(wbe) else None},
+    }
+    return tables, truth
+
+
+def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.ndarray):
+    P = PARAMS
+    k = len(tix)
+    created = tix["created"].to_numpy()
+    after = created >= RESTRUCTURE.value
+    topic = np.where(tix["topic"] == "", _pick(rng, k, P["topics"]), tix["topic"])
+    channel = _pick(rng, k, P["channels"])
+    voice = channel == "phone"
+    esc = P["escalation"]
+    u1, u2 = rng.random(k), rng.random(k)
+    # before: two lines; after: text -> L1, voice -> L1.5, escalations up the ladder
+    first = np.where(after & voice, "L1.5", "L1")
+    final = np.where(~after, np.where(u1 < esc["before_l1_to_l2"], "L2", "L1"),
+                     np.where(voice, np.where(u1 < esc["after_voice_l15_to_l2"], "L2", "L1.5"),
+                              np.where(u1 < esc["after_l1_to_l15"],
+                                       np.where(u2 < esc["after_l15_escalated_to_l2"], "L2", "L1.5"), "L1")))
+    via_l15 = after & ~voice & (final == "L2")
+    billing = topic == "billing"
+    retention = np.isin(topic, ["refund_request", "cancellation"])
+    first = np.where(billing, "FIN", first)
+    final = np.where(billing, "FIN", np.where(retention, "CS", final))
+    via_l15 &= ~billing & ~retention
+
+    period = np.where(after, "after", "before")
+    med_f = np.where(after, P["first_response_median_min"]["after"], P["first_response_median_min"]["before"])
+    med_r = np.where(after, P["resolution_median_min"]["after"], P["resolution_median_min"]["before"])
+    s, rho = P["duration_sigma"], P["duration_log_correlation"]
+    z1 = rng.standard_normal(k)
+    z2 = rho * z1 + np.sqrt(1 - rho**2) * rng.standard_normal(k)
+    frt = med_f * np.exp(s * z1)
+    res = np.maximum(med_r * np.exp(s * z2), frt + 1.0)
+    u = rng.random(k)
+    unanswered = u < P["unanswered_share"]
+    no_reply = (u >= P["unanswered_share"]) & (u < P["unanswered_share"] + P["closed_without_reply_share"])
+    unresolved = (~unanswered & ~no_reply) & (rng.random(k) < P["unresolved_share"])
+    fr_at = np.where(unanswered | no_reply, np.nan, created + frt * MIN)
+    rs_at = np.where(unanswered | unresolved, np.nan, created + res * MIN)
+    end = float(END.value)
+    fr_at = np.where(fr_at >= end, np.nan, fr_at)
+    rs_at = np.where(rs_at >= end, np.nan, rs_at)
+    resolved = ~np.isnan(rs_at)
+    sat_p = np.where(after, P["csat_satisfied_rate"]["after"], P["csat_satisfied_rate"]["before"])
+    rated = resolved & (rng.random(k) < P["csat_response_rate"])
+    satisfied = rng.random(k) < sat_p
+    score = np.where(satisfied, rng.choice([4, 5], k, p=[0.35, 0.65]), rng.choice([1, 2, 3], k, p=[0.3, 0.3, 0.4]))
+    csat = pd.array(np.where(rated, score, 0), dtype="Int64")
+    csat[~rated] = pd.NA
+    reopened = resolved & (rng.random(k) < P["reopened_share"])
+
+    agents, pools = _agents()
+    agent = np.empty(k, dtype=object)
+    for (tier, per), ids in pools.items():
+        sel = (final == tier) & (period == per)
+        agent[sel] = np.asarray(ids)[rng.integers(0, len(ids), sel.sum())]
+    first_agent = np.empty(k, dtype=object)
+    for (tier, per), ids in pools.items():
+        sel = (first == tier) & (period == per)
+        first_agent[sel] = np.asarray(ids)[rng.integers(0, len(ids), sel.sum())]
+    first_agent = np.where(first == final, agent, first_agent)
+
+    cl = tix["client"].to_numpy()
+    ticket_id = np.char.add("T", np.arange(1, k + 1).astype(str))
+    tickets = pd.DataFrame({
+        "ticket_id": ticket_id, "created_at": _ts(created),
+        "channel": channel, "first_tier": first,
+        "client_id": pd.array(np.where(cl >= 0, client_id[np.maximum(cl, 0)], None), dtype="string"),
+        "first_response_at": _ts(fr_at.astype("datetime64[ns]").astype(np.int64)).where(~np.isnan(fr_at)),
+        "resolved_at": _ts(rs_at.astype("datetime64[ns]").astype(np.int64)).where(resolved),
+        "final_tier": final, "agent_id": agent,
+        "priority": _pick(rng, k, P["priorities"]), "topic": topic,
+        "csat_score": csat, "reopened": reopened.astype(int),
+    })
+    tickets["segment"] = np.where(cl >= 0, segment[np.maximum(cl, 0)], None)  # extra column, ignored by the contract
+
+    # ---- ticket events --------------------------------------------------------------
+    ev = []
+    def add(mask, at, event, tier, who):
+        ok = mask & ~np.isnan(at) & (at < end)
+        ev.append(pd.DataFrame({"ticket_id": ticket_id[ok], "at": at[ok].astype(np.int64), "event": event,
+                                "tier": tier[ok] if isinstance(tier, np.ndarray) else tier,
+                                "agent_id": who[ok] if isinstance(who, np.ndarray) else who}))
+    allrows = np.ones(k, bool)
+    created_f = created.astype(float)
+    add(allrows, created_f + 30e9, "assigned", first, first_agent)
+    add(allrows, fr_at, "agent_reply", first, first_agent)
+    base = np.where(np.isnan(fr_at), created_f, fr_at)
+    span = np.where(np.isnan(rs_at), np.nan, rs_at - base)
+    mid_agent = np.asarray(pools[("L1.5", "after")])[rng.integers(0, len(pools[("L1.5", "after")]), k)]
+    add(via_l15, base + 0.25 * span, "assigned", np.full(k, "L1.5"), mid_agent)
+    escalated = first != final
+    add(escalated, base + 0.5 * span, "assigned", final, agent)
+    add(rng.random(k) < 0.3, base + 0.1 * span, "customer_reply", first, None)
+    add(reopened, base + 0.7 * span, "solved", final, agent)
+    add(reopened, base + 0.8 * span, "reopened", final, None)
+    add(resolved, rs_at, "solved", final, agent)
+    events = pd.concat(ev, ignore_index=True).sort_values(["at", "ticket_id"], kind="stable").reset_index(drop=True)
+    events["at"] = _ts(events["at"].to_numpy())
+
+    truth = {
+        "restructure_date": RESTRUCTURE.strftime("%Y-%m-%d"),
+        "first_response_median_min": P["first_response_median_min"],
+        "resolution_median_min": P["resolution_median_min"],
+        "csat_satisfied_rate": P["csat_satisfied_rate"],
+        "csat_response_rate": P["csat_response_rate"],
+        "l2_share_of_line_tickets": {
+            "before": esc["before_l1_to_l2"],
+            "after": (1 - P["channels"]["phone"]) * esc["after_l1_to_l15"] * esc["after_l15_escalated_to_l2"]
+                     + P["channels"]["phone"] * esc["after_voice_l15_to_l2"]},
+        "l2_agents": {"before": P["agents"]["L2"], "after": P["agents"]["L2"]},
+        "note": "line tickets = tickets whose topic is not billing, refund_request or cancellation; "
+                "L2 load change = after / before share - 1 at constant L2 headcount and volume.",
+    }
+    sh = truth["l2_share_of_line_tickets"]
+    truth["l2_load_change"] = sh["after"] / sh["before"] - 1
+    return tickets, events, agents, truth
+
+
+def _agents() -> tuple[pd.DataFrame, dict]:
+    """Agents before and after the restructure; promoted agents get a second row (new tier)."""
+    A = PARAMS["agents"]
+    rows, pools = [], {}
+    rest, start = RESTRUCTURE, START
+    l1 = [f"A{i:03d}" for i in range(1, A["L1_before"] + 1)]
+    promoted, stay = l1[:A["promoted_to_L15"]], l1[A["promoted_to_L15"]:]
+    hired = [f"A{i:03d}" for i in range(101, 101 + A["L1_hired_at_restructure"])]
+    l2 = [f"A{i:03d}" for i in range(201, 201 + A["L2"])]
+    cs = [f"A{i:03d}" for i in range(301, 301 + A["CS"])]
+    fin = [f"A{i:03d}" for i in range(401, 401 + A["FIN"])]
+    for a in promoted:
+        rows.append((a, "L1", start, rest)); rows.append((a, "L1.5", rest, pd.NaT))
+    for a in stay:
+        rows.append((a, "L1", start, pd.NaT))
+    for a in hired:
+        rows.append((a, "L1", rest, pd.NaT))
+    for tier, ids in (("L2", l2), ("CS", cs), ("FIN", fin)):
+        rows += [(a, tier, start, pd.NaT) for a in ids]
+        pools[(tier, "before")] = pools[(tier, "after")] = ids
+    pools[("L1", "before")] = l1
+    pools[("L1", "after")] = stay + hired
+    pools[("L1.5", "after")] = promoted
+    pools[("L1.5", "before")] = promoted  # not used: L1.5 did not exist before
+    df = pd.DataFrame(rows, columns=["agent_id", "tier", "active_from", "active_to"])
+    for c in ("active_from", "active_to"):
+        df[c] = pd.to_datetime(df[c], utc=True).astype("datetime64[ns, UTC]")
+    return df, pools
+
+
+def generate(out: str | Path, clients: int = 20_000, seed: int = 42, fmt: str = "parquet") -> dict:
+    """Write every table to ``out`` in ``fmt`` and ``truth.json`` beside them; return the truth."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for suffix in (".csv", ".parquet"):  # a rerun in another format must not leave two files per table
+        for old in out.glob(f"*{suffix}"):
+            old.unlink()
+    tables, truth = build_tables(clients, seed)
+    for name, frame in tables.items():
+        write_table(frame, out, name, fmt)
+    truth["format"] = fmt
+    (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, default=float) + "\n")
+    return truth

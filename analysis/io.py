@@ -1,0 +1,125 @@
+"""Reading contract tables from a data directory: one ``NAME.csv`` or ``NAME.parquet`` per table.
+
+CSV is read as UTF-8 (a byte-order mark is allowed) with every cell as text, so that IDs keep
+their leading zeros and the validator sees exactly what the file holds; typing happens in
+``analysis.contract``. Parquet is read as stored. Problems that stop a file from being read at
+all (encoding, a 0-byte file, a blank first line, two files for one table) are returned as
+``Problem`` records so that they are reported together with every other finding.
+"""
+from __future__ import annotations
+
+import codecs
+import gzip
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "write_table", "TABLE_SUFFIXES"]
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+
+
+@dataclass
+class Problem:
+    """One finding of validation: which file and column broke which rule, how often, examples."""
+
+    file: str
+    column: str
+    rule: str
+    count: int
+    examples: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        head = f"  - {self.file}, column {self.column}: {self.rule} ({self.count} row{'s' if self.count != 1 else ''})"
+        if not self.examples:
+            return head
+        return head + "\n" + "\n".join(f"      e.g. {e}" for e in self.examples[:5])
+
+
+@dataclass
+class RawTable:
+    name: str
+    path: Path
+    frame: pd.DataFrame
+    fmt: str  # "csv" or "parquet"
+
+    def row_label(self, index) -> str:
+        """Human row reference: CSV line number (header = line 1) or Parquet row number."""
+        return f"line {int(index) + 2}" if self.fmt == "csv" else f"row {int(index) + 1}"
+
+
+def find_table_files(data_dir: Path, names: list[str]) -> tuple[dict[str, Path], list[Problem]]:
+    """Locate each table's file; two files for one table is a problem (which one is meant?)."""
+    found: dict[str, Path] = {}
+    problems: list[Problem] = []
+    for name in names:
+        hits = [data_dir / f"{name}{suf}" for suf in TABLE_SUFFIXES if (data_dir / f"{name}{suf}").is_file()]
+        if len(hits) > 1:
+            problems.append(Problem(", ".join(p.name for p in hits), "(file)",
+                                    "one table given by several files; keep exactly one", len(hits)))
+        elif hits:
+            found[name] = hits[0]
+    return found, problems
+
+
+_FOREIGN_BOMS = {codecs.BOM_UTF16_LE: "UTF-16", codecs.BOM_UTF16_BE: "UTF-16",
+                 codecs.BOM_UTF32_LE: "UTF-32", codecs.BOM_UTF32_BE: "UTF-32"}
+
+
+def _csv_problem(path: Path) -> Problem | None:
+    """Check the start of a CSV file: empty, blank first line, or a non-UTF-8 byte-order mark."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        head = fh.read(4096)
+    if not head:
+        return Problem(path.name, "(file)", "the file is empty (0 bytes); a table with no rows still needs its header line", 0)
+    for bom, enc in _FOREIGN_BOMS.items():
+        if head.startswith(bom):
+            return Problem(path.name, "(file)", f"encoding {enc} is not accepted; save the file as UTF-8", 0)
+    first = head.removeprefix(codecs.BOM_UTF8).split(b"\n", 1)[0].strip(b"\r")
+    if not first.strip():
+        return Problem(path.name, "(file)", "the first line is blank; it must be the header with the column names", 0)
+    return None
+
+
+def read_table(name: str, path: Path) -> tuple[RawTable | None, Problem | None]:
+    """Read one table file; every CSV cell is text, an empty cell is null."""
+    if path.name.endswith(".parquet"):
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a damaged file
+            return None, Problem(path.name, "(file)", f"not a readable Parquet file: {exc}", 0)
+        return RawTable(name, path, frame.reset_index(drop=True), "parquet"), None
+    problem = _csv_problem(path)
+    if problem:
+        return None, problem
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
+                            encoding="utf-8-sig", encoding_errors="strict")
+    except UnicodeDecodeError as exc:
+        return None, Problem(path.name, "(file)",
+                             f"not UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} of a block); "
+                             "save the file as UTF-8", 0)
+    except pd.errors.ParserError as exc:
+        return None, Problem(path.name, "(file)", f"not a readable CSV: {exc}", 0)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return RawTable(name, path, frame, "csv"), None
+
+
+def write_table(frame: pd.DataFrame, directory: Path, name: str, fmt: str) -> Path:
+    """Write a table in the contract's layout (used by the generator and the importers)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if fmt == "parquet":
+        path = directory / f"{name}.parquet"
+        frame.to_parquet(path, index=False)
+    elif fmt == "csv":
+        path = directory / f"{name}.csv"
+        out = frame.copy()
+        for col in out.columns:
+            if isinstance(out[col].dtype, pd.DatetimeTZDtype):
+                out[col] = out[col].dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype("string")
+        out.to_csv(path, index=False)
+    else:
+        raise ValueError(f"unknown format {fmt!r}: use csv or parquet")
+    return path

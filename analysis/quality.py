@@ -1,0 +1,126 @@
+"""Data-quality views for the 00_data_quality report: accounting, coverage, nulls, duplicates,
+orphans and distributions. Descriptive counts only; every function is pure."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.contract import TABLES, TIMESTAMP_COLUMNS
+from analysis.dataset import Dataset
+from analysis.durations import calendar_minutes
+
+__all__ = ["accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
+           "amount_summary", "duration_minutes", "duration_summary", "quality_metrics", "headline"]
+
+
+def accounting_table(ds: Dataset) -> pd.DataFrame:
+    """Rows read = used + set aside, per table, with the reasons rows were set aside."""
+    rows = []
+    for name, a in ds.accounting.items():
+        reasons = "; ".join(f"{r}: {n:,}" for r, n in a["set_aside_by_reason"].items()) or "-"
+        rows.append({"table": name, "file": a["file"], "rows read": a["read"], "rows used": a["used"],
+                     "rows set aside": a["set_aside"], "why set aside": reasons})
+    return pd.DataFrame(rows, columns=["table", "file", "rows read", "rows used", "rows set aside", "why set aside"])
+
+
+def coverage_table(ds: Dataset) -> pd.DataFrame:
+    """First and last value and fill count of every timestamp column, on the rows used."""
+    rows = []
+    for name, frame in ds.tables.items():
+        for col in TIMESTAMP_COLUMNS[name]:
+            if col in frame.columns:
+                s = frame[col]
+                rows.append({"table": name, "column": col, "first": s.min(), "last": s.max(),
+                             "filled": int(s.notna().sum()), "rows": len(s)})
+    return pd.DataFrame(rows, columns=["table", "column", "first", "last", "filled", "rows"])
+
+
+def null_table(ds: Dataset) -> pd.DataFrame:
+    """Empty values per contract column present: count and share of the table's rows."""
+    rows = []
+    for name, frame in ds.tables.items():
+        for col in TABLES[name]:
+            if col.name in frame.columns:
+                n = int(frame[col.name].isna().sum())
+                rows.append({"table": name, "column": col.name, "required": col.required, "empty": n,
+                             "share empty": n / len(frame) if len(frame) else None})
+    return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"])
+
+
+def duplicate_table(ds: Dataset) -> pd.DataFrame:
+    """Fully identical rows per table (IDs are already checked unique by validation)."""
+    rows = [{"table": n, "rows": len(f), "identical rows (beyond the first)": int(f.duplicated().sum())}
+            for n, f in ds.tables.items()]
+    return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"])
+
+
+def orphan_table(ds: Dataset) -> pd.DataFrame:
+    """Rows that stand alone: tickets with no client, clients who never paid or never wrote,
+    payments before sign-up, tickets with no events (when ticket_events is given)."""
+    rows = []
+    def add(check, n, of):
+        rows.append({"check": check, "rows": int(n), "of": int(of), "share": n / of if of else None})
+    t, c, p, e = ds.tickets, ds.clients, ds.payments, ds.ticket_events
+    if t is not None and "client_id" in t.columns:
+        add("tickets with no client (client_id empty)", t["client_id"].isna().sum(), len(t))
+    if c is not None and p is not None:
+        charged = p.loc[p["amount"] > 0, "client_id"].unique()
+        add("clients with no charge before as-of", (~c["client_id"].isin(charged)).sum(), len(c))
+        first_pay = p.groupby("client_id")["paid_at"].min()
+        signed = c.set_index("client_id")["signed_up_at"].reindex(first_pay.index)
+        add("clients whose first payment precedes sign-up", (first_pay < signed).sum(), len(first_pay))
+    if c is not None and t is not None and "client_id" in t.columns:
+        add("clients who never wrote to support", (~c["client_id"].isin(t["client_id"].dropna())).sum(), len(c))
+    if t is not None and e is not None:
+        add("tickets with no events", (~t["ticket_id"].isin(e["ticket_id"])).sum(), len(t))
+    return pd.DataFrame(rows, columns=["check", "rows", "of", "share"])
+
+
+def amount_summary(payments: pd.DataFrame) -> pd.DataFrame:
+    """Distribution of charges and refunds (count, sum, percentiles) in the reporting currency."""
+    kind = pd.Series("charge", index=payments.index).where(payments["amount"] > 0, "refund")
+    out = payments["amount"].groupby(kind).describe(percentiles=[0.1, 0.5, 0.9])
+    out["sum"] = payments["amount"].groupby(kind).sum()
+    return out.reindex(["charge", "refund"]).rename_axis("payment")
+
+
+def duration_minutes(tickets: pd.DataFrame) -> pd.DataFrame:
+    """Calendar minutes from creation to first response and to resolution, per ticket."""
+    out = pd.DataFrame(index=tickets.index)
+    for col, label in (("first_response_at", "first response"), ("resolved_at", "resolution")):
+        if col in tickets.columns:
+            out[label] = calendar_minutes(tickets["created_at"], tickets[col])
+    return out
+
+
+def duration_summary(tickets: pd.DataFrame) -> pd.DataFrame:
+    """n, median, p90, mean of the calendar durations (minutes), and how many have none yet."""
+    d = duration_minutes(tickets)
+    rows = []
+    for col in d.columns:
+        s = d[col].dropna()
+        rows.append({"duration": col, "n": len(s), "none yet": int(d[col].isna().sum()),
+                     "median_min": s.median() if len(s) else None,
+                     "p90_min": s.quantile(0.9) if len(s) else None,
+                     "mean_min": s.mean() if len(s) else None})
+    return pd.DataFrame(rows, columns=["duration", "n", "none yet", "median_min", "p90_min", "mean_min"])
+
+
+def quality_metrics(ds: Dataset) -> dict:
+    """The data-quality keys of metrics.json (`quality.*`)."""
+    orphans = orphan_table(ds)
+    return {"quality": {
+        "tables": sorted(ds.tables),
+        "data_first": ds.data_range[0], "data_last": ds.data_range[1],
+        "identical_rows": {r["table"]: r["identical rows (beyond the first)"] for r in duplicate_table(ds).to_dict("records")},
+        "orphans": {r["check"]: r["rows"] for r in orphans.to_dict("records")},
+    }}
+
+
+def headline(ds: Dataset) -> str:
+    """One sentence for index.html: how much data, which period, how much was set aside."""
+    read = sum(a["read"] for a in ds.accounting.values())
+    aside = sum(a["set_aside"] for a in ds.accounting.values())
+    first, last = ds.data_range
+    period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d}" if first is not None else "no dated rows"
+    return (f"{len(ds.tables)} tables, {read:,} rows read, {aside:,} set aside "
+            f"(after as-of {ds.as_of_date}); data from {period}.")

@@ -1,0 +1,38 @@
+"""The reports the suite runs: notebook name, title, the question it answers, tables it needs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Report", "REPORTS", "NOTEBOOK_DIR", "PROJECT_ROOT", "report_by_name"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Report:
+    name: str
+    title: str
+    answers: str
+    needs: tuple[str, ...] = ()  # tables without which the report is skipped
+
+    @property
+    def notebook(self) -> Path:
+        return NOTEBOOK_DIR / f"{self.name}.ipynb"
+
+    def missing(self, present: set[str]) -> list[str]:
+        return [t for t in self.needs if t not in present]
+
+
+REPORTS: tuple[Report, ...] = (
+    Report("00_data_quality", "Data quality",
+           "What data came in, which period it covers, what was set aside and why, and where it is thin."),
+)
+
+
+def report_by_name(name: str) -> Report:
+    for r in REPORTS:
+        if r.name == name:
+            return r
+    raise KeyError(name)
