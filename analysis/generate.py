@@ -83,7 +83,7 @@ def _pick(rng, n, probs: dict) -> np.ndarray:
 
 
 def _ts(ns: np.ndarray) -> pd.Series:
-    return pd.Series(pd.to_datetime(ns, utc=True)).astype("datetime64[ns, UTC]")
+    return pd.Series(pd.to_datetime(ns, utc=True)).astype("datetime64[ns, UTC]").dt.floor("s")
 
 
 def _add_months(ns: np.ndarray, months: int) -> np.ndarray:

@@ -15,6 +15,7 @@ def style() -> None:
     """The suite's look: seaborn whitegrid, compact fonts, PNG at a modest resolution."""
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     plt.rcParams["figure.dpi"] = 90
+    pd.set_option("display.precision", 3)
 
 
 def histogram(values: pd.Series, title: str, xlabel: str, log_x: bool = False, bins: int = 50):
@@ -38,9 +39,9 @@ def histogram(values: pd.Series, title: str, xlabel: str, log_x: bool = False, b
 
 
 def accounting_bars(table: pd.DataFrame, title: str = "Rows read, used and set aside per table"):
-    """Horizontal stacked bars of rows used and set aside per table (from quality.accounting_table)."""
+    """Horizontal stacked bars of rows used and set aside per table (quality.accounting_table)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    t = table.set_index("table")[["rows used", "rows set aside"]]
+    t = table[["rows used", "rows set aside"]]
     t.plot.barh(stacked=True, ax=ax, color=[sns.color_palette()[0], sns.color_palette()[3]])
     ax.set_title(title)
     ax.set_xlabel("rows")

@@ -19,7 +19,8 @@ def accounting_table(ds: Dataset) -> pd.DataFrame:
         reasons = "; ".join(f"{r}: {n:,}" for r, n in a["set_aside_by_reason"].items()) or "-"
         rows.append({"table": name, "file": a["file"], "rows read": a["read"], "rows used": a["used"],
                      "rows set aside": a["set_aside"], "why set aside": reasons})
-    return pd.DataFrame(rows, columns=["table", "file", "rows read", "rows used", "rows set aside", "why set aside"])
+    return pd.DataFrame(rows, columns=["table", "file", "rows read", "rows used", "rows set aside",
+                                       "why set aside"]).set_index("table")
 
 
 def coverage_table(ds: Dataset) -> pd.DataFrame:
@@ -31,7 +32,7 @@ def coverage_table(ds: Dataset) -> pd.DataFrame:
                 s = frame[col]
                 rows.append({"table": name, "column": col, "first": s.min(), "last": s.max(),
                              "filled": int(s.notna().sum()), "rows": len(s)})
-    return pd.DataFrame(rows, columns=["table", "column", "first", "last", "filled", "rows"])
+    return pd.DataFrame(rows, columns=["table", "column", "first", "last", "filled", "rows"]).set_index(["table", "column"])
 
 
 def null_table(ds: Dataset) -> pd.DataFrame:
@@ -43,14 +44,14 @@ def null_table(ds: Dataset) -> pd.DataFrame:
                 n = int(frame[col.name].isna().sum())
                 rows.append({"table": name, "column": col.name, "required": col.required, "empty": n,
                              "share empty": n / len(frame) if len(frame) else None})
-    return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"])
+    return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
 
 
 def duplicate_table(ds: Dataset) -> pd.DataFrame:
     """Fully identical rows per table (IDs are already checked unique by validation)."""
     rows = [{"table": n, "rows": len(f), "identical rows (beyond the first)": int(f.duplicated().sum())}
             for n, f in ds.tables.items()]
-    return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"])
+    return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"]).set_index("table")
 
 
 def orphan_table(ds: Dataset) -> pd.DataFrame:
@@ -72,7 +73,7 @@ def orphan_table(ds: Dataset) -> pd.DataFrame:
         add("clients who never wrote to support", (~c["client_id"].isin(t["client_id"].dropna())).sum(), len(c))
     if t is not None and e is not None:
         add("tickets with no events", (~t["ticket_id"].isin(e["ticket_id"])).sum(), len(t))
-    return pd.DataFrame(rows, columns=["check", "rows", "of", "share"])
+    return pd.DataFrame(rows, columns=["check", "rows", "of", "share"]).set_index("check")
 
 
 def amount_summary(payments: pd.DataFrame) -> pd.DataFrame:
@@ -111,8 +112,8 @@ def quality_metrics(ds: Dataset) -> dict:
     return {"quality": {
         "tables": sorted(ds.tables),
         "data_first": ds.data_range[0], "data_last": ds.data_range[1],
-        "identical_rows": {r["table"]: r["identical rows (beyond the first)"] for r in duplicate_table(ds).to_dict("records")},
-        "orphans": {r["check"]: r["rows"] for r in orphans.to_dict("records")},
+        "identical_rows": duplicate_table(ds)["identical rows (beyond the first)"].to_dict(),
+        "orphans": orphans["rows"].to_dict(),
     }}
 
 
@@ -124,3 +125,26 @@ def headline(ds: Dataset) -> str:
     period = f"{first:%Y-%m-%d} to {last:%Y-%m-%d}" if first is not None else "no dated rows"
     return (f"{len(ds.tables)} tables, {read:,} rows read, {aside:,} set aside "
             f"(after as-of {ds.as_of_date}); data from {period}.")
+
+
+def headline_block(ds: Dataset) -> str:
+    """Markdown block at the top of the report: as-of, source, period, rows, what was set aside."""
+    lines = [f"**As-of {ds.as_of_date}**: the data is seen as it was at 00:00 UTC that day; source `{ds.source}`.",
+             "", f"- {headline(ds)}"]
+    missing = [t for t in TABLES if t not in ds.tables]
+    if missing:
+        lines.append(f"- Tables not given (reports that need them are skipped): {', '.join(missing)}.")
+    for name, a in ds.accounting.items():
+        for reason, count in a["set_aside_by_reason"].items():
+            lines.append(f"- {name}: {count:,} of {a['read']:,} rows set aside ({reason}).")
+    return "\n".join(lines)
+
+
+def not_yet_happened_text(ds: Dataset) -> str:
+    """Sentence on ticket responses and resolutions dated at/after as-of (blanked, not dropped)."""
+    masked = ds.accounting.get("tickets", {}).get("not_yet_happened_at_as_of", {})
+    if not masked or not any(masked.values()):
+        return "No ticket response, resolution or rating is dated at or after the as-of date."
+    parts = ", ".join(f"{n:,} {col}" for col, n in masked.items() if n)
+    return (f"Values dated at or after as-of are treated as not yet happened (the ticket is kept, the value "
+            f"blanked): {parts}.")
