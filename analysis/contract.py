@@ -130,7 +130,14 @@ def _as_timestamp(s: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(s):
         return s.dt.tz_localize("UTC").astype("datetime64[ns, UTC]")
     text = s.astype("string").str.strip()
-    return pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce").astype("datetime64[ns, UTC]")
+    # parse values with and without an offset apart: in one call pandas applies the first
+    # row's offset to the naive rows (seen with pandas 2.3), instead of taking them as UTC
+    has_offset = text.str.contains(r"\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:[zZ]|[+-]\d{2}(?::?\d{2})?)$", regex=True).fillna(False).astype(bool)
+    out = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+    for part in (has_offset, ~has_offset):
+        if part.any():
+            out[part] = pd.to_datetime(text[part], utc=True, format="ISO8601", errors="coerce")
+    return out
 
 
 def _as_amount(s: pd.Series) -> pd.Series:
@@ -252,14 +259,14 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) 
     for col in TABLES[name]:
         checks = []
         if col.allowed:
-            checks.append(pa.Check.isin(col.allowed, name=f"allowed values: {', '.join(col.allowed)}"))
+            checks.append(pa.Check.isin(col.allowed, error=f"allowed values: {', '.join(col.allowed)}"))
         if col.kind == "tier":
-            checks.append(pa.Check.isin(config.tier_ids, name="tier"))
+            checks.append(pa.Check.isin(config.tier_ids, error="tier"))
         if col.kind == "amount":
-            checks.append(pa.Check.ne(0, name="amount != 0 (a charge is > 0, a refund < 0)"))
+            checks.append(pa.Check.ne(0, error="amount != 0 (a charge is > 0, a refund < 0)"))
         ref = REFERENCES.get((name, col.name))
         if ref and ref in known:
-            checks.append(pa.Check.isin(known[ref], name=f"reference to {ref[0]}.{ref[1]}"))
+            checks.append(pa.Check.isin(known[ref], error=f"reference to {ref[0]}.{ref[1]}"))
         columns[col.name] = pa.Column(nullable=col.may_be_null, unique=col.unique, required=False,
                                       checks=checks, coerce=False)
     frame_checks = [_order_check(later, earlier) for later, earlier in ORDER_RULES.get(name, [])]

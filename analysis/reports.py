@@ -16,10 +16,11 @@ class Report:
     title: str
     answers: str
     needs: tuple[str, ...] = ()  # tables without which the report is skipped
+    path: Path | None = None  # default: notebooks/NAME.ipynb
 
     @property
     def notebook(self) -> Path:
-        return NOTEBOOK_DIR / f"{self.name}.ipynb"
+        return self.path or NOTEBOOK_DIR / f"{self.name}.ipynb"
 
     def missing(self, present: set[str]) -> list[str]:
         return [t for t in self.needs if t not in present]

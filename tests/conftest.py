@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analysis.generate import generate  # noqa: E402
+
+SAMPLE_CLIENTS = 20_000   # calibration sample: big enough for the DOMAIN figures' sampling error
+SMALL_CLIENTS = 1_500     # runner and notebook tests
+
+
+def base_tables() -> dict[str, pd.DataFrame]:
+    """A tiny valid data set (as text, like a CSV export) that each test then breaks once."""
+    return {
+        "clients": pd.DataFrame({"client_id": ["007", "008"], "signed_up_at": ["2026-01-01T10:00:00Z", "2026-01-02"]}),
+        "payments": pd.DataFrame({"payment_id": ["p1", "p2"], "client_id": ["007", "008"],
+                                  "paid_at": ["2026-01-03T00:00:00+03:00", "2026-01-05 12:00"],
+                                  "amount": ["100", "-20.5"]}),
+        "tickets": pd.DataFrame({"ticket_id": ["t1", "t2"], "created_at": ["2026-01-04T09:00:00Z", "2026-01-06T09:00:00Z"],
+                                 "channel": ["chat", "phone"], "first_tier": ["L1", "L1.5"],
+                                 "client_id": ["007", None], "first_response_at": ["2026-01-04T09:10:00Z", None],
+                                 "resolved_at": ["2026-01-04T10:00:00Z", None], "final_tier": ["L2", None],
+                                 "csat_score": ["5", None]}),
+    }
+
+
+def write_dir(path: Path, tables: dict[str, pd.DataFrame], fmt: str = "csv") -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        if fmt == "csv":
+            frame.to_csv(path / f"{name}.csv", index=False)
+        else:
+            frame.to_parquet(path / f"{name}.parquet", index=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    generate(out, clients=SAMPLE_CLIENTS, seed=42, fmt="parquet")
+    return out
+
+
+@pytest.fixture(scope="session")
+def truth(sample_dir) -> dict:
+    return json.loads((sample_dir / "truth.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def small_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("small")
+    generate(out, clients=SMALL_CLIENTS, seed=7, fmt="csv")
+    return out
