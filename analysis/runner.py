@@ -35,6 +35,7 @@ __all__ = ["KERNEL_NAME", "RUNNER_PARAMETERS", "Outcome", "parse_parameter", "pl
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
 RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path")
 FRAGMENT_DIR = "_metrics"
+TEMPLATES = Path(__file__).resolve().parent / "templates"  # 'offline': lab without CDN scripts
 
 
 @dataclass
@@ -87,11 +88,12 @@ def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: 
 
 
 def export_html(notebook: Path, target: Path) -> None:
-    """HTML with code hidden (exclude_input; report_mode does not hide it) and figures inline."""
+    """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline and
+    no scripts fetched from the network (the 'offline' template), so a report opens anywhere."""
     import nbformat
     from nbconvert import HTMLExporter
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True)
+    exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)],
+                            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     target.write_text(body, encoding="utf-8")
 

@@ -1,0 +1,87 @@
+"""The sample generator: deterministic, valid, and calibrated to DOMAIN.md within sampling error."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+import sample_figures as fig
+from analysis import load_dataset
+from analysis.generate import build_tables
+
+
+def se(p: float, n: int) -> float:
+    return math.sqrt(p * (1 - p) / n)
+
+
+def test_same_seed_same_tables_other_seed_differs():
+    a, ta = build_tables(800, seed=3)
+    b, tb = build_tables(800, seed=3)
+    c, _ = build_tables(800, seed=4)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name])
+    assert ta == tb
+    assert not a["payments"].equals(c["payments"])
+
+
+def test_sample_is_valid_and_has_every_table(sample_dir, truth):
+    ds = load_dataset(sample_dir)
+    assert set(ds.tables) == {"clients", "payments", "tickets", "ticket_events", "agents", "outreach"}
+    assert {n: a["read"] for n, a in ds.accounting.items()} == truth["rows"]
+    assert ds.as_of == pd.Timestamp("2026-01-01", tz="UTC")
+
+
+def test_sample_has_the_awkward_cases(sample_dir):
+    ds = load_dataset(sample_dir)
+    t, p, c = ds.tickets, ds.payments, ds.clients
+    assert (p["amount"] < 0).sum() > 0                                     # refunds
+    assert t["first_response_at"].isna().sum() > 0                         # unanswered
+    assert t["resolved_at"].isna().sum() > 0                               # unresolved
+    assert t["client_id"].isna().sum() > 0                                 # no client
+    assert (~c["client_id"].isin(p["client_id"])).sum() > 0                # never pay
+    assert (t["topic"] == "refund_request").sum() > 0
+    assert c["client_id"].str.startswith("0").all()                        # leading zeros kept
+
+
+def test_onboarding_matches_truth(sample_dir, truth):
+    f = fig.onboarding(load_dataset(sample_dir))
+    o = truth["onboarding"]
+    assert abs(f["reach_rate"] - o["reach_rate"]) < 4 * se(o["reach_rate"], f["registrations"])
+    assert abs(f["paid_rate_reached"] - o["paid_rate_reached"]) < 4 * se(o["paid_rate_reached"], f["paid_reached_n"])
+    assert abs(f["paid_rate_not_reached"] - o["paid_rate_not_reached"]) < 4 * se(o["paid_rate_not_reached"], f["paid_not_reached_n"])
+    # DOMAIN: ~70% decide within 2-3 days (late payers near the end of the window are cut: a little above)
+    assert abs(f["share_within_3_days"] - o["share_paying_within_3_days"]) < 4 * se(0.7, f["payers"]) + 0.02
+
+
+def test_restructure_effects_in_the_three_months_around_it(sample_dir, truth):
+    s = truth["support"]
+    w = fig.support_windows(load_dataset(sample_dir), s["restructure_date"])
+    for period in ("before", "after"):
+        # medians of lognormals: relative SE ~ 1.25 * sigma / sqrt(n); allow 4 SE
+        for key, fig_key, n_key in (("first_response_median_min", "frt_median", "frt_n"),
+                                    ("resolution_median_min", "res_median", "res_n")):
+            target = s[key][period]
+            assert abs(w[period][fig_key] / target - 1) < 4 * 1.25 * 0.8 / math.sqrt(w[period][n_key])
+        p = s["csat_satisfied_rate"][period]
+        assert abs(w[period]["csat"] - p) < 4 * se(p, w[period]["csat_n"])
+        p = s["l2_share_of_line_tickets"][period]
+        assert abs(w[period]["l2_share"] - p) < 4 * se(p, w[period]["line_n"])
+    # DOMAIN: first response > 5% faster, resolution 80 -> 50, load on L2 -40%
+    assert w["after"]["frt_median"] < 0.95 * w["before"]["frt_median"]
+    assert w["before"]["res_median"] == pytest.approx(80, rel=0.1) and w["after"]["res_median"] == pytest.approx(50, rel=0.1)
+    assert truth["support"]["l2_load_change"] == pytest.approx(-0.40, abs=0.01)
+
+
+def test_naive_split_shows_the_source_claim_and_overstates_the_true_effect(sample_dir, truth):
+    f = fig.early_contact_split(load_dataset(sample_dir))
+    assert 2.0 <= f["ltv_12m"]["ratio"] <= 3.0                 # "pay 2-3x more"
+    assert 0.35 <= f["churn_1m"]["ratio"] <= 0.65              # "churn 50% less in the first month"
+    # the naive churn ratio is far below the true hazard ratio of contact (0.7): confounding
+    assert f["churn_1m"]["ratio"] < truth["retention"]["true_hazard_ratio_contact"] - 0.1
+
+
+def test_refund_saves_and_winback_parameters(truth):
+    r = truth["refunds"]
+    assert abs(r["saved"] / r["requests"] - 1 / 3) < 4 * se(1 / 3, r["requests"])
+    assert 0.15 <= truth["winback"]["expected_rate"] <= 0.25   # "20% come back"
