@@ -149,3 +149,21 @@ def test_parquet_is_validated_the_same_way(tmp_path):
     found, _ = problems(tmp_path, t, fmt="parquet")
     assert found == ["  - payments.parquet, column amount: amount != 0 (a charge is > 0, a refund < 0) (1 row)\n"
                      "      e.g. row 2: payment_id='p2', amount=0.0"]
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from analysis.contract import _as_csat  # noqa: E402
+
+
+@given(st.lists(st.one_of(st.integers(-3, 9).map(str), st.integers(1, 5).map(lambda i: f"{i}.0"),
+                          st.sampled_from(["good", "Bad", "GOOD", "ok", ""])), max_size=40))
+def test_csat_normalisation_properties(values):
+    score, satisfied = _as_csat(pd.Series(values, dtype="string").replace("", pd.NA))
+    # rated exactly when the value is on a scale; satisfied only among the rated; 4-5/good satisfied
+    assert (score.notna() == satisfied.notna()).all()
+    for raw, s, ok in zip(values, score, satisfied):
+        if raw.lower() in ("good", "bad") or raw.removesuffix(".0") in {"1", "2", "3", "4", "5"}:
+            assert bool(ok) == (raw.lower() == "good" or raw.removesuffix(".0") in {"4", "5"})
+        else:
+            assert pd.isna(s)
