@@ -21,7 +21,7 @@ from analysis.config import Config
 from analysis.io import Problem, RawTable
 
 __all__ = ["Col", "TABLES", "TEXT_CHANNELS", "VOICE_CHANNELS", "TICKET_EVENTS", "CAMPAIGNS",
-           "TIMESTAMP_COLUMNS", "validate_tables", "typed_empty"]
+           "TIMESTAMP_COLUMNS", "validate_tables"]
 
 TEXT_CHANNELS = ("chat", "email", "messenger", "web", "form", "sms", "social")
 VOICE_CHANNELS = ("phone", "voice", "call")
@@ -313,13 +313,6 @@ def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchem
         rule = _rule_text(str(check), str(column), typed.loc[idx, column], config, raw.name)
         problems.append(Problem(raw.path.name, str(column), rule, len(idx), _examples(raw, idx, [str(column)])))
     return problems
-
-
-def typed_empty(name: str) -> pd.DataFrame:
-    """An empty table with the contract's columns, typed (used when a notebook wants a frame)."""
-    raw = RawTable(name, Path(f"{name}.csv"),
-                   pd.DataFrame({c.name: pd.Series(dtype="string") for c in TABLES[name]}), "csv")
-    return _type_table(raw)[0]
 
 
 def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
