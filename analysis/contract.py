@@ -10,7 +10,6 @@ collected. Each failure becomes a ``Problem``: file, column, rule, row count, up
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

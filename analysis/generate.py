@@ -100,7 +100,7 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
     P = PARAMS
     rng = np.random.default_rng(seed)
     n = clients
-    start_ns, end_ns, rest_ns = START.value, END.value, RESTRUCTURE.value
+    start_ns, end_ns = START.value, END.value
 
     # ---- clients -----------------------------------------------------------------
     signed = rng.integers(start_ns, end_ns - DAY, size=n)
@@ -363,15 +363,15 @@ def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.n
     reopened = resolved & (rng.random(k) < P["reopened_share"])
 
     agents, pools = _agents()
-    agent = np.empty(k, dtype=object)
-    for (tier, per), ids in pools.items():
-        sel = (final == tier) & (period == per)
-        agent[sel] = np.asarray(ids)[rng.integers(0, len(ids), sel.sum())]
-    first_agent = np.empty(k, dtype=object)
-    for (tier, per), ids in pools.items():
-        sel = (first == tier) & (period == per)
-        first_agent[sel] = np.asarray(ids)[rng.integers(0, len(ids), sel.sum())]
-    first_agent = np.where(first == final, agent, first_agent)
+    def pick_agent(tier_of_ticket: np.ndarray) -> np.ndarray:
+        """A random agent of the ticket's tier among those working in its period."""
+        out = np.empty(k, dtype=object)
+        for (tier, per), ids in pools.items():
+            sel = (tier_of_ticket == tier) & (period == per)
+            out[sel] = np.asarray(ids)[rng.integers(0, len(ids), sel.sum())]
+        return out
+    agent = pick_agent(final)
+    first_agent = np.where(first == final, agent, pick_agent(first))
 
     cl = tix["client"].to_numpy()
     ticket_id = np.char.add("T", np.arange(1, k + 1).astype(str))

@@ -6,7 +6,6 @@ so that a generator drift and a formula bug cannot hide each other.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 
