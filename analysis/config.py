@@ -92,6 +92,12 @@ class Config(_Strict):
     # extra notebook parameters, applied to every notebook that declares them
     parameters: dict[str, Any] = {}
 
+    @field_validator("parameters", mode="after")
+    @classmethod
+    def _dates_as_text(cls, v: dict[str, Any]) -> dict[str, Any]:
+        # YAML reads 2025-07-01 as a date, which papermill cannot pass (DESIGN §9): keep ISO text
+        return {k: x.isoformat() if isinstance(x, (dt.date, dt.datetime)) else x for k, x in v.items()}
+
     @model_validator(mode="after")
     def _unique_tiers(self) -> "Config":
         ids = [t.id for t in self.tiers]

@@ -29,6 +29,9 @@ class Report:
 REPORTS: tuple[Report, ...] = (
     Report("00_data_quality", "Data quality",
            "What data came in, which period it covers, what was set aside and why, and where it is thin."),
+    Report("01_support_tiers", "Support tiers",
+           "How fast each support line answers and resolves, how satisfied clients are, where tickets "
+           "escalate, how loaded agents are, and what changed between two periods.", needs=("tickets",)),
 )
 
 

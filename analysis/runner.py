@@ -65,21 +65,27 @@ def _declared(report: Report) -> set[str]:
 
 
 def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: dict[str, Any],
-                    given: dict[str, Any], optional: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Parameters for each notebook: runner's, then config (`optional` retention defaults go
-    only where declared), then the command line. A name from the config's `parameters` or the
-    command line that no selected notebook declares is an error naming it."""
+                    given: dict[str, Any], optional: dict[str, Any],
+                    suite: list[Report] | None = None, selected: list[Report] | None = None) -> dict[str, dict[str, Any]]:
+    """Parameters for each notebook to run: runner's, then config (`optional` retention defaults
+    go only where declared), then the command line. A name in the config's `parameters` that no
+    notebook of the ``suite`` declares, or a command-line name that no ``selected`` notebook
+    declares (before any is skipped for a missing table), is an error naming it."""
     declared = {r.name: _declared(r) for r in reports}
     for r in reports:
         missing = [p for p in RUNNER_PARAMETERS if p not in declared[r.name]]
         if missing:
             raise InputError(f"notebook {r.notebook.name} does not declare the runner's parameters: {', '.join(missing)}")
-    known = set().union(*declared.values()) if declared else set()
-    for source, params in (("config 'parameters'", config_params), ("command line", given)):
+    def known_in(group: list[Report] | None) -> set[str]:
+        group = reports if group is None else group
+        return set().union(*(declared.get(r.name) or _declared(r) for r in group)) if group else set()
+    for source, params, group in (("config 'parameters'", config_params, suite),
+                                  ("command line", given, selected)):
+        known = known_in(group)
         unknown = sorted(set(params) - known)
         if unknown:
             raise InputError(f"unknown parameter(s) from the {source}: {', '.join(unknown)}; "
-                             f"the selected notebooks declare: {', '.join(sorted(known - set(RUNNER_PARAMETERS)) or '(none)')}")
+                             f"the notebooks declare: {', '.join(sorted(known - set(RUNNER_PARAMETERS)) or '(none)')}")
     plan = {}
     for r in reports:
         merged = {**optional, **config_params, **given}
@@ -204,7 +210,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
         else:
             runnable.append(r)
     plan = plan_parameters(runnable, base, config.parameters, given,
-                           optional=config.retention.model_dump())
+                           optional=config.retention.model_dump(), suite=list(REPORTS), selected=selected)
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),

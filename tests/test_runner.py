@@ -19,6 +19,16 @@ FAILS = Report("91_fails", "Always fails", "test fixture", path=FIX / "fails.ipy
 NEEDS = Report("92_needs_leads", "Needs leads", "test fixture", needs=("leads",), path=FIX / "echo.ipynb")
 
 
+def fixture_config(tmp_path: Path, old: str = "", new: str = "") -> Path:
+    """The default config without its `parameters:` block (which names parameters of the real
+    notebooks, unknown to the fixture suite), with one optional text replacement."""
+    text = (ROOT / "config" / "default.yaml").read_text()
+    text = text[:text.index("\nparameters:")] + "\n"
+    path = tmp_path / "fixture-config.yaml"
+    path.write_text(text.replace(old, new) if old else text)
+    return path
+
+
 @pytest.fixture(scope="module")
 def first_run(small_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("run1")
@@ -55,7 +65,9 @@ def test_rerun_gives_identical_metrics(first_run, small_dir, tmp_path):
 
 def test_failed_notebook_is_kept_others_still_run(monkeypatch, small_dir, tmp_path):
     monkeypatch.setattr(runner, "REPORTS", (FAILS, ECHO, NEEDS))
-    code = main(["run", "--data", str(small_dir), "--out", str(tmp_path), "-p", "contact_window_days=45"])
+    code = main(["run", "--data", str(small_dir), "--out", str(tmp_path / "o"), "--config", str(fixture_config(tmp_path)),
+                 "-p", "contact_window_days=45"])
+    tmp_path = tmp_path / "o"
     assert code == 1
     failed_nb = json.loads((tmp_path / "91_fails.ipynb").read_text())
     assert any(o.get("ename") == "RuntimeError" for c in failed_nb["cells"] for o in c.get("outputs", []))
@@ -68,8 +80,7 @@ def test_failed_notebook_is_kept_others_still_run(monkeypatch, small_dir, tmp_pa
 
 
 def test_config_parameters_reach_notebooks_that_declare_them(monkeypatch, small_dir, tmp_path):
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text((ROOT / "config" / "default.yaml").read_text().replace("contact_window_days: 30", "contact_window_days: 21"))
+    cfg = fixture_config(tmp_path, "contact_window_days: 30", "contact_window_days: 21")
     monkeypatch.setattr(runner, "REPORTS", (ECHO,))
     assert main(["run", "--data", str(small_dir), "--out", str(tmp_path / "o"), "--config", str(cfg), "--as-of", "2025-06-01"]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
@@ -82,6 +93,21 @@ def test_unknown_parameter_is_refused_before_running(small_dir, tmp_path, capsys
     err = capsys.readouterr().err
     assert "unknown parameter(s) from the command line: windw" in err
     assert not (tmp_path / "index.html").exists()
+
+
+def test_config_parameters_are_checked_against_the_whole_suite(small_dir, tmp_path, capsys):
+    # the default config sets before_from etc. for 01_support_tiers: still valid when only 00 runs
+    assert main(["run", "--data", str(small_dir), "--out", str(tmp_path / "o"), "--only", "00_data_quality"]) == 0
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((ROOT / "config" / "default.yaml").read_text() + "  no_such_parameter: 1\n")
+    assert main(["run", "--data", str(small_dir), "--out", str(tmp_path / "p"), "--config", str(cfg)]) == 2
+    assert "unknown parameter(s) from the config 'parameters': no_such_parameter" in capsys.readouterr().err
+
+
+def test_command_line_parameter_must_be_declared_by_a_selected_notebook(small_dir, tmp_path, capsys):
+    code = main(["run", "--data", str(small_dir), "--out", str(tmp_path), "--only", "00_data_quality",
+                 "-p", "bootstrap_reps=10"])
+    assert code == 2 and "unknown parameter(s) from the command line: bootstrap_reps" in capsys.readouterr().err
 
 
 def test_unknown_report_name(small_dir, tmp_path, capsys):

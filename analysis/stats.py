@@ -1,0 +1,126 @@
+"""Shared statistics: Wilson intervals, duration summaries and seeded bootstrap replicates.
+
+Every random draw takes an explicit ``numpy.random.Generator`` built from a seed, so the same
+data and seed give the same interval on every run.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from statsmodels.stats.proportion import proportion_confint
+
+__all__ = ["wilson_interval", "rate_table", "duration_stats", "quantile_replicates",
+           "mean_replicates", "proportion_replicates", "ratio_replicates", "percentile_interval"]
+
+
+def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for successes / n (statsmodels ``proportion_confint``, method wilson).
+
+    Vectorised over arrays; where n == 0 both bounds are NaN (no rate to bound).
+    Example: 8 of 10 -> (0.490, 0.943).
+    """
+    k = np.asarray(successes, dtype="float64")
+    m = np.asarray(n, dtype="float64")
+    safe = np.where(m > 0, m, 1.0)
+    lo, hi = proportion_confint(np.where(m > 0, k, 0.0), safe, alpha=1 - confidence, method="wilson")
+    return np.where(m > 0, lo, np.nan), np.where(m > 0, hi, np.nan)
+
+
+def rate_table(successes: pd.Series, n: pd.Series, name: str = "rate") -> pd.DataFrame:
+    """``name`` = successes / n with its Wilson 95% interval; null (not 0) where n is 0."""
+    lo, hi = wilson_interval(successes, n)
+    rate = successes.astype("float64") / n.where(n > 0).astype("float64")
+    return pd.DataFrame({name: rate, f"{name}_low": lo, f"{name}_high": hi}, index=successes.index)
+
+
+def duration_stats(values: pd.Series, by: pd.Series | None = None, prefix: str = "") -> pd.DataFrame:
+    """n, median, p90 and mean of durations (nulls left out), overall or per group.
+
+    Percentiles interpolate linearly (numpy's default, DESIGN §4). A group with no values has
+    n = 0 and null statistics. With a categorical ``by`` every category appears.
+    """
+    v = pd.Series(values, dtype="float64")
+    cols = [f"{prefix}n", f"{prefix}median_min", f"{prefix}p90_min", f"{prefix}mean_min"]
+    if by is None:
+        s = v.dropna()
+        row = [len(s), s.median() if len(s) else np.nan, s.quantile(0.9) if len(s) else np.nan,
+               s.mean() if len(s) else np.nan]
+        return pd.DataFrame([row], columns=cols, index=["all"])
+    g = v.groupby(by, observed=False)
+    out = pd.DataFrame({cols[0]: g.count(), cols[1]: g.median(), cols[2]: g.quantile(0.9), cols[3]: g.mean()})
+    out[cols[0]] = out[cols[0]].astype("int64")
+    return out
+
+
+# ------------------------------------------------------------------------------ bootstrap
+def quantile_replicates(values, q: float, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of the q-quantile (linear interpolation) of ``values``, exactly.
+
+    Resampling n values with replacement and sorting them gives the order statistics of n
+    uniforms pushed through the empirical quantile function x_(ceil(n u)). The k-th uniform
+    order statistic is Beta(k, n - k + 1) and the next one is U_k + (1 - U_k) Beta(1, n - k),
+    so the two order statistics the interpolated quantile needs are drawn directly: O(reps)
+    work after one sort instead of reps x n. Empty input -> all NaN.
+    """
+    x = np.sort(np.asarray(values, dtype="float64"))
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return np.full(reps, np.nan)
+    if n == 1:
+        return np.full(reps, x[0])
+    h = (n - 1) * q
+    k = int(np.floor(h))              # 0-based lower order statistic
+    frac = h - k
+    u_k = rng.beta(k + 1, n - k, size=reps)
+    u_next = u_k + (1 - u_k) * rng.beta(1, n - k - 1, size=reps) if k + 1 < n else u_k
+    def pick(u):
+        return x[np.clip(np.ceil(u * n).astype("int64") - 1, 0, n - 1)]
+    lo = pick(u_k)
+    return lo + frac * (pick(u_next) - lo) if frac else lo
+
+
+def mean_replicates(values, reps: int, rng: np.random.Generator, chunk: int = 200_000) -> np.ndarray:
+    """Bootstrap replicates of the mean (resampling with replacement, in bounded chunks)."""
+    x = np.asarray(values, dtype="float64")
+    x = x[~np.isnan(x)]
+    n = len(x)
+    if n == 0:
+        return np.full(reps, np.nan)
+    out = np.empty(reps)
+    step = max(1, chunk // n)
+    for i in range(0, reps, step):
+        m = min(step, reps - i)
+        out[i:i + m] = x[rng.integers(0, n, size=(m, n))].mean(axis=1)
+    return out
+
+
+def proportion_replicates(successes: int, n: int, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of successes / n: resampling n 0/1 values is Binomial(n, p-hat) / n."""
+    if n == 0:
+        return np.full(reps, np.nan)
+    return rng.binomial(n, successes / n, size=reps) / n
+
+
+def ratio_replicates(numerator, denominator, reps: int, rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap replicates of sum(numerator) / sum(denominator), resampling units (e.g. days)."""
+    a = np.asarray(numerator, dtype="float64")
+    b = np.asarray(denominator, dtype="float64")
+    n = len(a)
+    if n == 0:
+        return np.full(reps, np.nan)
+    idx = rng.integers(0, n, size=(reps, n))
+    den = b[idx].sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, a[idx].sum(axis=1) / np.where(den > 0, den, 1), np.nan)
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates (NaN replicates left out; none -> NaN, NaN)."""
+    r = np.asarray(replicates, dtype="float64")
+    r = r[~np.isnan(r)]
+    if not len(r):
+        return (np.nan, np.nan)
+    a = (1 - confidence) / 2
+    lo, hi = np.quantile(r, [a, 1 - a])
+    return float(lo), float(hi)

@@ -1,0 +1,165 @@
+"""The support tiers report's summary: one row per configured tier, its metrics.json keys
+(`sla.by_tier.*`, DESIGN §5) and its headline. The formulas live in ``sla``, ``csat``,
+``escalation`` and ``load``; this module only puts their results side by side."""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.config import Config
+from analysis.csat import csat_by_tier
+from analysis.escalation import escalation_rates, one_touch, reopen_rate
+from analysis.load import load_table
+from analysis.sla import clock, sla_table, ticket_times
+from analysis.stats import duration_stats
+from analysis.tiers import entry_tier, resolving_tier
+
+__all__ = ["duration_table", "tier_summary", "summary_view", "extra_tier_metrics", "sla_metrics", "headline", "headline_block",
+           "KEY_CHANGES", "SUMMARY_COLUMNS"]
+
+SUMMARY_COLUMNS = ["tickets", "first_response_n", "first_response_median_min", "first_response_p90_min",
+                   "first_response_mean_min", "sla_achieved", "sla_achieved_low", "sla_achieved_high",
+                   "sla_achieved_count", "sla_breached", "sla_active", "resolved", "resolution_median_min",
+                   "resolution_p90_min", "resolution_mean_min", "resolution_sla_achieved", "csat", "csat_low",
+                   "csat_high", "csat_responses", "csat_response_rate", "escalation_rate", "escalated"]
+
+
+def duration_table(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+    """n, median, p90 and mean of first response (per entry tier) and resolution (per resolving
+    tier), on the calendar clock and, when the config has business hours, the business clock."""
+    clocks = {"calendar": ticket_times(tickets, config, as_of, business=False)}
+    if config.business_hours is not None:
+        clocks["business"] = ticket_times(tickets, config, as_of, business=True)
+    parts = []
+    for name, times in clocks.items():
+        for measure, tier in (("first_response", entry_tier(tickets, config)),
+                              ("resolution", resolving_tier(tickets, config))):
+            s = duration_stats(times[f"{measure}_min"], tier.rename("tier"))
+            s.columns = ["n", "median_min", "p90_min", "mean_min"]
+            parts.append(s.assign(measure=measure.replace("_", " "), clock=name))
+    out = pd.concat(parts).reset_index().set_index(["measure", "clock", "tier"])
+    return out
+
+
+def tier_summary(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
+                 times: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per tier in ladder order: tickets (entering), first response n/median/p90/mean, SLA
+    achieved with its interval and counts, resolved and resolution statistics, resolution SLA,
+    CSAT with interval, responses and response rate, escalation rate. Config clock throughout."""
+    times = ticket_times(tickets, config, as_of) if times is None else times
+    entry, final = entry_tier(tickets, config).rename("tier"), resolving_tier(tickets, config).rename("tier")
+    fr = duration_stats(times["first_response_min"], entry, prefix="first_response_")
+    fr.columns = ["first_response_n", "first_response_median_min", "first_response_p90_min", "first_response_mean_min"]
+    res = duration_stats(times["resolution_min"], final, prefix="resolution_")
+    res.columns = ["resolved", "resolution_median_min", "resolution_p90_min", "resolution_mean_min"]
+    sla = sla_table(tickets, config, as_of, "first_response", times=times).rename(
+        columns={"achieved": "sla_achieved_count", "breached": "sla_breached", "active": "sla_active"})
+    rsla = sla_table(tickets, config, as_of, "resolution", times=times)
+    cs = csat_by_tier(tickets, config).rename(columns={"response_rate": "csat_response_rate"})
+    esc = escalation_rates(tickets, config)
+    out = pd.concat([sla[["tickets", "sla_achieved", "sla_achieved_low", "sla_achieved_high", "sla_achieved_count",
+                          "sla_breached", "sla_active"]], fr, res,
+                     rsla[["sla_achieved"]].rename(columns={"sla_achieved": "resolution_sla_achieved"}),
+                     cs[["csat", "csat_low", "csat_high", "csat_responses", "csat_response_rate"]],
+                     esc[["escalation_rate", "escalated"]]], axis=1)
+    out.index.name = "tier"
+    return out[SUMMARY_COLUMNS].reindex(config.tier_ids)
+
+
+def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
+    """The tier summary with readable column names and rates as percentages, for the report."""
+    v = pd.DataFrame(index=[f"{t.id} ({t.name})" if t.name else t.id for t in config.tiers])
+    s = summary.reset_index(drop=True).set_axis(v.index)
+    def pct(col):
+        return s[col].map(lambda x: "" if pd.isna(x) else f"{x:.1%}")
+    def ci(col):
+        return [("" if pd.isna(lo) else f"{lo:.1%} to {hi:.1%}") for lo, hi in zip(s[f"{col}_low"], s[f"{col}_high"])]
+    v["tickets (entering)"] = s["tickets"]
+    v["first response median, min"] = s["first_response_median_min"].round(1)
+    v["first response p90, min"] = s["first_response_p90_min"].round(1)
+    v["SLA achieved"] = pct("sla_achieved")
+    v["SLA 95% CI"] = ci("sla_achieved")
+    v["achieved / breached / active"] = [f"{a:,} / {b:,} / {c:,}" for a, b, c in
+                                         zip(s["sla_achieved_count"], s["sla_breached"], s["sla_active"])]
+    v["resolved"] = s["resolved"]
+    v["resolution median, min"] = s["resolution_median_min"].round(1)
+    v["CSAT"] = pct("csat")
+    v["CSAT 95% CI"] = ci("csat")
+    v["ratings"] = s["csat_responses"]
+    v["escalation rate"] = pct("escalation_rate")
+    return v
+
+
+def extra_tier_metrics(daily: pd.DataFrame, config: Config, tickets: pd.DataFrame,
+                       events: pd.DataFrame | None = None) -> dict:
+    """Per tier: resolved_per_agent_day (when load is computable), reopen_rate (when reopens are
+    known) and one_touch_rate (with events), for `sla.by_tier` in metrics.json."""
+    out: dict = {tier: {} for tier in config.tier_ids}
+    if len(daily):
+        for tier, v in load_table(daily, config)["resolved_per_agent_day"].items():
+            out[tier]["resolved_per_agent_day"] = v
+    reopen = reopen_rate(tickets, config, events)
+    for tier, v in (reopen["reopen_rate"].items() if len(reopen) else ()):
+        out[tier]["reopen_rate"] = v
+    if events is not None:
+        for tier, v in one_touch(tickets, events, config)["one_touch_rate"].items():
+            out[tier]["one_touch_rate"] = v
+    return out
+
+
+def sla_metrics(summary: pd.DataFrame, config: Config, extra_by_tier: dict | None = None,
+                extra: dict | None = None) -> dict:
+    """`sla` section of metrics.json: clock, then by_tier.<tier> with the DESIGN §5 keys (plus
+    the rest of the summary row and ``extra_by_tier``), then ``extra`` sections. Counts are
+    integers; rates and medians null when not measurable."""
+    keep = ["tickets", "first_response_n", "first_response_median_min", "first_response_p90_min",
+            "first_response_mean_min", "sla_achieved", "sla_achieved_count", "sla_breached", "sla_active",
+            "resolved", "resolution_median_min", "resolution_p90_min", "resolution_sla_achieved", "csat",
+            "csat_responses", "csat_response_rate", "escalation_rate", "escalated"]
+    by_tier = {tier: {k: row[k] for k in keep} for tier, row in summary[keep].to_dict("index").items()}
+    for tier, values in (extra_by_tier or {}).items():
+        by_tier.setdefault(tier, {}).update(values)
+    return {"sla": {"clock": clock(config), "by_tier": by_tier, **(extra or {})}}
+
+
+def headline(summary: pd.DataFrame, config: Config) -> str:
+    """One sentence for index.html: volume, first tier's speed and SLA, CSAT, escalation."""
+    first = summary.iloc[0]
+    total = int(summary["tickets"].sum())
+    csat_n = int(summary["csat_responses"].sum())
+    csat = (summary["csat"] * summary["csat_responses"]).sum() / csat_n if csat_n else None
+    parts = [f"{total:,} tickets"]
+    if pd.notna(first["first_response_median_min"]):
+        parts.append(f"{summary.index[0]} median first response {first['first_response_median_min']:.0f} min "
+                     f"({clock(config)} clock)")
+    if pd.notna(first["sla_achieved"]):
+        parts.append(f"SLA achieved {first['sla_achieved']:.0%}")
+    if csat is not None:
+        parts.append(f"CSAT {csat:.0%} of {csat_n:,} ratings")
+    if pd.notna(first["escalation_rate"]):
+        parts.append(f"{first['escalation_rate']:.0%} escalated from {summary.index[0]}")
+    return "; ".join(parts) + "."
+
+
+# the before/after rows quoted at the top of the report
+KEY_CHANGES = ("first_response_median_min", "sla_achieved", "resolution_median_min", "csat")
+
+
+def headline_block(as_of_date: str, config: Config, summary: pd.DataFrame, changes: pd.DataFrame | None,
+                   periods: tuple | None = None) -> str:
+    """Markdown for the top of the report: as-of and clock, the headline, and the before/after
+    sentences of the key metrics and of every tier whose share of tickets changed beyond its
+    interval."""
+    lines = [f"**As-of {as_of_date}**, durations on the **{clock(config)}** clock"
+             + (f" ({config.business_hours.timezone}, {config.business_hours.start}-{config.business_hours.end})"
+                if config.business_hours is not None else "") + ".", "", f"- {headline(summary, config)}"]
+    if changes is not None and periods is not None and len(changes):
+        before, after = periods
+        lines.append(f"- Before ({before}) vs after ({after}):")
+        key = changes[(changes["tier"] == "all") & changes["metric"].isin(KEY_CHANGES)]
+        moved = changes[(changes["metric"] == "tier_share") & ((changes["ci_low"] > 0) | (changes["ci_high"] < 0))]
+        for sentence in list(key["sentence"]) + list(moved["sentence"]):
+            lines.append(f"    - {sentence}")
+        for p in periods:
+            if p.note:
+                lines.append(f"- Note: {p.note}.")
+    return "\n".join(lines)
