@@ -97,6 +97,7 @@ def ticket_measures(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
                                         times["elapsed_min"])
     out["satisfied"] = tickets["csat_satisfied"] if "csat_satisfied" in tickets.columns else pd.NA
     out["resolved"] = tickets["resolved_at"].notna() if "resolved_at" in tickets.columns else False
+    out["satisfied"] = out["satisfied"].astype("boolean").where(out["resolved"])  # as csat.csat_table
     out["rated_of_resolved"] = out["satisfied"].notna().astype("boolean").where(out["resolved"])
     out["escalated"] = out["resolving"].astype("object") != out["entry"].astype("object")
     one = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
@@ -143,7 +144,7 @@ def _replicates(stat: str, values: pd.Series, n_all: int, reps: int, rng) -> tup
         point = float(np.quantile(v, q)) if len(v) else np.nan
         return point, len(v), quantile_replicates(v, q, reps, rng)
     if stat == "mean":
-        v = values.dropna().to_numpy(dtype="float64")
+        v = np.sort(values.dropna().to_numpy(dtype="float64"))  # sorted: replicates do not depend on row order
         return (float(v.mean()) if len(v) else np.nan), len(v), mean_replicates(v, reps, rng)
     if stat in ("rate", "share"):
         v = values.dropna()
@@ -261,12 +262,13 @@ def change_sentence(row: dict) -> str:
 
 def sentences_markdown(table: pd.DataFrame) -> str:
     """A Markdown list of the sentences, grouped by tier (all tiers first), leaving out what was
-    measurable in neither period and naming in one line what was measurable in only one."""
+    measurable in neither period (and a tier with no tickets in either), and naming in one line
+    what was measurable in only one."""
     lines = []
     one_sided = []
     for tier, rows in table.groupby("tier", sort=False):
-        measurable = rows[rows["before"].notna() & rows["after"].notna()
-                          & ~((rows["metric"] == "tickets") & (rows["before"] == 0) & (rows["after"] == 0))]
+        idle = rows["metric"].isin(["tickets", "tier_share"]) & (rows["before"] == 0) & (rows["after"] == 0)
+        measurable = rows[rows["before"].notna() & rows["after"].notna() & ~idle]
         if len(measurable):
             lines.append(f"**{'All tiers' if tier == 'all' else tier}**")
             lines += [f"- {s}" for s in measurable["sentence"]]

@@ -1,6 +1,6 @@
 """Customer satisfaction (CSAT) per resolving tier and per agent (anchor: Zendesk).
 
-CSAT = satisfied / rated: rated = tickets with a csat_score, satisfied = 4-5 or "good"
+CSAT = satisfied / rated: rated = resolved tickets with a csat_score, satisfied = 4-5 or "good"
 (3 is rated but not satisfied). Response rate = rated / resolved. Both rating scales are
 normalised by the contract into ``csat_satisfied`` (nullable boolean). Intervals: Wilson 95%.
 """
@@ -25,8 +25,10 @@ def csat_table(tickets: pd.DataFrame, by: pd.Series | list[pd.Series] | None = N
         pd.Series(pd.NA, index=tickets.index, dtype="boolean")
     resolved = tickets["resolved_at"].notna() if "resolved_at" in tickets.columns else \
         pd.Series(False, index=tickets.index)
-    frame = pd.DataFrame({"resolved": resolved.astype("int64"), "csat_responses": satisfied.notna().astype("int64"),
-                          "satisfied": satisfied.eq(True).fillna(False).astype("int64")}, index=tickets.index)
+    rated = satisfied.notna() & resolved  # a survey answers a solved ticket (the loader blanks the others)
+    frame = pd.DataFrame({"resolved": resolved.astype("int64"), "csat_responses": rated.astype("int64"),
+                          "satisfied": (rated & satisfied.eq(True).fillna(False)).astype("int64")},
+                         index=tickets.index)
     counts = frame.sum().to_frame("all").T if by is None else frame.groupby(by, observed=False).sum()
     counts = counts.astype("int64")
     out = counts.join(rate_table(counts["satisfied"], counts["csat_responses"], name="csat"))

@@ -66,3 +66,11 @@ def test_record_writes_sorted_json(tmp_path):
     assert json.loads(p.read_text()) == {"headline": "hi", "metrics": {"a": {"y": None}, "z": 1}}
     assert p.read_text().index('"a"') < p.read_text().index('"z"')
     assert metrics.record("", {"a": 1})["metrics"] == {"a": 1}  # opened by hand: nothing written
+
+
+def test_config_parameters_keep_dates_as_iso_text(tmp_path):
+    # YAML reads 2025-07-01 as a date; papermill cannot pass date objects (DESIGN §9)
+    from analysis.config import load_config
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tiers: [{id: L1}]\nparameters: {after_from: 2025-07-01, bootstrap_reps: 10}\n")
+    assert load_config(cfg).parameters == {"after_from": "2025-07-01", "bootstrap_reps": 10}
