@@ -71,17 +71,19 @@ def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
     s = summary.reset_index(drop=True).set_axis(v.index)
     def pct(col):
         return s[col].map(lambda x: "" if pd.isna(x) else f"{x:.1%}")
+    def num(col):
+        return s[col].map(lambda x: "" if pd.isna(x) else f"{x:,.1f}")
     def ci(col):
         return [("" if pd.isna(lo) else f"{lo:.1%} to {hi:.1%}") for lo, hi in zip(s[f"{col}_low"], s[f"{col}_high"])]
     v["tickets (entering)"] = s["tickets"]
-    v["first response median, min"] = s["first_response_median_min"].round(1)
-    v["first response p90, min"] = s["first_response_p90_min"].round(1)
+    v["first response median, min"] = num("first_response_median_min")
+    v["first response p90, min"] = num("first_response_p90_min")
     v["SLA achieved"] = pct("sla_achieved")
     v["SLA 95% CI"] = ci("sla_achieved")
     v["achieved / breached / active"] = [f"{a:,} / {b:,} / {c:,}" for a, b, c in
                                          zip(s["sla_achieved_count"], s["sla_breached"], s["sla_active"])]
     v["resolved"] = s["resolved"]
-    v["resolution median, min"] = s["resolution_median_min"].round(1)
+    v["resolution median, min"] = num("resolution_median_min")
     v["CSAT"] = pct("csat")
     v["CSAT 95% CI"] = ci("csat")
     v["ratings"] = s["csat_responses"]
