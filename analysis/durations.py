@@ -15,7 +15,8 @@ import pandas as pd
 
 from analysis.config import BusinessHours
 
-__all__ = ["calendar_minutes", "business_minutes", "opening_intervals", "minutes", "WEEKDAYS"]
+__all__ = ["calendar_minutes", "business_minutes", "business_days", "local_timezone", "opening_intervals", "minutes",
+           "WEEKDAYS"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _NS_PER_MIN = 60 * 10**9
@@ -31,6 +32,22 @@ def calendar_minutes(start: pd.Series, end: pd.Series) -> pd.Series:
     return (end - start).dt.total_seconds() / 60.0
 
 
+def local_timezone(hours: BusinessHours | None) -> str:
+    """The timezone days are counted in: the business hours' timezone, else UTC."""
+    return hours.timezone if hours is not None else "UTC"
+
+
+def business_days(days: pd.DatetimeIndex, hours: BusinessHours | None) -> pd.DatetimeIndex:
+    """The days (naive local dates) that are open: a configured weekday and not a holiday;
+    every day when there are no business hours."""
+    days = pd.DatetimeIndex(days)
+    if hours is None:
+        return days
+    keep = np.isin(np.asarray(days.dayofweek), [WEEKDAYS.index(d) for d in hours.days])
+    keep &= ~days.isin(pd.DatetimeIndex([pd.Timestamp(h) for h in hours.holidays]))
+    return days[keep]
+
+
 def opening_intervals(hours: BusinessHours, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
     """The opening intervals [open, close) in UTC of every business day between two instants.
 
@@ -44,10 +61,7 @@ def opening_intervals(hours: BusinessHours, first: pd.Timestamp, last: pd.Timest
     tz = hours.timezone
     lo = first.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=1)
     hi = last.tz_convert(tz).tz_localize(None).normalize() + pd.Timedelta(days=1)
-    days = pd.date_range(lo, hi, freq="D")
-    keep = np.isin(np.asarray(days.dayofweek), [WEEKDAYS.index(d) for d in hours.days])
-    keep &= ~days.isin(pd.DatetimeIndex([pd.Timestamp(h) for h in hours.holidays]))
-    days = days[keep]
+    days = business_days(pd.date_range(lo, hi, freq="D"), hours)
     at = {name: pd.Timedelta(hours=int(v[:2]), minutes=int(v[3:])) for name, v in
           (("start", hours.start), ("end", hours.end))}
     opens = (days + at["start"]).tz_localize(tz, ambiguous=np.ones(len(days), bool),

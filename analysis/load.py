@@ -17,19 +17,15 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import Config
-from analysis.durations import WEEKDAYS
+from analysis.durations import business_days, local_timezone
 from analysis.tiers import as_tier, entry_tier, resolving_tier
 
 __all__ = ["local_day", "report_days", "working_days", "agents_on_duty", "daily_load", "load_table", "backlog_daily"]
 
 
-def _tz(config: Config) -> str:
-    return config.business_hours.timezone if config.business_hours is not None else "UTC"
-
-
 def local_day(times: pd.Series, config: Config) -> pd.Series:
     """The calendar day (naive midnight) of each instant in the business timezone (else UTC)."""
-    return times.dt.tz_convert(_tz(config)).dt.tz_localize(None).dt.normalize()
+    return times.dt.tz_convert(local_timezone(config.business_hours)).dt.tz_localize(None).dt.normalize()
 
 
 def report_days(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DatetimeIndex:
@@ -37,19 +33,14 @@ def report_days(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> p
     if not len(tickets):
         return pd.DatetimeIndex([], name="day")
     first = local_day(tickets["created_at"], config).min()
-    last = (as_of - pd.Timedelta(days=1)).tz_convert(_tz(config)).tz_localize(None).normalize()
+    last = (as_of - pd.Timedelta(days=1)).tz_convert(local_timezone(config.business_hours)).tz_localize(None).normalize()
     return pd.date_range(first, last, freq="D", name="day")
 
 
 def working_days(first: pd.Timestamp, last: pd.Timestamp, config: Config) -> pd.DatetimeIndex:
     """Working days (naive dates) from ``first`` to ``last`` inclusive."""
     days = pd.date_range(pd.Timestamp(first).normalize(), pd.Timestamp(last).normalize(), freq="D")
-    hours = config.business_hours
-    if hours is None:
-        return days
-    keep = np.isin(np.asarray(days.dayofweek), [WEEKDAYS.index(d) for d in hours.days])
-    keep &= ~days.isin(pd.DatetimeIndex([pd.Timestamp(h) for h in hours.holidays]))
-    return days[keep]
+    return business_days(days, config.business_hours)
 
 
 def agents_on_duty(agents: pd.DataFrame, days: pd.DatetimeIndex, config: Config) -> pd.DataFrame:
@@ -58,7 +49,7 @@ def agents_on_duty(agents: pd.DataFrame, days: pd.DatetimeIndex, config: Config)
     An agent row counts on day d when active_from (if given) is before the day's end and
     active_to (if given) is after the day's start, both in the business timezone.
     """
-    tz = _tz(config)
+    tz = local_timezone(config.business_hours)
     day_start = pd.DatetimeIndex(days).tz_localize(tz)
     rows = agents[agents["tier"].isin(config.tier_ids)]
     starts = day_start.asi8
@@ -131,7 +122,7 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     Counted with +1 / -1 changes at each ownership start and end (vectorised cumulative sums),
     sampled at each day's end: a change at or after the end instant is not yet counted.
     """
-    tz = _tz(config)
+    tz = local_timezone(config.business_hours)
     if not len(tickets):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
     rest = tickets

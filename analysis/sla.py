@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from analysis.config import Config
@@ -66,7 +65,8 @@ def sla_status(duration_min: pd.Series, target_min: pd.Series, elapsed_min: pd.S
     breached = time came and time > target, or none came and elapsed > target
     active   = none came and elapsed <= target (left out of the rate)
 
-    >>> sla_status(pd.Series([10.0, 90.0, np.nan, np.nan]), pd.Series([60.0] * 4),
+    >>> nan = float("nan")
+    >>> sla_status(pd.Series([10.0, 90.0, nan, nan]), pd.Series([60.0] * 4),
     ...            pd.Series([500.0, 500.0, 500.0, 30.0])).tolist()
     [True, False, False, <NA>]
     """

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import Config
-from analysis.load import working_days
+from analysis.durations import business_days, local_timezone
 from analysis.tiers import entry_tier
 
 __all__ = ["erlang_c", "service_level", "average_speed_of_answer", "required_agents",
@@ -77,14 +77,13 @@ def hourly_arrivals(tickets: pd.DataFrame, config: Config, start: pd.Timestamp, 
     business hours). Rows: hour 0-23; columns: tiers that receive voice tickets."""
     voice = tickets[(tickets.get("channel_kind") == "voice") & (tickets["created_at"] >= start)
                     & (tickets["created_at"] < end)]
-    tz = config.business_hours.timezone if config.business_hours is not None else "UTC"
+    tz = local_timezone(config.business_hours)
     local = voice["created_at"].dt.tz_convert(tz)
     days = pd.date_range(start.tz_convert(tz).tz_localize(None).normalize(),
                          (end - pd.Timedelta(days=1)).tz_convert(tz).tz_localize(None).normalize(), freq="D")
-    if config.business_hours is not None:
-        days = working_days(days.min(), days.max(), config) if len(days) else days
-        local = local[local.dt.tz_localize(None).dt.normalize().isin(days)]
-        voice = voice.loc[local.index]
+    days = business_days(days, config.business_hours)
+    open_day = local.dt.tz_localize(None).dt.normalize().isin(days)
+    local, voice = local[open_day], voice[open_day]
     counts = pd.crosstab(local.dt.hour.rename("hour"), entry_tier(voice, config).rename("tier"), dropna=False)
     counts = counts.reindex(index=range(24), fill_value=0)
     counts = counts.loc[:, counts.sum() > 0]

@@ -11,7 +11,7 @@ from analysis.escalation import escalation_rates, one_touch, reopen_rate
 from analysis.load import load_table
 from analysis.sla import clock, sla_table, ticket_times
 from analysis.stats import duration_stats
-from analysis.tiers import entry_tier, resolving_tier
+from analysis.tiers import entry_tier, resolving_tier, tier_names
 
 __all__ = ["duration_table", "tier_summary", "summary_view", "extra_tier_metrics", "sla_metrics", "headline", "headline_block",
            "KEY_CHANGES", "SUMMARY_COLUMNS"]
@@ -67,7 +67,7 @@ def tier_summary(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
 
 def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
     """The tier summary with readable column names and rates as percentages, for the report."""
-    v = pd.DataFrame(index=[f"{t.id} ({t.name})" if t.name else t.id for t in config.tiers])
+    v = pd.DataFrame(index=list(tier_names(config).values()))
     s = summary.reset_index(drop=True).set_axis(v.index)
     def pct(col):
         return s[col].map(lambda x: "" if pd.isna(x) else f"{x:.1%}")
