@@ -1,12 +1,14 @@
 """Figure helpers: every chart titled and labelled, sized for an HTML report."""
 from __future__ import annotations
 
+import hashlib
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["style", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
+__all__ = ["style", "table", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
            "daily_lines", "staffing_lines", "change_forest", "no_data"]
 
 FIGSIZE = (8, 3.6)
@@ -17,6 +19,15 @@ def style() -> None:
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     plt.rcParams["figure.dpi"] = 90
     pd.set_option("display.precision", 3)
+
+
+def table(frame: pd.DataFrame, title: str, precision: int = 3):
+    """A table with its title as caption, numbers to ``precision`` decimals, empty cells blank
+    (nothing to measure), for display in a report."""
+    uuid = hashlib.sha1(title.encode()).hexdigest()[:8]  # stable ids: the same report gives the same HTML
+    styler = frame.style.set_uuid(uuid).set_caption(title).format(precision=precision, na_rep="", thousands=",")
+    return styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
+                                                                      "font-size: 1.05em; text-align: left;"}])
 
 
 def histogram(values: pd.Series, title: str, xlabel: str, log_x: bool = False, bins: int = 50):
