@@ -9,7 +9,8 @@ import pandas as pd
 import seaborn as sns
 
 __all__ = ["style", "table", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
-           "daily_lines", "staffing_lines", "change_forest", "no_data"]
+           "daily_lines", "staffing_lines", "change_forest", "no_data", "cohort_heatmap", "ltv_by_horizon",
+           "km_curves", "hazard_forest", "rate_by_cohort"]
 
 FIGSIZE = (8, 3.6)
 
@@ -170,5 +171,106 @@ def change_forest(table: pd.DataFrame, title: str):
         no_data(ax)
     ax.set_title(title)
     ax.set_xlabel("change after vs before (95% bootstrap interval)")
+    fig.tight_layout()
+    return fig
+
+
+def cohort_heatmap(values: pd.DataFrame, sizes: pd.Series, title: str, max_age: int = 24):
+    """Cohort x age heatmap of cumulative LTV; masked cells (not fully observed) left blank and
+    hatched, never drawn as zero; the cohort's clients in the row label."""
+    v = values.iloc[:, :max_age]
+    fig, ax = plt.subplots(figsize=(min(1.0 + 0.5 * v.shape[1], 14), 0.28 * max(len(v), 4) + 1.5))
+    if v.size:
+        ax.patch.set(hatch="//", edgecolor="lightgrey")
+        sns.heatmap(v, ax=ax, cmap="viridis", mask=v.isna(), cbar_kws={"label": "LTV per client"},
+                    annot=v.shape[1] <= 12, fmt=",.0f", annot_kws={"fontsize": 7})
+        ax.set_yticks(np.arange(len(v)) + 0.5, [f"{c} (n={sizes.get(c, 0):,})" for c in v.index], fontsize=7)
+    else:
+        no_data(ax)
+    ax.set_title(title)
+    ax.set_xlabel("months since first charge (hatched: not yet observed for every client)")
+    ax.set_ylabel("cohort (month of first charge)")
+    fig.tight_layout()
+    return fig
+
+
+def ltv_by_horizon(table: pd.DataFrame, title: str, groups: list[str]):
+    """Mean LTV per group at each horizon with its bootstrap interval (cohorts.ltv_by_group)."""
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    t = table[table["group"].isin(groups)]
+    horizons = list(dict.fromkeys(t["horizon"]))
+    width = 0.8 / max(len(groups), 1)
+    for i, g in enumerate(groups):
+        d = t[t["group"] == g].set_index("horizon").reindex(horizons)
+        x = np.arange(len(horizons)) + (i - (len(groups) - 1) / 2) * width
+        err = np.vstack([d["ltv"] - d["ci_low"], d["ci_high"] - d["ltv"]])
+        ax.bar(x, d["ltv"], width, yerr=err, capsize=3, label=g)
+    if len(t):
+        ax.set_xticks(np.arange(len(horizons)), [h.replace("ltv_", "").replace("m", " months") for h in horizons])
+        ax.legend(fontsize=8)
+    else:
+        no_data(ax)
+    ax.set_title(title)
+    ax.set_ylabel("net payments per client")
+    fig.tight_layout()
+    return fig
+
+
+def km_curves(fits: dict, title: str, at_risk: pd.DataFrame | None = None):
+    """Kaplan-Meier curves with 95% bands, one per group, and the at-risk counts under the axis."""
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    for label, kmf in fits.items():
+        kmf.plot_survival_function(ax=ax, ci_show=True, lw=1.4)
+    ax.set_title(title)
+    ax.set_xlabel("months since first charge")
+    ax.set_ylabel("share still paying")
+    ax.set_ylim(0, 1.02)
+    if at_risk is not None and len(at_risk):
+        rows = [" ".join(f"{v:>6,}" for v in at_risk.loc[g]) for g in at_risk.index]
+        text = "at risk at month " + " ".join(f"{m:>6}" for m in at_risk.columns) + "\n" + "\n".join(
+            f"{g:<16}{r}" for g, r in zip(at_risk.index, rows))
+        fig.text(0.01, -0.02, text, family="monospace", fontsize=7, va="top")
+    fig.tight_layout()
+    return fig
+
+
+def hazard_forest(effects: pd.DataFrame, title: str):
+    """Hazard ratio per method with its 95% interval on a log axis; the true effect (sample data)
+    as a dashed line."""
+    est = effects.drop(index="true effect", errors="ignore").dropna(subset=["hazard_ratio"])
+    fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(est), 2) + 1.3))
+    if len(est):
+        y = np.arange(len(est))[::-1]
+        err = np.vstack([est["hazard_ratio"] - est["ci_low"], est["ci_high"] - est["hazard_ratio"]])
+        ax.errorbar(est["hazard_ratio"], y, xerr=err, fmt="o", capsize=3)
+        ax.set_yticks(y, est.index)
+        ax.axvline(1, color="grey", lw=1)
+        if "true effect" in effects.index:
+            ax.axvline(effects.loc["true effect", "hazard_ratio"], color="tab:red", ls="--", lw=1, label="true effect")
+            ax.legend(fontsize=8)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.FormatStrFormatter("%.2f"))
+    else:
+        no_data(ax)
+    ax.set_title(title)
+    ax.set_xlabel("hazard ratio of churn, contacted vs not (log scale; < 1: less churn)")
+    fig.tight_layout()
+    return fig
+
+
+def rate_by_cohort(table: pd.DataFrame, title: str):
+    """A rate per cohort and group (long table: cohort, group, rate, rate_low, rate_high, clients)."""
+    fig, ax = plt.subplots(figsize=(9, 3.8))
+    for g, d in table.groupby("group", sort=False):
+        ax.plot(d["cohort"], d["rate"], marker="o", ms=3, label=g)
+        ax.fill_between(d["cohort"], d["rate_low"], d["rate_high"], alpha=0.15)
+    if len(table):
+        ax.legend(fontsize=8)
+        ax.tick_params(axis="x", rotation=60, labelsize=7)
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    else:
+        no_data(ax)
+    ax.set_title(title)
+    ax.set_ylabel("rate (band: 95% Wilson)")
     fig.tight_layout()
     return fig

@@ -32,6 +32,12 @@ REPORTS: tuple[Report, ...] = (
     Report("01_support_tiers", "Support tiers",
            "How fast each support line answers and resolves, how satisfied clients are, where tickets "
            "escalate, how loaded agents are, and what changed between two periods.", needs=("tickets",)),
+    Report("02_cohort_ltv", "Cohort LTV",
+           "What a paying client is worth by cohort and age, and whether early support contacts pay more: "
+           "the naive split beside fairer comparisons.", needs=("clients", "payments")),
+    Report("03_churn_survival", "Churn and survival",
+           "How many clients leave after the first month, how long clients stay, and how much support contact "
+           "reduces churn once immortal time and confounding are handled.", needs=("clients", "payments")),
 )
 
 

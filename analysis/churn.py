@@ -1,0 +1,75 @@
+"""First-month churn and client lifetimes (DESIGN §4, Retention).
+
+- first-month churn = share of clients with no further charge (amount > 0, paid_at > start) in
+  (start, start + 1 month + grace] among the eligible clients: those with
+  start + 1 month + grace <= as-of (younger clients cannot have churned yet, and are not counted);
+- lifetime: churn date = last charge + 1 month + grace when that is <= as-of (the renewal that
+  never came, plus grace), else the client is censored at as-of. Durations are measured from the
+  start with lifelines' ``datetimes_to_durations`` and the as-of date passed as its fill date.
+"""
+from __future__ import annotations
+
+import pandas as pd
+from lifelines.utils import datetimes_to_durations
+
+from analysis.months import add_months
+from analysis.stats import rate_table
+
+__all__ = ["first_month_status", "first_month_churn", "first_month_table", "first_month_by_cohort", "lifetimes", "DAYS_PER_MONTH"]
+
+DAYS_PER_MONTH = 30.4375  # for showing day durations in months (365.25 / 12)
+
+
+def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
+                       grace_days: int) -> pd.DataFrame:
+    """Per client with a start: deadline (start + 1 month + grace), eligible, churned (null when
+    not eligible)."""
+    deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
+    charges = payments[(payments["amount"] > 0) & payments["client_id"].isin(starts.index)]
+    start = charges["client_id"].map(starts["start"])
+    due = charges["client_id"].map(deadline)
+    renewed = charges.loc[(charges["paid_at"] > start) & (charges["paid_at"] <= due), "client_id"].unique()
+    eligible = deadline <= as_of
+    churned = pd.Series(~starts.index.isin(renewed), index=starts.index).astype("boolean").where(eligible)
+    return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)
+
+
+def first_month_churn(status: pd.DataFrame, by: pd.Series | list[pd.Series] | None = None) -> pd.DataFrame:
+    """clients (eligible), churned and rate with its Wilson 95% interval, overall or per group.
+    Rate null (not 0) where no client is eligible."""
+    frame = pd.DataFrame({"clients": status["eligible"].astype("int64"),
+                          "churned": status["churned"].fillna(False).astype("int64")}, index=status.index)
+    counts = frame.sum().to_frame("all").T if by is None else frame.groupby(by, observed=True).sum()
+    counts = counts.astype("int64")
+    return counts.join(rate_table(counts["churned"], counts["clients"], name="rate"))
+
+
+def first_month_table(status: pd.DataFrame, groups: pd.Series | None = None) -> pd.DataFrame:
+    """First-month churn for "all" and, with ``groups``, each group below it."""
+    parts = [first_month_churn(status)]
+    if groups is not None:
+        parts.append(first_month_churn(status, groups.rename("group")))
+    return pd.concat(parts)
+
+
+def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Series | None = None) -> pd.DataFrame:
+    """First-month churn per cohort (and group): long table cohort, group, clients, churned, rate
+    with its Wilson interval; cohorts with no eligible client are left out (nothing to measure)."""
+    g = pd.Series("all", index=status.index, name="group") if groups is None else groups.rename("group")
+    parts = [first_month_churn(status, [cohort.rename("cohort"), pd.Series("all", index=status.index, name="group")])]
+    if groups is not None:
+        parts.append(first_month_churn(status, [cohort.rename("cohort"), g]))
+    out = pd.concat(parts).reset_index()
+    return out[out["clients"] > 0].sort_values(["group", "cohort"], kind="stable").reset_index(drop=True)
+
+
+def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
+    """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
+    in days from the start to the churn date or to as-of (fractional, from hours)."""
+    charges = payments[(payments["amount"] > 0) & payments["client_id"].isin(starts.index)]
+    last = charges.groupby("client_id")["paid_at"].max().reindex(starts.index)
+    churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
+    churn_at = churn_at.where(churn_at <= as_of)
+    hours, observed = datetimes_to_durations(starts["start"], churn_at, fill_date=as_of, freq="h")
+    return pd.DataFrame({"start": starts["start"], "last_charge": last, "churn_at": churn_at,
+                         "churned": observed.astype(bool), "duration_days": hours / 24.0}, index=starts.index)

@@ -1,0 +1,142 @@
+"""Cohorts and lifetime value (DESIGN §4, Retention; anchor: ChartMogul / Stripe cohorts).
+
+- a client's start = paid_at of the earliest charge (amount > 0), even if later refunded; the
+  cohort is its UTC month; clients without a charge are not in cohorts;
+- LTV at k months = mean, over the clients whose start + k months <= as-of, of their net
+  payments (charges + refunds, each by its own paid_at) in [start, start + k months);
+- the cohort matrix holds, per cohort and age k, that mean over all the cohort's clients, and is
+  masked (NaN, never 0) unless every client of the cohort has start + k months <= as-of.
+Amounts are in the reporting currency (the loader converts when payments carry currencies).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.months import add_months, month_label, months_between
+from analysis.stats import mean_replicates, percentile_interval
+
+__all__ = ["client_starts", "payment_ages", "client_ltv", "ltv_matrix", "ltv_by_group", "ltv_ratios",
+           "ltv_ratios_within", "check_bands", "HORIZONS"]
+
+HORIZONS = (1, 3, 6, 12)
+
+
+def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per client with a charge (index client_id): start, cohort ('YYYY-MM', UTC), first_charge
+    (the sum of charges at the start instant) and, when clients has it, segment."""
+    charges = payments[payments["amount"] > 0]
+    start = charges.groupby("client_id")["paid_at"].min().rename("start")
+    at_start = charges[charges["paid_at"] == charges["client_id"].map(start)]
+    out = start.to_frame()
+    out["cohort"] = month_label(out["start"])
+    out["first_charge"] = at_start.groupby("client_id")["amount"].sum()
+    if clients is not None and "segment" in clients.columns:
+        out["segment"] = clients.set_index("client_id")["segment"].reindex(out.index).fillna("(none)")
+    return out.sort_index()
+
+
+def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
+    """Payments of clients with a start, with their month of age: age m means paid_at in
+    [start + m months, start + (m + 1) months); payments before the start get a negative age."""
+    p = payments[payments["client_id"].isin(starts.index)]
+    start = p["client_id"].map(starts["start"])
+    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"],
+                         "age": months_between(start, p["paid_at"])}, index=p.index)
+
+
+def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
+               horizons=HORIZONS) -> pd.DataFrame:
+    """Per client: net payments in [start, start + k months) as column ``ltv_{k}m``, null when
+    start + k months > as-of (the client is not old enough to be counted at that horizon)."""
+    ages = payment_ages(payments, starts)
+    out = pd.DataFrame(index=starts.index)
+    for k in horizons:
+        inside = ages[(ages["age"] >= 0) & (ages["age"] < k)]
+        net = inside.groupby("client_id")["amount"].sum().reindex(starts.index, fill_value=0.0)
+        old_enough = add_months(starts["start"], k) <= as_of
+        out[f"ltv_{k}m"] = net.where(old_enough)
+    return out
+
+
+def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
+               max_age: int | None = None) -> tuple[pd.DataFrame, pd.Series]:
+    """Cumulative LTV per client by cohort (rows) and age in months k = 1.. (columns), and the
+    number of clients per cohort. Cell (c, k) = sum of the cohort's net payments in
+    [start, start + k months) / its clients; masked (NaN) unless the cohort's last start + k
+    months <= as-of. Columns run to ``max_age`` or to the oldest observable age."""
+    size = starts.groupby("cohort").size().rename("clients")
+    if not len(starts):
+        return pd.DataFrame(), size
+    ages = payment_ages(payments, starts)
+    ages = ages[ages["age"] >= 0]
+    top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
+    top = max(1, min(top, max_age) if max_age else top)
+    sums = (ages.assign(cohort=ages["client_id"].map(starts["cohort"])).groupby(["cohort", "age"])["amount"].sum()
+            .unstack("age").reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
+    cumulative = sums.cumsum(axis=1)
+    cumulative.columns = range(1, top + 1)
+    values = cumulative.div(size, axis=0)
+    last_start = starts.groupby("cohort")["start"].max()
+    observed = pd.DataFrame({k: add_months(last_start, k) <= as_of for k in values.columns}, index=values.index)
+    return values.where(observed), size
+
+
+def ltv_by_group(values: pd.DataFrame, groups: pd.Series | None = None, reps: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per group and horizon: clients (with a start), eligible (old enough), ltv (mean) and its
+    bootstrap 95% interval over clients (seeded per group and horizon). ``values`` = client_ltv;
+    without ``groups`` only "all"; "all" is always included."""
+    g = pd.Series("all", index=values.index) if groups is None else groups.reindex(values.index)
+    rows = []
+    labels = ["all"] + sorted(set(g.dropna()) - {"all"})
+    for gi, label in enumerate(labels):
+        members = values if label == "all" else values[g == label]
+        for col in values.columns:
+            v = members[col].dropna().to_numpy()
+            rng = np.random.default_rng([seed, gi, int(col[4:-1])])
+            lo, hi = percentile_interval(mean_replicates(np.sort(v), reps, rng))
+            rows.append({"group": label, "horizon": col, "clients": len(members), "eligible": len(v),
+                         "ltv": v.mean() if len(v) else np.nan, "ci_low": lo, "ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def ltv_ratios(values: pd.DataFrame, groups: pd.Series, numerator: str, denominator: str,
+               reps: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per horizon: mean LTV of ``numerator`` / mean LTV of ``denominator`` with a bootstrap 95%
+    interval (each group resampled on its own); null when either group has no eligible client."""
+    rows = []
+    g = groups.reindex(values.index)
+    for col in values.columns:
+        a = np.sort(values.loc[g == numerator, col].dropna().to_numpy())
+        b = np.sort(values.loc[g == denominator, col].dropna().to_numpy())
+        k = int(col[4:-1])
+        ra = mean_replicates(a, reps, np.random.default_rng([seed, k, 1]))
+        rb = mean_replicates(b, reps, np.random.default_rng([seed, k, 2]))
+        ok = len(a) and len(b) and b.mean() != 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lo, hi = percentile_interval(np.where(rb != 0, ra / rb, np.nan)) if ok else (np.nan, np.nan)
+        rows.append({"horizon": col, "ratio": a.mean() / b.mean() if ok else np.nan, "ci_low": lo, "ci_high": hi,
+                     f"n_{numerator}": len(a), f"n_{denominator}": len(b)})
+    return pd.DataFrame(rows)
+
+
+def ltv_ratios_within(values: pd.DataFrame, groups: pd.Series, strata: pd.Series, numerator: str,
+                      denominator: str, horizon: str = "ltv_12m", reps: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The LTV ratio at one horizon within each stratum (check band, segment): comparing clients of
+    similar size removes the part of the gap that size explains. One row per stratum."""
+    rows = []
+    for i, (label, idx) in enumerate(sorted(strata.reindex(values.index).dropna().groupby(strata).groups.items())):
+        r = ltv_ratios(values.loc[idx, [horizon]], groups, numerator, denominator, reps, seed + 1000 * (i + 1))
+        rows.append({strata.name or "stratum": label, **r.iloc[0].drop("horizon").to_dict()})
+    return pd.DataFrame(rows)
+
+
+def check_bands(starts: pd.DataFrame, bands: int = 4) -> pd.Series:
+    """Bands of the first charge by quantile (Q1 = smallest checks), labelled with their range."""
+    if not len(starts):
+        return pd.Series(dtype="object", index=starts.index, name="check_band")
+    q = pd.qcut(starts["first_charge"].rank(method="first"), bands, labels=False) + 1
+    lo = starts["first_charge"].groupby(q).min()
+    hi = starts["first_charge"].groupby(q).max()
+    names = {b: f"Q{b} ({lo[b]:,.0f}-{hi[b]:,.0f})" for b in lo.index}
+    return q.map(names).rename("check_band")

@@ -1,0 +1,38 @@
+"""Who talked to support, relative to their start (DESIGN §4, Retention).
+
+- contacted (early) = the client has a ticket with created_at < start + contact window days
+  (no lower bound: a ticket before the first charge counts);
+- ever contacted = the client has any ticket before as-of: the naive split, biased because a
+  client must still be around to write (immortal time) and long-lived clients have more time to.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+__all__ = ["first_contacts", "contact_groups", "group_label", "EARLY", "NAIVE"]
+
+EARLY = {True: "contacted", False: "not_contacted"}
+NAIVE = {True: "ever_contacted", False: "never_contacted"}
+
+
+def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) -> pd.Series:
+    """Each client's earliest ticket created_at (tickets without a client are left out), optionally
+    ignoring tickets on some topics (e.g. refund requests, which follow a decision to leave)."""
+    t = tickets[tickets["client_id"].notna()] if "client_id" in tickets.columns else tickets.iloc[:0]
+    if exclude_topics and "topic" in t.columns:
+        t = t[~t["topic"].isin(exclude_topics)]
+    return t.groupby("client_id")["created_at"].min().rename("first_contact_at")
+
+
+def contact_groups(starts: pd.DataFrame, tickets: pd.DataFrame, window_days: int) -> pd.DataFrame:
+    """Per client with a start: first_contact_at, early (ticket before start + window) and ever."""
+    first = first_contacts(tickets).reindex(starts.index)
+    out = pd.DataFrame({"first_contact_at": first}, index=starts.index)
+    out["early"] = (first < starts["start"] + pd.Timedelta(days=window_days)).fillna(False).astype(bool)
+    out["ever"] = first.notna()
+    return out
+
+
+def group_label(flags: pd.Series, naive: bool = False) -> pd.Series:
+    """contacted / not_contacted (or ever_contacted / never_contacted for the naive split)."""
+    return flags.map(NAIVE if naive else EARLY).rename("group")
