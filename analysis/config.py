@@ -89,6 +89,8 @@ class Config(_Strict):
     tiers: list[Tier] = Field(min_length=1)
     business_hours: BusinessHours | None = None
     retention: Retention = Retention()
+    # the currency amounts are reported in; needed when payments carry several currencies
+    reporting_currency: str | None = None
     # extra notebook parameters, applied to every notebook that declares them
     parameters: dict[str, Any] = {}
 

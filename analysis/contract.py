@@ -32,7 +32,7 @@ _FALSE = ("false", "0", "no", "n", "f")
 
 @dataclass(frozen=True)
 class Col:
-    """A contract column. kind: id, text, timestamp, amount, csat, flag, count, tier."""
+    """A contract column. kind: id, text, timestamp, amount, rate, csat, flag, count, tier."""
 
     name: str
     kind: str
@@ -81,6 +81,11 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col("tier", "tier", required=True),
         Col("active_from", "timestamp"), Col("active_to", "timestamp"),
     ),
+    "fx_rates": (
+        Col("date", "timestamp", required=True),
+        Col("currency", "text", required=True),
+        Col("rate", "rate", required=True),
+    ),
     "outreach": (
         Col("client_id", "id", required=True),
         Col("at", "timestamp", required=True),
@@ -108,7 +113,7 @@ ORDER_RULES = {
     "agents": [("active_to", "active_from")],
 }
 
-_KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id",
+_KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id", "fx_rates": "currency",
          "ticket_events": "ticket_id", "agents": "agent_id", "outreach": "client_id"}
 
 
@@ -187,6 +192,7 @@ def _as_csat(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 _TYPE_RULES = {
     "timestamp": "not an ISO 8601 timestamp",
     "amount": "not a number",
+    "rate": "not a number",
     "csat": "csat_score must be an integer 1-5 or good/bad",
     "flag": "must be true/false (any case) or 1/0",
     "count": "must be true/false, 1/0 or a whole number of reopens >= 0",
@@ -219,7 +225,7 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
         s = frame[col.name]
         if col.kind == "timestamp":
             typed = _as_timestamp(s)
-        elif col.kind == "amount":
+        elif col.kind in ("amount", "rate"):
             typed = _as_amount(s)
         elif col.kind == "flag":
             typed = _as_flag(s)
@@ -263,6 +269,8 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) 
             checks.append(pa.Check.isin(config.tier_ids, error="tier"))
         if col.kind == "amount":
             checks.append(pa.Check.ne(0, error="amount != 0 (a charge is > 0, a refund < 0)"))
+        if col.kind == "rate":
+            checks.append(pa.Check.gt(0, error="rate > 0 (reporting-currency units per unit of the currency)"))
         ref = REFERENCES.get((name, col.name))
         if ref and ref in known:
             checks.append(pa.Check.isin(known[ref], error=f"reference to {ref[0]}.{ref[1]}"))

@@ -14,6 +14,7 @@ import pandas as pd
 
 from analysis.config import Config, load_config
 from analysis.contract import TABLES, validate_tables
+from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_table
 
@@ -130,6 +131,11 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
             raw[name] = table
     typed, found = validate_tables(raw, config)
     problems += found
+    if not problems and "payments" in typed:
+        typed["payments"], found = convert_payments(
+            typed["payments"], typed.get("fx_rates"), config.reporting_currency,
+            {n: p.name for n, p in files.items()}, {n: r.row_label for n, r in raw.items()})
+        problems += found
     if problems:
         raise DataError(problems, str(data_dir))
     cut = parse_as_of(as_of) if as_of is not None else default_as_of(typed)
