@@ -206,7 +206,8 @@ def ltv_by_horizon(table: pd.DataFrame, title: str, groups: list[str]):
         err = np.vstack([d["ltv"] - d["ci_low"], d["ci_high"] - d["ltv"]])
         ax.bar(x, d["ltv"], width, yerr=err, capsize=3, label=g)
     if len(t):
-        ax.set_xticks(np.arange(len(horizons)), [h.replace("ltv_", "").replace("m", " months") for h in horizons])
+        months = [int(h[4:-1]) for h in horizons]
+        ax.set_xticks(np.arange(len(horizons)), [f"{m} month{'s' if m != 1 else ''}" for m in months])
         ax.legend(fontsize=8)
     else:
         no_data(ax)
@@ -249,7 +250,10 @@ def hazard_forest(effects: pd.DataFrame, title: str):
             ax.axvline(effects.loc["true effect", "hazard_ratio"], color="tab:red", ls="--", lw=1, label="true effect")
             ax.legend(fontsize=8)
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.FormatStrFormatter("%.2f"))
+        lo, hi = min(est["ci_low"].min(), 1.0), max(est["ci_high"].max(), 1.0)
+        ticks = [x for x in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0) if lo / 1.2 <= x <= hi * 1.2]
+        ax.set_xticks(ticks, [f"{x:g}" for x in ticks])
+        ax.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
     else:
         no_data(ax)
     ax.set_title(title)
