@@ -10,7 +10,7 @@ import seaborn as sns
 
 __all__ = ["style", "table", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
            "daily_lines", "staffing_lines", "change_forest", "no_data", "cohort_heatmap", "ltv_by_horizon",
-           "km_curves", "hazard_forest", "rate_by_cohort"]
+           "km_curves", "hazard_forest", "rate_by_cohort", "funnel_bars"]
 
 FIGSIZE = (8, 3.6)
 
@@ -217,14 +217,15 @@ def ltv_by_horizon(table: pd.DataFrame, title: str, groups: list[str]):
     return fig
 
 
-def km_curves(fits: dict, title: str, at_risk: pd.DataFrame | None = None):
+def km_curves(fits: dict, title: str, at_risk: pd.DataFrame | None = None,
+              xlabel: str = "months since first charge", ylabel: str = "share still paying"):
     """Kaplan-Meier curves with 95% bands, one per group, and the at-risk counts under the axis."""
     fig, ax = plt.subplots(figsize=(9, 4.6))
     for label, kmf in fits.items():
         kmf.plot_survival_function(ax=ax, ci_show=True, lw=1.4)
     ax.set_title(title)
-    ax.set_xlabel("months since first charge")
-    ax.set_ylabel("share still paying")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
     if at_risk is not None and len(at_risk):
         rows = [" ".join(f"{v:>6,}" for v in at_risk.loc[g]) for g in at_risk.index]
@@ -276,5 +277,23 @@ def rate_by_cohort(table: pd.DataFrame, title: str):
         no_data(ax)
     ax.set_title(title)
     ax.set_ylabel("rate (band: 95% Wilson)")
+    fig.tight_layout()
+    return fig
+
+
+def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reached", "paid")):
+    """Horizontal funnel: clients at each step with the share of the first step."""
+    t = table.loc[list(steps)]
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    y = np.arange(len(t))[::-1]
+    ax.barh(y, t["clients"], color=sns.color_palette()[:len(t)])
+    top = t["clients"].iloc[0]
+    for yi, (name, n) in zip(y, t["clients"].items()):
+        share = f" ({n / top:.1%} of {steps[0]})" if top else ""
+        ax.text(n, yi, f"  {n:,}{share}", va="center", fontsize=8)
+    ax.set_yticks(y, list(t.index))
+    ax.set_xlim(0, max(top, 1) * 1.35)
+    ax.set_title(title)
+    ax.set_xlabel("clients")
     fig.tight_layout()
     return fig

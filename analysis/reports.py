@@ -38,6 +38,12 @@ REPORTS: tuple[Report, ...] = (
     Report("03_churn_survival", "Churn and survival",
            "How many clients leave after the first month, how long clients stay, and how much support contact "
            "reduces churn once immortal time and confounding are handled.", needs=("clients", "payments")),
+    Report("04_winback_retention", "Win-back, saves and early warning",
+           "How many dormant clients come back and through which channel, how many refund demands are kept, "
+           "and which active accounts are sliding before the trigger fires.", needs=("clients", "payments")),
+    Report("05_onboarding_revenue", "Onboarding and support revenue",
+           "Whether reaching new registrations pays off (reached, paid, how fast, how much), and the source's "
+           "support revenue share with its caveats.", needs=("clients", "payments")),
 )
 
 

@@ -65,16 +65,20 @@ def test_support_effect_naive_overstates_bias_aware_contain_truth(run, truth):
     assert run["churn"]["logrank"]["p_value"] < 0.05
 
 
-def test_reports_run_without_tickets(small_dir, tmp_path):
+def test_reports_run_on_clients_and_payments_alone(small_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("clients", "payments"):
         shutil.copy(small_dir / f"{name}.csv", data / f"{name}.csv")
     out = tmp_path / "out"
     assert main(["run", "--data", str(data), "--out", str(out), "--only", "01_support_tiers", "02_cohort_ltv",
-                 "03_churn_survival", "-p", "bootstrap_reps=100"]) == 0
+                 "03_churn_survival", "04_winback_retention", "05_onboarding_revenue", "-p", "bootstrap_reps=100"]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["ltv"]["by_group"]) == {"all"} and set(m["churn"]["first_month"]) == {"all"}
+    # without outreach every dormancy's channel is "none" and the onboarding section is omitted
+    assert set(m["winback"]["by_channel"]) == {"none"} and "retention_saves" not in m["winback"]
+    assert "onboarding" not in m and "revenue_share" not in m
+    assert "the onboarding section is omitted" in (out / "05_onboarding_revenue.html").read_text()
     assert "support_effect" not in m["churn"] and "sla" not in m
     assert "needs the table(s) tickets" in (out / "index.html").read_text()
     assert "No tickets table" in (out / "02_cohort_ltv.html").read_text()

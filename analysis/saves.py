@@ -1,0 +1,55 @@
+"""Retention saves: clients who demanded a refund and were kept (DESIGN §4; DOMAIN §2: about a
+third of angry refund demands are kept).
+
+save rate = refund_request tickets whose client paid again (a charge) within the window after
+the ticket and had no further refund in it / such tickets old enough to know (created_at +
+window <= as-of). Revenue kept = the charges of saved clients in that window. By the tier that
+resolved (or holds) the ticket.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.config import Config
+from analysis.stats import rate_table
+from analysis.tiers import resolving_tier
+
+__all__ = ["refund_requests", "save_rates", "REFUND_TOPIC"]
+
+REFUND_TOPIC = "refund_request"
+
+
+def refund_requests(tickets: pd.DataFrame, payments: pd.DataFrame, config: Config, as_of: pd.Timestamp,
+                    window_days: int = 90) -> pd.DataFrame:
+    """Per refund_request ticket with a client: tier, known (window over), paid_again,
+    refunded_again, saved (null while not known) and revenue_kept."""
+    if "topic" not in tickets.columns or "client_id" not in tickets.columns:
+        return pd.DataFrame(columns=["ticket_id", "client_id", "created_at", "tier", "known", "paid_again",
+                                     "refunded_again", "saved", "revenue_kept"])
+    t = tickets[(tickets["topic"] == REFUND_TOPIC) & tickets["client_id"].notna()]
+    out = pd.DataFrame({"ticket_id": t["ticket_id"], "client_id": t["client_id"], "created_at": t["created_at"],
+                        "tier": resolving_tier(t, config)})
+    window = pd.Timedelta(days=window_days)
+    out["known"] = out["created_at"] + window <= as_of
+    pairs = out[["client_id", "created_at"]].reset_index(names="row").merge(
+        payments[["client_id", "paid_at", "amount"]], on="client_id")
+    pairs = pairs[(pairs["paid_at"] > pairs["created_at"]) & (pairs["paid_at"] <= pairs["created_at"] + window)]
+    charges = pairs[pairs["amount"] > 0].groupby("row")["amount"].sum()
+    refunds = pairs[pairs["amount"] < 0].groupby("row").size()
+    out["paid_again"] = out.index.isin(charges.index)
+    out["refunded_again"] = out.index.isin(refunds.index)
+    saved = out["paid_again"] & ~out["refunded_again"]
+    out["saved"] = saved.astype("boolean").where(out["known"])
+    out["revenue_kept"] = charges.reindex(out.index, fill_value=0.0).where(saved & out["known"], 0.0)
+    return out.reset_index(drop=True)
+
+
+def save_rates(requests: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """requests (known), saved, rate with its Wilson 95% interval and revenue kept, overall or per
+    column (e.g. "tier"; every configured tier listed when it is the ladder categorical)."""
+    r = requests[requests["known"]]
+    frame = pd.DataFrame({"requests": 1, "saved": r["saved"].fillna(False).astype("int64"),
+                          "revenue_kept": r["revenue_kept"]}, index=r.index)
+    g = frame.sum().to_frame("all").T if by is None else frame.groupby(r[by], observed=False).sum()
+    g[["requests", "saved"]] = g[["requests", "saved"]].astype("int64")
+    return g.join(rate_table(g["saved"], g["requests"], name="save_rate"))
