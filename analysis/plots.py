@@ -102,8 +102,8 @@ def rate_bars(table: pd.DataFrame, rate: str, title: str, n: str, xlabel: str = 
         err = np.vstack([t[rate] - t[f"{rate}_low"], t[f"{rate}_high"] - t[rate]])
         ax.barh(y, t[rate], color=sns.color_palette()[0], xerr=err, capsize=3)
         ax.set_yticks(y, labels)
-        for yi, (r, k) in zip(y, zip(t[rate], t[n])):
-            ax.text(0.01, yi, f"{r:.1%}  n = {k:,}", va="center", ha="left", color="white", fontsize=8)
+        for yi, r, hi, k in zip(y, t[rate], t[f"{rate}_high"], t[n]):
+            ax.text(min(hi, 0.82) + 0.01, yi, f"{r:.1%}  n = {k:,}", va="center", ha="left", fontsize=8)
         ax.set_xlim(0, 1)
         ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     else:
