@@ -1,4 +1,4 @@
-"""Command line: `python -m analysis run|validate|generate ...` (DESIGN §3).
+"""Command line: `python -m analysis run|validate|import|generate ...` (DESIGN §3, §6).
 
 Exit codes: 0 success; 1 a notebook failed; 2 invalid input or arguments (message, no traceback).
 """
@@ -32,6 +32,13 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--as-of")
     val.add_argument("--config")
 
+    imp = sub.add_parser("import", help="turn exports (Zendesk, Stripe, an event log, any CSV) into contract tables")
+    imp.add_argument("format", help="zendesk, stripe, eventlog (presets) or table (needs --mapping)")
+    imp.add_argument("sources", nargs="+", help="export files (CSV, CSV.gz or Parquet), stacked in order")
+    imp.add_argument("--out", required=True, help="data directory to write the tables into")
+    imp.add_argument("--mapping", help="YAML mapping (default: the preset of FORMAT)")
+    imp.add_argument("--write-format", choices=["csv", "parquet"], default="csv")
+
     gen = sub.add_parser("generate", help="write the synthetic sample data and truth.json")
     gen.add_argument("--out", required=True)
     gen.add_argument("--clients", type=int, default=20_000)
@@ -55,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"valid; as-of {ds.as_of_date}")
             for name, a in ds.accounting.items():
                 print(f"  {name}: read {a['read']:,}, used {a['used']:,}, set aside {a['set_aside']:,} {a['set_aside_by_reason'] or ''}")
+            return 0
+        if args.command == "import":
+            from analysis.importer import run_import
+            run_import(args.format, args.sources, args.out, args.mapping, args.write_format)
             return 0
         if args.command == "generate":
             from analysis.generate import generate
