@@ -152,3 +152,15 @@ def test_support_report_runs_on_the_real_log(bpic, tmp_path):
     by_tier = m["sla"]["by_tier"]
     assert list(by_tier) == ["L1", "L2", "L3"] and sum(v["tickets"] for v in by_tier.values()) == 7_554
     assert 0 < by_tier["L1"]["escalation_rate"] < 1 and by_tier["L3"]["resolved"] > 0
+    # first response per entry tier, recomputed from the raw log in plain pandas: minutes from each
+    # incident's first event to its first Accepted-In Progress event, median and n over L2 entries
+    raw = pd.read_csv(BPIC, dtype=str, encoding="utf-8-sig")
+    raw["t"] = pd.to_datetime(raw["Change Date+Time"], utc=True)
+    raw = raw.sort_values(["SR Number", "t"], kind="stable")
+    first = raw.groupby("SR Number").first()
+    taken = raw[(raw["Status"] == "Accepted") & (raw["Sub Status"] == "In Progress")].groupby("SR Number")["t"].min()
+    minutes = ((taken - first["t"]).dt.total_seconds() / 60).dropna()
+    level = first["ST Level"].replace({"L2/L3": "L2"}).reindex(minutes.index)
+    for tier in ("L1", "L2"):
+        assert by_tier[tier]["first_response_n"] == int((level == tier).sum())
+        assert by_tier[tier]["first_response_median_min"] == pytest.approx(minutes[level == tier].median())
