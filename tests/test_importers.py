@@ -14,7 +14,7 @@ from analysis.importer import load_mapping, run_import
 from conftest import ROOT
 
 EXPORTS = ROOT / "tests" / "fixtures" / "exports"
-BPIC = ROOT.parent / "shared" / "realdata" / "bpic2013_volvo_incidents" / "VINST-new.csv.gz"
+BPIC = ROOT / "data" / "realdata" / "bpic2013_volvo_incidents" / "VINST-new.csv.gz"
 TWO_TIERS = "tiers: [{id: L1, first_response_target_min: 30}, {id: L2}]\n"
 
 
