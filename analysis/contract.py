@@ -19,13 +19,16 @@ from pandera.errors import SchemaErrors
 from analysis.config import Config
 from analysis.io import Problem, RawTable
 
-__all__ = ["Col", "TABLES", "TEXT_CHANNELS", "VOICE_CHANNELS", "TICKET_EVENTS", "CAMPAIGNS",
+__all__ = ["Col", "TABLES", "TEXT_CHANNELS", "VOICE_CHANNELS", "TICKET_EVENTS", "CAMPAIGNS", "CALL_STATUSES",
+           "CALL_RESULTS",
            "TIMESTAMP_COLUMNS", "validate_tables"]
 
 TEXT_CHANNELS = ("chat", "email", "messenger", "web", "form", "sms", "social")
 VOICE_CHANNELS = ("phone", "voice", "call")
 TICKET_EVENTS = ("assigned", "agent_reply", "customer_reply", "solved", "reopened")
 CAMPAIGNS = ("onboarding", "winback", "retention")
+CALL_STATUSES = ("no_answer", "secretary", "decision_maker", "consent")
+CALL_RESULTS = ("presented", "lead", "sale")
 _TRUE = ("true", "1", "yes", "y", "t")
 _FALSE = ("false", "0", "no", "n", "f")
 
@@ -81,6 +84,22 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col("tier", "tier", required=True),
         Col("active_from", "timestamp"), Col("active_to", "timestamp"),
     ),
+    "leads": (
+        Col("lead_id", "id", required=True, unique=True),
+        Col("created_at", "timestamp", required=True),
+        Col("source", "text", required=True),
+        Col("client_id", "id"), Col("qualified_at", "timestamp"), Col("converted_at", "timestamp"),
+        Col("revenue", "amount_any"),
+    ),
+    "calls": (
+        Col("call_id", "id", required=True, unique=True),
+        Col("lead_id", "id", required=True),
+        Col("operator_id", "id", required=True),
+        Col("started_at", "timestamp", required=True),
+        Col("duration_s", "seconds", required=True),
+        Col("status", "text", required=True, allowed=CALL_STATUSES),
+        Col("result", "text", allowed=CALL_RESULTS), Col("stage", "text"), Col("vendor", "text"),
+    ),
     "fx_rates": (
         Col("date", "timestamp", required=True),
         Col("currency", "text", required=True),
@@ -105,15 +124,18 @@ REFERENCES = {
     ("ticket_events", "ticket_id"): ("tickets", "ticket_id"),
     ("tickets", "agent_id"): ("agents", "agent_id"),
     ("ticket_events", "agent_id"): ("agents", "agent_id"),
+    ("calls", "lead_id"): ("leads", "lead_id"),
 }
 
 # (table, rule name) -> (later column, earlier column): later >= earlier when both are present
 ORDER_RULES = {
     "tickets": [("first_response_at", "created_at"), ("resolved_at", "created_at")],
     "agents": [("active_to", "active_from")],
+    "leads": [("qualified_at", "created_at"), ("converted_at", "created_at")],
 }
 
 _KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id", "fx_rates": "currency",
+         "leads": "lead_id", "calls": "call_id",
          "ticket_events": "ticket_id", "agents": "agent_id", "outreach": "client_id"}
 
 
@@ -193,6 +215,8 @@ _TYPE_RULES = {
     "timestamp": "not an ISO 8601 timestamp",
     "amount": "not a number",
     "rate": "not a number",
+    "amount_any": "not a number",
+    "seconds": "not a number of seconds",
     "csat": "csat_score must be an integer 1-5 or good/bad",
     "flag": "must be true/false (any case) or 1/0",
     "count": "must be true/false, 1/0 or a whole number of reopens >= 0",
@@ -225,7 +249,7 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
         s = frame[col.name]
         if col.kind == "timestamp":
             typed = _as_timestamp(s)
-        elif col.kind in ("amount", "rate"):
+        elif col.kind in ("amount", "rate", "amount_any", "seconds"):
             typed = _as_amount(s)
         elif col.kind == "flag":
             typed = _as_flag(s)
@@ -269,6 +293,8 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) 
             checks.append(pa.Check.isin(config.tier_ids, error="tier"))
         if col.kind == "amount":
             checks.append(pa.Check.ne(0, error="amount != 0 (a charge is > 0, a refund < 0)"))
+        if col.kind == "seconds":
+            checks.append(pa.Check.ge(0, error="duration_s >= 0"))
         if col.kind == "rate":
             checks.append(pa.Check.gt(0, error="rate > 0 (reporting-currency units per unit of the currency)"))
         ref = REFERENCES.get((name, col.name))

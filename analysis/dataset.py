@@ -23,11 +23,12 @@ __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "AFTER_AS_
 AFTER_AS_OF = "timed at or after as-of"
 
 # the column whose time decides whether a row existed at as-of
-_ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at"}
+_ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
+             "leads": "created_at", "calls": "started_at"}
 # timestamps that define the default as-of (DESIGN §3)
 _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
                 "tickets": ["created_at", "first_response_at", "resolved_at"],
-                "ticket_events": ["at"], "outreach": ["at"]}
+                "ticket_events": ["at"], "outreach": ["at"], "leads": ["created_at"]}
 
 
 @dataclass
@@ -110,6 +111,13 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
             unsolved = t["resolved_at"].isna() & t["csat_score"].notna()
             masked["csat_score"] = int(unsolved.sum())
             t.loc[unsolved, ["csat_score", "csat_satisfied"]] = pd.NA
+    if "leads" in used:
+        leads = used["leads"] = used["leads"].copy()
+        for col in ("qualified_at", "converted_at"):
+            if col in leads.columns:
+                later = leads[col] >= as_of
+                masked[f"leads.{col}"] = int(later.sum())
+                leads.loc[later, col] = pd.NaT
     return used, {"set_aside": aside, "masked": masked}
 
 
@@ -147,7 +155,11 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
                             "set_aside": sum(aside.values()), "set_aside_by_reason": aside}
         assert accounting[name]["read"] == accounting[name]["used"] + accounting[name]["set_aside"]
     if "tickets" in accounting:
-        accounting["tickets"]["not_yet_happened_at_as_of"] = notes["masked"]
+        accounting["tickets"]["not_yet_happened_at_as_of"] = {k: v for k, v in notes["masked"].items()
+                                                              if not k.startswith("leads.")}
+    if "leads" in accounting:
+        accounting["leads"]["not_yet_happened_at_as_of"] = {k[6:]: v for k, v in notes["masked"].items()
+                                                            if k.startswith("leads.")}
     return Dataset(tables=used, accounting=accounting, as_of=cut,
                    as_of_source="given" if as_of is not None else "data",
                    data_range=_data_range(typed), config=config, source=data_dir,

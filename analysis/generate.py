@@ -71,6 +71,15 @@ PARAMS = {
     "unanswered_share": 0.02, "closed_without_reply_share": 0.01, "unresolved_share": 0.03,
     "reopened_share": 0.04,
     "agents": {"L1_before": 30, "promoted_to_L15": 10, "L1_hired_at_restructure": 12, "L2": 8, "CS": 5, "FIN": 4},
+    "sales": {"leads_per_client": 1.0, "campaign_start": "2025-04-01",
+              "vendors": {"generic": 0.5, "specialist": 0.5},
+              "conversion": {"generic": 0.02, "specialist": 0.037},
+              "status_probs": {"generic": {"no_answer": 0.45, "secretary": 0.30, "decision_maker": 0.20, "consent": 0.05},
+                               "specialist": {"no_answer": 0.40, "secretary": 0.25, "decision_maker": 0.25, "consent": 0.10}},
+              "duration_median_s": {"no_answer": 18, "secretary": 45, "decision_maker": 150, "consent": 320},
+              "attempts_mean": 2.0, "operators_per_vendor": 1,
+              "reach_beyond_cold_call": {"need_found": 0.20, "proposal": 0.55, "meeting": 0.6},
+              "days_between_stages_mean": 4.0},
     "winback": {"dormancy_days": 90, "outreach_share": 0.8,
                 "comeback_prob": {"none": 0.08, "email": 0.17, "call": 0.32},
                 "comeback_extra_months_mean": 2.0, "rounds": 2},
@@ -285,6 +294,9 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
 
     tables = {"clients": clients_df, "payments": payments_df, "tickets": tickets_df,
               "ticket_events": events_df, "agents": agents_df, "outreach": outreach_df}
+    # leads and calls from their own stream, so the tables above stay identical for a seed
+    first_charge = payments_df[payments_df["amount"] > 0].groupby("client_id")["paid_at"].min()
+    tables["leads"], tables["calls"], sales_truth = _leads_and_calls(np.random.default_rng([seed, 8]), n, first_charge)
     wbe = pd.concat(winback_events, ignore_index=True) if winback_events else pd.DataFrame()
     truth = {
         "seed": seed, "clients": n,
@@ -306,6 +318,7 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
                        "share_paying_within_3_days": ob["share_paying_within_3_days"],
                        "check_multiplier_reached": ob["check_multiplier_reached"]},
         "refunds": {"save_rate": P["refund_save_rate"], "requests": int(asks_refund.sum()), "saved": int(saved.sum())},
+        "sales": sales_truth,
         "winback": {"dormancy_days": wb["dormancy_days"], "comeback_prob": wb["comeback_prob"],
                     "expected_rate": float(wbe["prob"].mean()) if len(wbe) else None,
                     "expected_rate_first_round": float(wbe.loc[wbe["round"] == 0, "prob"].mean()) if len(wbe) else None},
@@ -428,6 +441,107 @@ def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.n
     sh = truth["l2_share_of_line_tickets"]
     truth["l2_load_change"] = sh["after"] / sh["before"] - 1
     return tickets, events, agents, truth
+
+
+STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
+
+
+def _leads_and_calls(rng, n_clients: int, first_charge: pd.Series):
+    """Outsourced cold calling by two vendors, then the in-house sales conveyor (DOMAIN §3-4).
+
+    Leads arrive uniformly from the campaign start; each gets 1 + Poisson cold-call attempts by
+    its vendor until a decision maker or consent is reached. A lead converts with the vendor's
+    rate (generic 2%, specialised 3.7%); a converted lead passes every stage (need found,
+    proposal, meeting, contract, account) and becomes one of the paying clients who started
+    after it. Other leads stop at a stage drawn from decreasing continuation rates. Calls at the
+    later stages are made by in-house sales and account managers.
+    """
+    S = PARAMS["sales"]
+    start = pd.Timestamp(S["campaign_start"], tz="UTC").value
+    k = int(round(n_clients * S["leads_per_client"]))
+    vendor = _pick(rng, k, S["vendors"])
+    created = rng.integers(start, END.value - 30 * DAY, size=k)
+    conv_p = np.vectorize(S["conversion"].get)(vendor) if k else np.zeros(0)
+    converted = rng.random(k) < conv_p
+    # a converted lead becomes the next paying client who starts at least 3 days after it (greedy in
+    # time order: assigned = max(first candidate, previous assignment + 1), vectorised as a running max)
+    pool = first_charge[first_charge >= pd.Timestamp(S["campaign_start"], tz="UTC")].sort_values()
+    pool_ns = pd.DatetimeIndex(pool).asi8
+    conv_idx = np.flatnonzero(converted)
+    conv_idx = conv_idx[np.argsort(created[conv_idx], kind="stable")]
+    first_pos = np.searchsorted(pool_ns, created[conv_idx] + 3 * DAY)
+    steps = np.arange(len(conv_idx))
+    pos = np.maximum.accumulate(first_pos - steps) + steps if len(conv_idx) else first_pos
+    linked = pos < len(pool_ns)
+    converted[conv_idx[~linked]] = False                       # no client left to become: stays a lead
+    conv_idx, pos = conv_idx[linked], pos[linked]
+    client = np.full(k, None, dtype=object)
+    client[conv_idx] = pool.index.to_numpy()[pos]
+    conv_at = np.full(k, np.nan)
+    conv_at[conv_idx] = pool_ns[pos]
+    # furthest stage: converted -> account; others continue with decreasing rates
+    depth = np.zeros(k, int)
+    go = ~converted
+    for level, name in enumerate(("need_found", "proposal", "meeting"), start=1):
+        go &= rng.random(k) < S["reach_beyond_cold_call"][name]
+        depth[go] = level
+    depth[converted] = len(STAGES) - 1
+    # cold calls: attempts until the last one reaches a decision maker (or the attempts run out)
+    attempts = 1 + rng.poisson(S["attempts_mean"] - 1, k)
+    rep = np.repeat(np.arange(k), attempts)
+    nth = np.concatenate([np.arange(a) for a in attempts]) if k else np.zeros(0, int)
+    last = nth == attempts[rep] - 1
+    status = np.empty(len(rep), dtype=object)
+    for v, probs in S["status_probs"].items():
+        sel = vendor[rep] == v
+        status[sel] = _pick(rng, int(sel.sum()), probs)
+    qualified = depth[rep] >= 1
+    status[last & qualified] = np.where(rng.random(int((last & qualified).sum())) < 0.5, "consent", "decision_maker")
+    status[last & ~qualified & np.isin(status, ["consent"])] = "decision_maker"
+    med = np.vectorize(S["duration_median_s"].get)(status) if len(rep) else np.zeros(0)
+    duration = np.maximum(3, np.round(med * rng.lognormal(0, 0.5, len(rep)))).astype(int)
+    at = created[rep] + (nth * 1.5 * DAY + rng.uniform(0.05, 0.9, len(rep)) * DAY).astype(np.int64)
+    result = np.where(np.isin(status, ["decision_maker", "consent"]), "presented", None).astype(object)
+    result[last & qualified] = "lead"
+    ops = {v: [f"{v[:3].upper()}{i}" for i in range(1, S["operators_per_vendor"] + 1)] for v in S["vendors"]}
+    operator = np.empty(len(rep), dtype=object)
+    for v, ids in ops.items():
+        sel = vendor[rep] == v
+        operator[sel] = np.asarray(ids)[rng.integers(0, len(ids), int(sel.sum()))]
+    cold = pd.DataFrame({"lead": rep, "started_at": at, "duration_s": duration, "status": status, "result": result,
+                         "stage": "cold_call", "vendor": vendor[rep], "operator_id": operator})
+    # in-house conveyor calls: one per further stage reached, a few days apart
+    parts = [cold]
+    t_prev = cold.groupby("lead")["started_at"].max().reindex(np.arange(k)).to_numpy()
+    for level, stage in enumerate(STAGES[1:], start=1):
+        who = np.flatnonzero(depth >= level)
+        t_stage = t_prev[who] + (rng.exponential(S["days_between_stages_mean"], len(who)) * DAY).astype(np.int64)
+        if stage in ("contract", "account"):
+            t_stage = np.maximum(t_stage, conv_at[who].astype(np.int64) if len(who) else t_stage)
+        t_prev[who] = t_stage
+        owner = "AM1" if stage == "account" else f"SM{1 + level % 2}"
+        parts.append(pd.DataFrame({"lead": who, "started_at": t_stage, "duration_s": np.round(rng.lognormal(6, 0.4, len(who))).astype(int),
+                                   "status": "decision_maker", "result": "sale" if stage == "contract" else "presented",
+                                   "stage": stage, "vendor": "in-house", "operator_id": owner}))
+    calls = pd.concat(parts, ignore_index=True)
+    calls = calls[calls["started_at"] < END.value].sort_values(["started_at", "lead"], kind="stable").reset_index(drop=True)
+    lead_id = np.char.add("L", np.arange(1, k + 1).astype(str))
+    calls_df = pd.DataFrame({"call_id": np.char.add("C", np.arange(1, len(calls) + 1).astype(str)),
+                             "lead_id": lead_id[calls["lead"].to_numpy()], "operator_id": calls["operator_id"],
+                             "started_at": _ts(calls["started_at"].to_numpy()), "duration_s": calls["duration_s"],
+                             "status": calls["status"], "result": calls["result"], "stage": calls["stage"],
+                             "vendor": calls["vendor"]})
+    qualified_at = cold[cold["result"] == "lead"].groupby("lead")["started_at"].max().reindex(np.arange(k)).to_numpy()
+    leads_df = pd.DataFrame({"lead_id": lead_id, "created_at": _ts(created), "source": np.where(vendor == "generic", "vendor_generic", "vendor_specialist"),
+                             "client_id": pd.array(client, dtype="string"),
+                             "qualified_at": _ts(np.nan_to_num(qualified_at, nan=0).astype(np.int64)).where(~np.isnan(qualified_at)),
+                             "converted_at": _ts(np.nan_to_num(conv_at, nan=0).astype(np.int64)).where(~np.isnan(conv_at))})
+    truth = {"conversion": S["conversion"], "leads": k, "converted": int(converted.sum()),
+             "leads_by_vendor": {v: int((vendor == v).sum()) for v in S["vendors"]},
+             "converted_by_vendor": {v: int((converted & (vendor == v)).sum()) for v in S["vendors"]},
+             "note": "converted leads are linked to paying clients (client_id); their revenue comes from those "
+                     "clients' payments. Rates are per lead of each vendor (calls.vendor of the cold calls)."}
+    return leads_df, calls_df, truth
 
 
 def _agents() -> tuple[pd.DataFrame, dict]:

@@ -44,6 +44,13 @@ REPORTS: tuple[Report, ...] = (
     Report("05_onboarding_revenue", "Onboarding and support revenue",
            "Whether reaching new registrations pays off (reached, paid, how fast, how much), and the source's "
            "support revenue share with its caveats.", needs=("clients", "payments")),
+    Report("06_contact_centre_economics", "Contact centre economics",
+           "What the same outsourced calls cost under each pricing model, CPA, ROI and break-even conversion per "
+           "vendor, the source's case recomputed, and a pilot read-out.", needs=("leads", "calls")),
+    Report("07_sales_conveyor", "Sales conveyor",
+           "Stage-by-stage conversion and timing of the sales conveyor, successful calls per operator against the "
+           "target, the value of the clients it brought, and the stage that lost the most lately.",
+           needs=("leads", "calls")),
 )
 
 

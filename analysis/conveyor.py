@@ -1,0 +1,128 @@
+"""The conveyor sales department (DOMAIN §4; DESIGN §7): per-stage conversion and time between
+stages, successful calls per operator per day against the target, meeting conversion, the value
+of the clients the conveyor brought, and the stage that lost the most in the last period.
+
+A lead reaches a stage when it has a call with that stage (the first such call dates it);
+stages are ordered cold_call -> need_found -> proposal -> meeting -> contract -> account, and a
+lead that reached a later stage counts as having passed the earlier ones.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import rate_table
+
+__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses",
+           "clients_brought", "conveyor_metrics", "headline"]
+
+STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
+
+
+def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
+    """Per lead (rows) and stage (columns, in order): the first call at that stage (NaT: not
+    reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
+    c = calls[calls["stage"].isin(STAGES)]
+    wide = (c.groupby(["lead_id", "stage"])["started_at"].min().unstack("stage").reindex(columns=list(STAGES))
+            .apply(pd.to_datetime, utc=True))    # stages no lead reached stay datetime columns (all NaT)
+    reached = wide.notna().to_numpy()
+    depth = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
+    wide["depth"] = depth
+    return wide
+
+
+def stage_funnel(times: pd.DataFrame) -> pd.DataFrame:
+    """Per stage: leads that reached it (or a later stage), conversion from the previous stage with
+    its Wilson interval, and the median days from the previous stage's first call."""
+    depth = times["depth"]
+    reached = pd.Series([int((depth >= i).sum()) for i in range(len(STAGES))], index=list(STAGES))
+    prev = reached.shift(1).fillna(reached.iloc[0]).astype("int64")
+    out = pd.DataFrame({"leads": reached, "from_previous": prev})
+    out = out.join(rate_table(out["leads"], out["from_previous"], name="conversion"))
+    days = {}
+    for a, b in zip(STAGES[:-1], STAGES[1:]):
+        d = (times[b] - times[a]).dt.total_seconds() / 86400
+        days[b] = d.dropna().median() if d.notna().any() else np.nan
+    out["median_days_from_previous"] = pd.Series(days)
+    out.loc[STAGES[0], ["conversion", "conversion_low", "conversion_high"]] = np.nan
+    return out.rename_axis("stage")
+
+
+def successful_calls(calls: pd.DataFrame, min_seconds: int = 30) -> pd.DataFrame:
+    """Per operator and calendar day (UTC) with any call: calls and successful calls (>= min_seconds)."""
+    day = calls["started_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
+    frame = pd.DataFrame({"operator_id": calls["operator_id"], "day": day,
+                          "successful": calls["duration_s"] >= min_seconds})
+    g = frame.groupby(["operator_id", "day"])
+    return pd.DataFrame({"calls": g.size(), "successful": g["successful"].sum()}).reset_index()
+
+
+def operator_summary(daily: pd.DataFrame, target: int = 45) -> pd.DataFrame:
+    """Per operator: working days, mean successful calls per day, and the share of days on target."""
+    on_target = (daily["successful"] >= target).groupby(daily["operator_id"]).sum()
+    g = daily.groupby("operator_id")
+    out = pd.DataFrame({"days": g.size(), "successful_per_day": g["successful"].mean(),
+                        "days_on_target": on_target.astype("int64")})
+    out["share_days_on_target"] = out["days_on_target"] / out["days"]
+    return out.sort_values("successful_per_day", ascending=False)
+
+
+def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd.DataFrame:
+    """Per stage (but the last): of the leads that reached it in the last ``days`` days before
+    as-of and in the same span before, how many have not gone further (yet: recent leads have
+    had less time, which the previous span shows); the stage that lost the most is first."""
+    rows = []
+    periods = {"last": (as_of - pd.Timedelta(days=days), as_of),
+               "previous": (as_of - pd.Timedelta(days=2 * days), as_of - pd.Timedelta(days=days))}
+    for i, stage in enumerate(STAGES[:-1]):
+        row = {"stage": stage}
+        for name, (lo, hi) in periods.items():
+            entered = times[(times[stage] >= lo) & (times[stage] < hi)]
+            stopped = int((entered["depth"] == i).sum())
+            row[f"entered_{name}"] = len(entered)
+            row[f"lost_{name}"] = stopped
+            row[f"loss_rate_{name}"] = stopped / len(entered) if len(entered) else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("stage").sort_values("lost_last", ascending=False)
+
+
+def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
+    """Label per paying client: "conveyor" when a converted lead links to it, else "other"."""
+    linked = leads.loc[leads["converted_at"].notna(), "client_id"].dropna().unique() if "client_id" in leads.columns else []
+    return pd.Series(np.where(starts.index.isin(linked), "conveyor", "other"), index=starts.index, name="group")
+
+
+def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int, losses: pd.DataFrame,
+                     value: pd.DataFrame | None = None, survival: pd.DataFrame | None = None) -> dict:
+    """`conveyor`: stages.<stage> (leads, conversion), meeting_conversion, successful-call target
+    figures, the stage that lost the most in the last period, and the brought clients' value."""
+    out = {"stages": {s: {"leads": r["leads"], "conversion": r["conversion"],
+                          "median_days_from_previous": r["median_days_from_previous"]}
+                      for s, r in funnel.to_dict("index").items()},
+           "meeting_conversion": funnel.loc["contract", "conversion"],
+           "successful_calls_target": target,
+           "operators": len(operators), "operators_meeting_target_on_average": int((operators["successful_per_day"] >= target).sum()),
+           "stage_lost_most_last_period": losses.index[0] if len(losses) else None}
+    if value is not None:
+        out["clients_value"] = {}
+        for r in value.to_dict("records"):
+            g = out["clients_value"].setdefault(r["group"], {"clients": r["clients"]})
+            g[r["horizon"]] = r["ltv"]
+            g[f"{r['horizon']}_eligible"] = r["eligible"]
+    if survival is not None:
+        out["lifetime"] = {g: {"median_lifetime_months": r["median_lifetime_months"], "rmst_months": r["rmst_months"]}
+                           for g, r in survival.to_dict("index").items()}
+    return {"conveyor": out}
+
+
+def headline(funnel: pd.DataFrame, losses: pd.DataFrame) -> str:
+    """'20,000 leads; 556 reached account management (2.8%); meeting conversion 30.3%; most lost
+    lately at cold_call.'"""
+    first = funnel["leads"].iloc[0]
+    last = funnel["leads"].iloc[-1]
+    text = f"{first:,} leads; {last:,} reached {funnel.index[-1]} ({last / first:.1%})" if first else "No conveyor calls"
+    if pd.notna(funnel.loc["contract", "conversion"]):
+        text += f"; meeting conversion {funnel.loc['contract', 'conversion']:.1%}"
+    if len(losses):
+        text += f"; most leads lost lately at {losses.index[0]}"
+    return text + "."
