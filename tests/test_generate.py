@@ -27,7 +27,7 @@ def test_same_seed_same_tables_other_seed_differs():
 
 def test_sample_is_valid_and_has_every_table(sample_dir, truth):
     ds = load_dataset(sample_dir)
-    assert set(ds.tables) == {"clients", "payments", "tickets", "ticket_events", "agents", "outreach"}
+    assert set(ds.tables) == {"clients", "payments", "tickets", "ticket_events", "agents", "outreach", "leads", "calls"}
     assert {n: a["read"] for n, a in ds.accounting.items()} == truth["rows"]
     assert ds.as_of == pd.Timestamp("2026-01-01", tz="UTC")
 

@@ -16,7 +16,7 @@ from conftest import ROOT
 FIX = Path(__file__).parent / "fixtures"
 ECHO = Report("90_echo", "Echo", "test fixture", path=FIX / "echo.ipynb")
 FAILS = Report("91_fails", "Always fails", "test fixture", path=FIX / "fails.ipynb")
-NEEDS = Report("92_needs_leads", "Needs leads", "test fixture", needs=("leads",), path=FIX / "echo.ipynb")
+NEEDS = Report("92_needs_fx", "Needs fx rates", "test fixture", needs=("fx_rates",), path=FIX / "echo.ipynb")
 
 
 def fixture_config(tmp_path: Path, old: str = "", new: str = "") -> Path:
@@ -75,7 +75,7 @@ def test_failed_notebook_is_kept_others_still_run(monkeypatch, small_dir, tmp_pa
     m = json.loads((tmp_path / "metrics.json").read_text())
     assert m["echo"] == {"contact_window_days": 45, "as_of": "2026-01-01"}   # command line beats config
     index = (tmp_path / "index.html").read_text()
-    assert "1 report(s) failed" in index and "skipped" in index and "needs the table(s) leads" in index
+    assert "1 report(s) failed" in index and "skipped" in index and "needs the table(s) fx_rates" in index
     assert "window 45" in index
 
 
