@@ -24,7 +24,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 setup: $(STAMP) ## create .venv, install pinned packages, register the Jupyter kernel
 
-$(SAMPLE)/truth.json: | $(STAMP)
+$(SAMPLE)/truth.json: analysis/generate.py | $(STAMP)
 	$(PY) -m analysis generate --out $(SAMPLE) --clients $(CLIENTS) --seed $(SEED)
 
 data: $(STAMP) ## (re)generate the sample data in data/sample (CLIENTS=20000 SEED=42)

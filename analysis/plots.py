@@ -281,7 +281,7 @@ def rate_by_cohort(table: pd.DataFrame, title: str):
     return fig
 
 
-def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reached", "paid")):
+def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reached", "paid"), xlabel: str = "clients"):
     """Horizontal funnel: clients at each step with the share of the first step."""
     t = table.loc[list(steps)]
     fig, ax = plt.subplots(figsize=(8, 2.8))
@@ -294,6 +294,6 @@ def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reache
     ax.set_yticks(y, list(t.index))
     ax.set_xlim(0, max(top, 1) * 1.35)
     ax.set_title(title)
-    ax.set_xlabel("clients")
+    ax.set_xlabel(xlabel)
     fig.tight_layout()
     return fig
