@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.config import Config
+from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.sla import sla_status, target_minutes, ticket_times
 from analysis.stats import (mean_replicates, percentile_interval, proportion_replicates,
                             quantile_replicates, ratio_replicates)
+from analysis.escalation import agent_replies
 from analysis.tiers import entry_tier, resolving_tier
 
 __all__ = ["Period", "periods", "ticket_measures", "METRICS", "compare_periods", "change_sentence",
@@ -44,13 +46,6 @@ class Period:
         return (times >= self.start) & (times < self.end)
 
 
-def _day(value: str, name: str) -> pd.Timestamp:
-    try:
-        return pd.Timestamp(str(value)).tz_localize("UTC").normalize()
-    except (ValueError, TypeError):
-        raise InputError(f"parameter {name}: expected a date YYYY-MM-DD, got {value!r}") from None
-
-
 def periods(before_from: str, before_to: str, after_from: str, after_to: str, as_of: pd.Timestamp,
             default_days: int = 91) -> tuple[Period, Period]:
     """The two half-open date ranges [from, to) of the comparison.
@@ -67,7 +62,7 @@ def periods(before_from: str, before_to: str, after_from: str, after_to: str, as
         raise InputError("before/after: give all four of before_from, before_to, after_from, after_to "
                          "(YYYY-MM-DD, ranges [from, to)) or none of them")
     names = ["before_from", "before_to", "after_from", "after_to"]
-    b0, b1, a0, a1 = (_day(v, n) for v, n in zip(given, names))
+    b0, b1, a0, a1 = (parse_day(v, n) for v, n in zip(given, names))
     out = []
     for lo, hi, label in ((b0, b1, "before"), (a0, a1, "after")):
         note = ""
@@ -95,15 +90,14 @@ def ticket_measures(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     for kind in ("first_response", "resolution"):
         out[f"{kind}_sla"] = sla_status(times[f"{kind}_min"], target_minutes(tickets, config, kind),
                                         times["elapsed_min"])
-    out["satisfied"] = tickets["csat_satisfied"] if "csat_satisfied" in tickets.columns else pd.NA
     out["resolved"] = tickets["resolved_at"].notna() if "resolved_at" in tickets.columns else False
-    out["satisfied"] = out["satisfied"].astype("boolean").where(out["resolved"])  # as csat.csat_table
+    satisfied = tickets["csat_satisfied"] if "csat_satisfied" in tickets.columns else pd.NA
+    out["satisfied"] = pd.Series(satisfied, index=tickets.index).astype("boolean").where(out["resolved"])  # as csat.csat_table
     out["rated_of_resolved"] = out["satisfied"].notna().astype("boolean").where(out["resolved"])
     out["escalated"] = out["resolving"].astype("object") != out["entry"].astype("object")
     one = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
     if events is not None:
-        replies = events[events["event"] == "agent_reply"].groupby("ticket_id").size()
-        n = tickets["ticket_id"].map(replies).fillna(0)
+        n = tickets["ticket_id"].map(agent_replies(events)).fillna(0)
         known = out["resolved"] & tickets["ticket_id"].isin(events["ticket_id"])
         one[known] = n[known] == 1
     out["one_touch"] = one

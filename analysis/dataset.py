@@ -18,7 +18,7 @@ from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_table
 
-__all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "AFTER_AS_OF"]
+__all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF"]
 
 AFTER_AS_OF = "timed at or after as-of"
 
@@ -67,6 +67,14 @@ def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
         raise InputError(f"--as-of must be a date YYYY-MM-DD, got {value!r}")
     ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     return ts.floor("D")
+
+
+def parse_day(value: str, name: str) -> pd.Timestamp:
+    """A notebook parameter 'YYYY-MM-DD' -> 00:00 UTC that day; InputError naming the parameter."""
+    try:
+        return pd.Timestamp(str(value)).tz_localize("UTC").normalize()
+    except (ValueError, TypeError):
+        raise InputError(f"parameter {name}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
 def _data_range(tables: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:

@@ -23,7 +23,7 @@ from analysis.stats import duration_stats, rate_table
 from analysis.tiers import as_tier, entry_tier, resolving_tier
 
 __all__ = ["escalation_matrix", "escalation_rates", "tier_segments", "tier_paths", "path_frequencies",
-           "ownership_time", "reassignments", "one_touch", "reopen_rate", "ARROW"]
+           "ownership_time", "reassignments", "agent_replies", "one_touch", "reopen_rate", "ARROW"]
 
 ARROW = " → "
 
@@ -136,12 +136,16 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     return frame.groupby(tier, observed=False).agg(**agg)
 
 
+def agent_replies(events: pd.DataFrame) -> pd.Series:
+    """Number of agent_reply events per ticket_id (tickets without any are absent)."""
+    return events[events["event"] == "agent_reply"].groupby("ticket_id").size()
+
+
 def one_touch(tickets: pd.DataFrame, events: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per resolving tier, among resolved tickets that have events: how many agent replies they
     took (0, 1, 2, 3+) and the one-touch rate (exactly one reply) with its Wilson interval."""
     resolved = tickets[tickets["resolved_at"].notna() & tickets["ticket_id"].isin(events["ticket_id"])]
-    replies = events[events["event"] == "agent_reply"].groupby("ticket_id").size()
-    n = resolved["ticket_id"].map(replies).fillna(0).astype("int64")
+    n = resolved["ticket_id"].map(agent_replies(events)).fillna(0).astype("int64")
     bucket = pd.cut(n, [-1, 0, 1, 2, np.inf], labels=["0 replies", "1 reply", "2 replies", "3+ replies"])
     tier = resolving_tier(resolved, config).rename("tier")
     counts = pd.crosstab(tier, bucket, dropna=False).reindex(columns=bucket.cat.categories, fill_value=0)

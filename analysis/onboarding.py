@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.months import add_months
 from analysis.stats import mean_replicates, percentile_interval, rate_table
@@ -127,13 +128,8 @@ def onboarding_metrics(table: pd.DataFrame, flags: pd.DataFrame, check: pd.DataF
 def share_period(date_from: str, date_to: str, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The revenue-share period [from, to): dates YYYY-MM-DD; empty `to` = as-of, empty `from` =
     12 months before `to`; a `to` after as-of is cut at as-of."""
-    def day(value: str, name: str) -> pd.Timestamp:
-        try:
-            return pd.Timestamp(str(value)).tz_localize("UTC").normalize()
-        except (ValueError, TypeError):
-            raise InputError(f"parameter {name}: expected a date YYYY-MM-DD, got {value!r}") from None
-    end = min(day(date_to, "revenue_share_to"), as_of) if date_to else as_of
-    start = day(date_from, "revenue_share_from") if date_from else add_months(pd.Series([end]), -12).iloc[0]
+    end = min(parse_day(date_to, "revenue_share_to"), as_of) if date_to else as_of
+    start = parse_day(date_from, "revenue_share_from") if date_from else add_months(pd.Series([end]), -12).iloc[0]
     if start >= end:
         raise InputError(f"revenue share: the period {start:%Y-%m-%d} to {end:%Y-%m-%d} is empty")
     return start, end

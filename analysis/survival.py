@@ -148,7 +148,7 @@ def _empty_row(method: str, n: int, events: int, note: str) -> dict:
             "clients": n, "events": events, "note": note}
 
 
-def _fit(frame: pd.DataFrame, strata: list[str] | None, method: str, note: str):
+def _fit(frame: pd.DataFrame, strata: list[str] | None):
     """CoxPH fit, or None when the exposure or the events make it impossible."""
     if frame["churned"].sum() == 0 or frame["exposed"].nunique() < 2:
         return None
@@ -162,7 +162,7 @@ def naive_hr(life: pd.DataFrame, ever: pd.Series) -> dict:
     frame = pd.DataFrame({"duration": life["duration_days"], "churned": life["churned"].astype(int),
                           "exposed": ever.reindex(life.index).fillna(False).astype(int)})
     note = "biased: a client must stay to write, and long-lived clients have more time to"
-    cph = _fit(frame, None, "naive", note)
+    cph = _fit(frame, None)
     n, ev = len(frame), int(frame["churned"].sum())
     return _hr_row("naive (ever contacted)", cph, "exposed", n, ev, note) if cph else _empty_row("naive (ever contacted)", n, ev, note)
 
@@ -184,7 +184,7 @@ def landmark_hr(life: pd.DataFrame, first_contact: pd.Series, landmark_days: int
     note = (f"clients active at day {landmark_days}; contact before it; churn after it"
             + (", adjusted for check size" + (", stratified by segment" if strata else "") if covs is not None else ""))
     label = f"landmark at {landmark_days} days" + (", adjusted" if covs is not None else "")
-    cph = _fit(frame, strata, "landmark", note)
+    cph = _fit(frame, strata)
     n, ev = len(frame), int(frame["churned"].sum())
     return _hr_row(label, cph, "exposed", n, ev, note) if cph else _empty_row(label, n, ev, note)
 
@@ -210,7 +210,7 @@ def cox_hr(life: pd.DataFrame, early: pd.Series, covs: pd.DataFrame | None) -> t
         label, note = "Cox, adjusted", "early contact, adjusted for check size" + (", stratified by segment" if strata else "")
     else:
         label, note = "early contact, unadjusted", "the source's split as a hazard ratio: confounded"
-    cph = _fit(frame, strata, "cox", note)
+    cph = _fit(frame, strata)
     n, ev = len(frame), int(frame["churned"].sum())
     row = _hr_row(label, cph, "exposed", n, ev, note) if cph else _empty_row(label, n, ev, note)
     return row, cph, frame
