@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--clients", type=int, default=20_000)
     gen.add_argument("--seed", type=int, default=42)
     gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    gen.add_argument("--profile", choices=["sample", "scale"], default="sample",
+                     help="sample: calibrated to DOMAIN.md; scale: DESIGN §8 volumes (~20 payments, ~5 tickets per client)")
     return p
 
 
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             from analysis.generate import generate
             if args.clients < 1:
                 raise InputError("--clients must be at least 1")
-            truth = generate(args.out, clients=args.clients, seed=args.seed, fmt=args.format)
+            truth = generate(args.out, clients=args.clients, seed=args.seed, fmt=args.format, profile=args.profile)
             print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in truth["rows"].items()))
             return 0
     except InputError as exc:

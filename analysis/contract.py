@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
+import pyarrow
+import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
 from analysis.config import Config
@@ -140,13 +142,16 @@ _KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id
 
 
 # ---------------------------------------------------------------- typing of raw columns
+TEXT = pd.StringDtype("pyarrow")  # text columns: Arrow-backed (compact, fast to group and join)
+
+
 def _as_text(s: pd.Series) -> pd.Series:
     """IDs and labels as text; integral floats from Parquet lose their '.0'."""
     if pd.api.types.is_float_dtype(s):
         whole = s.dropna()
         if (whole == np.floor(whole)).all():
             s = s.astype("Int64")
-    return s.astype("string")
+    return s.astype(TEXT)
 
 
 def _as_timestamp(s: pd.Series) -> pd.Series:
@@ -173,7 +178,7 @@ def _as_amount(s: pd.Series) -> pd.Series:
 def _as_flag(s: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(s):
         return s.astype("boolean")
-    text = s.astype("string").str.strip().str.lower()
+    text = s.astype(TEXT).str.strip().str.lower()
     out = pd.Series(pd.NA, index=s.index, dtype="boolean")
     out[text.isin(_TRUE)] = True
     out[text.isin(_FALSE)] = False
@@ -182,8 +187,11 @@ def _as_flag(s: pd.Series) -> pd.Series:
 
 def _as_count(s: pd.Series) -> pd.Series:
     """reopened: a yes/no flag or a count of reopens -> non-negative integer count."""
-    flag = _as_flag(s)
-    num = pd.to_numeric(s.astype("string").str.strip(), errors="coerce")
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        flag, num = pd.Series(pd.NA, index=s.index, dtype="boolean"), s.astype("float64")  # Parquet numbers
+    else:
+        flag = _as_flag(s)
+        num = pd.to_numeric(s.astype(TEXT).str.strip(), errors="coerce")
     integral = num.notna() & (num >= 0) & (num == np.floor(num.fillna(0)))
     out = pd.Series(pd.NA, index=s.index, dtype="Int64")
     out[integral] = num[integral].astype("int64")
@@ -198,12 +206,15 @@ def _as_csat(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     Returns the normalised score as text ("1".."5", "good", "bad") and a nullable boolean
     ``satisfied`` (4-5 or good; 3 is rated but not satisfied).
     """
-    text = s.astype("string").str.strip().str.lower()
-    num = pd.to_numeric(text, errors="coerce")
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        text, num = pd.Series(pd.NA, index=s.index, dtype=TEXT), s.astype("float64")  # Parquet numbers
+    else:
+        text = s.astype(TEXT).str.strip().str.lower()
+        num = pd.to_numeric(text, errors="coerce")
     numeric_ok = num.isin([1, 2, 3, 4, 5])
     word_ok = text.isin(["good", "bad"])
-    score = pd.Series(pd.NA, index=s.index, dtype="string")
-    score[numeric_ok] = num[numeric_ok].astype("int64").astype("string")
+    score = pd.Series(pd.NA, index=s.index, dtype=TEXT)
+    score[numeric_ok] = num[numeric_ok].astype("int64").astype(TEXT)
     score[word_ok] = text[word_ok]
     satisfied = pd.Series(pd.NA, index=s.index, dtype="boolean")
     satisfied[numeric_ok] = num[numeric_ok] >= 4
@@ -267,7 +278,7 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
                                     _examples(raw, idx, [col.name])))
         frame[col.name] = typed
     if raw.name == "tickets" and "channel" in frame.columns:
-        kind = pd.Series(pd.NA, index=frame.index, dtype="string")
+        kind = pd.Series(pd.NA, index=frame.index, dtype=TEXT)
         kind[frame["channel"].isin(TEXT_CHANNELS)] = "text"
         kind[frame["channel"].isin(VOICE_CHANNELS)] = "voice"
         frame["channel_kind"] = kind
@@ -283,7 +294,17 @@ def _order_check(later: str, earlier: str) -> pa.Check:
     return pa.Check(check, name=f"{later} >= {earlier}")
 
 
-def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) -> pa.DataFrameSchema:
+def _member_of(values: pyarrow.Array):
+    """A vectorised membership test against a set of key values (Arrow ``is_in``): the same
+    rule as ``Check.isin``, without pandas building a Python list of the keys for every check
+    and without pandera deep-copying them with the schema."""
+    def check(s: pd.Series) -> pd.Series:
+        found = pc.is_in(pyarrow.array(s.astype(TEXT)), value_set=values)
+        return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
+    return check
+
+
+def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Array]) -> pa.DataFrameSchema:
     columns = {}
     for col in TABLES[name]:
         checks = []
@@ -299,7 +320,8 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pd.Series]) 
             checks.append(pa.Check.gt(0, error="rate > 0 (reporting-currency units per unit of the currency)"))
         ref = REFERENCES.get((name, col.name))
         if ref and ref in known:
-            checks.append(pa.Check.isin(known[ref], error=f"reference to {ref[0]}.{ref[1]}"))
+            label = f"reference to {ref[0]}.{ref[1]}"
+            checks.append(pa.Check(_member_of(known[ref]), name=label, error=label))
         columns[col.name] = pa.Column(nullable=col.may_be_null, unique=col.unique, required=False,
                                       checks=checks, coerce=False)
     frame_checks = [_order_check(later, earlier) for later, earlier in ORDER_RULES.get(name, [])]
@@ -357,7 +379,7 @@ def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str,
         if name in raw:
             typed[name], found, bad[name] = _type_table(raw[name])
             problems += found
-    known = {(t, c): typed[t][c].dropna().unique() for t, c in set(REFERENCES.values())
+    known = {(t, c): pyarrow.array(typed[t][c].dropna().astype(TEXT)).unique() for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}
     for name, frame in typed.items():
         problems += _rule_problems(raw[name], frame, _schema(name, config, known), config, bad[name])

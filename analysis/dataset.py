@@ -4,9 +4,17 @@
 fixes the as-of instant, sets aside rows timed at or after it and hides responses and
 resolutions that had not happened yet. The returned ``Dataset`` carries the accounting
 (rows read = used + set aside, per table, with reasons) to every report.
+
+A run validates the data once: the runner saves the loaded dataset as a snapshot (Parquet per
+table plus ``dataset.json``) and names it in the ``ANALYSIS_SNAPSHOT`` environment variable of
+the notebook kernels. ``load_dataset`` then reads the snapshot instead of reading and validating
+again, but only when it was made from the same data directory, the same files (size and
+modification time), the same config and the same as-of request; otherwise it loads as usual.
 """
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +26,12 @@ from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_table
 
-__all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF"]
+__all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
+           "SNAPSHOT_ENV", "save_snapshot"]
 
 AFTER_AS_OF = "timed at or after as-of"
+SNAPSHOT_ENV = "ANALYSIS_SNAPSHOT"
+_SNAPSHOT_META = "dataset.json"
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -129,15 +140,70 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
     return used, {"set_aside": aside, "masked": masked}
 
 
+def _snapshot_key(data_dir: Path, files: dict[str, Path], config: Config) -> dict:
+    """What a snapshot must have been made from to stand in for reading ``data_dir`` again."""
+    return {"source": str(data_dir.resolve()),
+            "files": {n: [p.name, p.stat().st_size, p.stat().st_mtime_ns] for n, p in sorted(files.items())},
+            "config": config.model_dump(mode="json")}
+
+
+def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
+    """Write the validated dataset to ``directory`` (one Parquet file per table + dataset.json).
+
+    A later load is served from it when it names the same files and config and asks for the
+    same as-of day (or for none, when this one was inferred from the data as well)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in ds.tables.items():
+        frame.to_parquet(directory / f"{name}.parquet", index=False)
+    files = {n: ds.source / f for n, f in ds.files.items()}
+    meta = {"key": _snapshot_key(ds.source, files, ds.config), "accounting": ds.accounting,
+            "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
+            "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
+            "tables": sorted(ds.tables)}
+    (directory / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return directory
+
+
+def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
+                   as_of: str | pd.Timestamp | None) -> Dataset | None:
+    """The dataset from the run's snapshot when it was made from exactly this request, else None."""
+    where = os.environ.get(SNAPSHOT_ENV)
+    meta_file = Path(where) / _SNAPSHOT_META if where else None
+    if meta_file is None or not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    try:
+        key = _snapshot_key(data_dir, files, config)
+    except OSError:
+        return None
+    cut = pd.Timestamp(meta["as_of"])
+    same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
+    if meta["key"] != key or not same_day:
+        return None
+    tables = {n: pd.read_parquet(meta_file.parent / f"{n}.parquet") for n in meta["tables"]}
+    low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
+    return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
+                   as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,
+                   source=data_dir, files={n: p.name for n, p in files.items()})
+
+
 def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
                  as_of: str | pd.Timestamp | None = None) -> Dataset:
-    """Read, validate and cut a data directory at as-of. Raises DataError listing every problem."""
+    """Read, validate and cut a data directory at as-of. Raises DataError listing every problem.
+
+    Inside a run, a matching snapshot (see the module docstring) is read instead.
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise InputError(f"data directory not found: {data_dir}")
     if not isinstance(config, Config):
         config = load_config(config)
     files, problems = find_table_files(data_dir, list(TABLES))
+    if not problems:
+        cached = _from_snapshot(data_dir, files, config, as_of)
+        if cached is not None:
+            return cached
     raw = {}
     for name, path in files.items():
         table, problem = read_table(name, path)

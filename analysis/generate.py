@@ -32,7 +32,7 @@ import pandas as pd
 
 from analysis.io import write_table
 
-__all__ = ["generate", "build_tables", "PARAMS"]
+__all__ = ["generate", "build_tables", "PARAMS", "PROFILES", "profile_params"]
 
 START = pd.Timestamp("2024-01-01", tz="UTC")
 END = pd.Timestamp("2026-01-01", tz="UTC")
@@ -86,6 +86,30 @@ PARAMS = {
 }
 
 
+# Volume profiles. "sample" is the world above, calibrated to DOMAIN.md (about 0.9 payments and
+# 1.9 tickets per registration: 12% of registrations pay). "scale" is the DESIGN §8 volume used by
+# the benchmarks (about 20 payments and 5 tickets per client): almost every client pays, stays
+# longer and tops up more, and payers write more. Only these parameters differ; the sample's
+# files stay byte-identical for a seed.
+PROFILES = {
+    "sample": {},
+    "scale": {"onboarding": {"paid_rate_reached": 0.97, "paid_rate_not_reached": 0.93},
+              "hazard": {"baseline_monthly": 0.035},
+              "topups_per_month": 1.4,
+              "later_ticket_rate_per_month": 0.36},
+}
+
+
+def profile_params(profile: str = "sample") -> dict:
+    """PARAMS with the profile's overrides merged in (one level of nesting)."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown generator profile {profile!r}: use one of {', '.join(PROFILES)}")
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PARAMS.items()}
+    for key, value in PROFILES[profile].items():
+        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    return merged
+
+
 def _pick(rng, n, probs: dict) -> np.ndarray:
     keys = np.array(list(probs))
     return keys[rng.choice(len(keys), size=n, p=np.array(list(probs.values())) / sum(probs.values()))]
@@ -104,9 +128,9 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict]:
+def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict[str, pd.DataFrame], dict]:
     """Return the contract tables and the truth record for ``clients`` registrations."""
-    P = PARAMS
+    P = profile_params(profile)
     rng = np.random.default_rng(seed)
     n = clients
     start_ns, end_ns = START.value, END.value
@@ -286,7 +310,7 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
     orphan = pd.DataFrame({"client": -1, "created": rng.integers(start_ns, end_ns, n_orphan), "topic": ""})
     tix = pd.concat([client_tix, orphan], ignore_index=True)
     tix = tix[tix["created"] < end_ns].sort_values(["created", "client"], kind="stable").reset_index(drop=True)
-    tickets_df, events_df, agents_df, support_truth = _ticket_details(rng, tix, client_id, segment)
+    tickets_df, events_df, agents_df, support_truth = _ticket_details(rng, tix, client_id, segment, P)
 
     outreach_df = pd.concat(outreach, ignore_index=True)
     outreach_df = outreach_df.sort_values(["at", "client_id", "campaign"], kind="stable").reset_index(drop=True)
@@ -296,13 +320,13 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
               "ticket_events": events_df, "agents": agents_df, "outreach": outreach_df}
     # leads and calls from their own stream, so the tables above stay identical for a seed
     first_charge = payments_df[payments_df["amount"] > 0].groupby("client_id")["paid_at"].min()
-    tables["leads"], tables["calls"], sales_truth = _leads_and_calls(np.random.default_rng([seed, 8]), n, first_charge)
+    tables["leads"], tables["calls"], sales_truth = _leads_and_calls(np.random.default_rng([seed, 8]), n, first_charge, P)
     wbe = pd.concat(winback_events, ignore_index=True) if winback_events else pd.DataFrame()
     truth = {
         "seed": seed, "clients": n,
         "period": {"start": START.isoformat(), "end_exclusive": END.isoformat()},
         "restructure_date": RESTRUCTURE.strftime("%Y-%m-%d"),
-        "parameters": PARAMS,
+        "profile": profile, "parameters": P,
         "rows": {k: len(v) for k, v in tables.items()},
         "support": support_truth,
         "retention": {
@@ -326,8 +350,7 @@ def build_tables(clients: int, seed: int) -> tuple[dict[str, pd.DataFrame], dict
     return tables, truth
 
 
-def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.ndarray):
-    P = PARAMS
+def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.ndarray, P: dict):
     k = len(tix)
     created = tix["created"].to_numpy()
     after = created >= RESTRUCTURE.value
@@ -375,7 +398,7 @@ def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.n
     csat[~rated] = pd.NA
     reopened = resolved & (rng.random(k) < P["reopened_share"])
 
-    agents, pools = _agents()
+    agents, pools = _agents(P)
     def pick_agent(tier_of_ticket: np.ndarray) -> np.ndarray:
         """A random agent of the ticket's tier among those working in its period."""
         out = np.empty(k, dtype=object)
@@ -446,7 +469,7 @@ def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.n
 STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
 
 
-def _leads_and_calls(rng, n_clients: int, first_charge: pd.Series):
+def _leads_and_calls(rng, n_clients: int, first_charge: pd.Series, P: dict):
     """Outsourced cold calling by two vendors, then the in-house sales conveyor (DOMAIN §3-4).
 
     Leads arrive uniformly from the campaign start; each gets 1 + Poisson cold-call attempts by
@@ -456,7 +479,7 @@ def _leads_and_calls(rng, n_clients: int, first_charge: pd.Series):
     after it. Other leads stop at a stage drawn from decreasing continuation rates. Calls at the
     later stages are made by in-house sales and account managers.
     """
-    S = PARAMS["sales"]
+    S = P["sales"]
     start = pd.Timestamp(S["campaign_start"], tz="UTC").value
     k = int(round(n_clients * S["leads_per_client"]))
     vendor = _pick(rng, k, S["vendors"])
@@ -544,9 +567,9 @@ def _leads_and_calls(rng, n_clients: int, first_charge: pd.Series):
     return leads_df, calls_df, truth
 
 
-def _agents() -> tuple[pd.DataFrame, dict]:
+def _agents(P: dict) -> tuple[pd.DataFrame, dict]:
     """Agents before and after the restructure; promoted agents get a second row (new tier)."""
-    A = PARAMS["agents"]
+    A = P["agents"]
     rows, pools = [], {}
     rest, start = RESTRUCTURE, START
     l1 = [f"A{i:03d}" for i in range(1, A["L1_before"] + 1)]
@@ -574,14 +597,15 @@ def _agents() -> tuple[pd.DataFrame, dict]:
     return df, pools
 
 
-def generate(out: str | Path, clients: int = 20_000, seed: int = 42, fmt: str = "parquet") -> dict:
+def generate(out: str | Path, clients: int = 20_000, seed: int = 42, fmt: str = "parquet",
+             profile: str = "sample") -> dict:
     """Write every table to ``out`` in ``fmt`` and ``truth.json`` beside them; return the truth."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".csv", ".parquet"):  # a rerun in another format must not leave two files per table
         for old in out.glob(f"*{suffix}"):
             old.unlink()
-    tables, truth = build_tables(clients, seed)
+    tables, truth = build_tables(clients, seed, profile)
     for name, frame in tables.items():
         write_table(frame, out, name, fmt)
     truth["format"] = fmt

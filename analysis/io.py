@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 __all__ = ["Problem", "RawTable", "find_table_files", "read_table", "write_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
+_ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
 
 
 @dataclass
@@ -87,7 +90,8 @@ def read_table(name: str, path: Path) -> tuple[RawTable | None, Problem | None]:
     """Read one table file; every CSV cell is text, an empty cell is null."""
     if path.name.endswith(".parquet"):
         try:
-            frame = pd.read_parquet(path)
+            # text straight into Arrow-backed strings (no Python object per cell)
+            frame = pq.read_table(path).to_pandas(types_mapper=_ARROW_TEXT.get)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             return None, Problem(path.name, "(file)", f"not a readable Parquet file: {exc}", 0)
         return RawTable(name, path, frame.reset_index(drop=True), "parquet"), None

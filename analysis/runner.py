@@ -14,6 +14,7 @@ import html
 import multiprocessing
 import os
 import shutil
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import yaml
 
 from analysis import metrics as metrics_mod
 from analysis.config import DEFAULT_CONFIG, load_config
-from analysis.dataset import Dataset, load_dataset
+from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
 from analysis.errors import InputError
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
@@ -104,9 +105,15 @@ def export_html(notebook: Path, target: Path) -> None:
     target.write_text(body, encoding="utf-8")
 
 
-def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str) -> Outcome:
-    """Run one notebook (in a worker process) and export its HTML; never raises."""
+def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
+             snapshot: str | None = None) -> Outcome:
+    """Run one notebook (in a worker process) and export its HTML; never raises.
+
+    ``snapshot``: the run's validated dataset, handed to the kernel in its environment so that
+    the notebook's ``load_dataset`` reads it instead of validating the data again."""
     os.environ.pop("MPLBACKEND", None)  # with Agg inherited, inline figures vanish (DESIGN §9)
+    if snapshot:
+        os.environ[SNAPSHOT_ENV] = snapshot
     start = time.perf_counter()
     executed = out_dir / f"{report.name}.ipynb"
     status, detail = "ok", ""
@@ -213,12 +220,14 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
                            optional=config.retention.model_dump(), suite=list(REPORTS), selected=selected)
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
-    with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    with tempfile.TemporaryDirectory(prefix="analysis-run-") as scratch, \
+            ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
+                                mp_context=multiprocessing.get_context("spawn")) as pool:
+        snapshot = str(save_snapshot(ds, Path(scratch) / "dataset")) if runnable else None
         futures = {}
         for r in runnable:
             log(f"[start] {r.name}")
-            futures[pool.submit(_execute, r, out, plan[r.name], kernel)] = r
+            futures[pool.submit(_execute, r, out, plan[r.name], kernel, snapshot)] = r
         for i, fut in enumerate(as_completed(futures), 1):
             o = fut.result()
             outcomes[o.name] = o
