@@ -24,7 +24,7 @@ from analysis.config import Config, load_config
 from analysis.contract import TABLES, validate_tables
 from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
-from analysis.io import find_table_files, read_table
+from analysis.io import find_table_files, read_parquet_frame, read_table
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
            "SNAPSHOT_ENV", "save_snapshot"]
@@ -181,7 +181,7 @@ def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
     same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
     if meta["key"] != key or not same_day:
         return None
-    tables = {n: pd.read_parquet(meta_file.parent / f"{n}.parquet") for n in meta["tables"]}
+    tables = {n: read_parquet_frame(meta_file.parent / f"{n}.parquet") for n in meta["tables"]}
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,

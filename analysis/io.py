@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "write_table", "TABLE_SUFFIXES"]
+__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "read_parquet_frame", "write_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
@@ -86,12 +86,17 @@ def _csv_problem(path: Path) -> Problem | None:
     return None
 
 
+def read_parquet_frame(path: Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame with text straight into Arrow-backed strings (no Python
+    object per cell); other columns as pandas reads them."""
+    return pq.read_table(path).to_pandas(types_mapper=_ARROW_TEXT.get)
+
+
 def read_table(name: str, path: Path) -> tuple[RawTable | None, Problem | None]:
     """Read one table file; every CSV cell is text, an empty cell is null."""
     if path.name.endswith(".parquet"):
         try:
-            # text straight into Arrow-backed strings (no Python object per cell)
-            frame = pq.read_table(path).to_pandas(types_mapper=_ARROW_TEXT.get)
+            frame = read_parquet_frame(path)
         except Exception as exc:  # pyarrow raises several types for a damaged file
             return None, Problem(path.name, "(file)", f"not a readable Parquet file: {exc}", 0)
         return RawTable(name, path, frame.reset_index(drop=True), "parquet"), None

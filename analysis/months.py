@@ -9,6 +9,25 @@ import pandas as pd
 __all__ = ["add_months", "months_between", "month_label"]
 
 
+_DAY_NS = 86_400 * 10**9
+_EPOCH_MONTH = 1970 * 12
+
+
+def _utc_like(t: pd.Series) -> bool:
+    """Naive or UTC datetimes: calendar fields can be read off the int64 nanoseconds directly."""
+    tz = getattr(t.dtype, "tz", None)
+    return pd.api.types.is_datetime64_ns_dtype(t.dtype) and (tz is None or str(tz) == "UTC")
+
+
+def _fields(ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int64 nanoseconds -> (months since year 0 as year * 12 + month - 1, day of month, time of day ns)."""
+    days = np.floor_divide(ns, _DAY_NS)
+    month_start = days.astype("datetime64[D]").astype("datetime64[M]")
+    total = month_start.astype("int64") + _EPOCH_MONTH
+    day = days - month_start.astype("datetime64[D]").astype("int64") + 1
+    return total, day, ns - days * _DAY_NS
+
+
 def add_months(times: pd.Series, months) -> pd.Series:
     """times + months calendar months (per row; ``months`` an int or an array), time of day kept.
 
@@ -18,6 +37,20 @@ def add_months(times: pd.Series, months) -> pd.Series:
     """
     t = pd.Series(times)
     m = np.broadcast_to(np.asarray(months, dtype="int64"), (len(t),))
+    if _utc_like(t):
+        # the same calendar arithmetic on int64 nanoseconds (no Timestamp objects)
+        ns = t.to_numpy().view("int64") if t.dt.tz is None else t.array.asi8
+        nat = t.isna().to_numpy()
+        total, day, tod = _fields(np.where(nat, 0, ns))
+        target = total + m - _EPOCH_MONTH
+        first = target.astype("datetime64[M]").astype("datetime64[D]").astype("int64")
+        last_day = (target + 1).astype("datetime64[M]").astype("datetime64[D]").astype("int64") - first
+        out_ns = (first + np.minimum(day, last_day) - 1) * _DAY_NS + tod
+        out_ns = np.where(nat, np.iinfo("int64").min, out_ns)
+        values = pd.arrays.DatetimeArray._from_sequence(out_ns.view("datetime64[ns]"), dtype="datetime64[ns]")
+        if t.dt.tz is not None:
+            values = values.tz_localize("UTC")
+        return pd.Series(values, index=t.index, dtype=t.dtype)
     total = t.dt.year.to_numpy() * 12 + (t.dt.month.to_numpy() - 1) + m
     year, month = total // 12, total % 12 + 1
     first = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1}), errors="coerce")
@@ -36,8 +69,13 @@ def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
     A payment at ``times`` falls in month-of-age m: [start + m months, start + (m + 1) months).
     """
     s, t = pd.Series(start), pd.Series(times, index=pd.Series(start).index)
-    m = (t.dt.year - s.dt.year) * 12 + (t.dt.month - s.dt.month)
-    m = m.astype("int64")
+    if _utc_like(s) and _utc_like(t) and not (s.isna().any() or t.isna().any()):
+        ns_s = s.array.asi8 if s.dt.tz is not None else s.to_numpy().view("int64")
+        ns_t = t.array.asi8 if t.dt.tz is not None else t.to_numpy().view("int64")
+        m = pd.Series(_fields(ns_t)[0] - _fields(ns_s)[0], index=s.index)
+    else:
+        m = (t.dt.year - s.dt.year) * 12 + (t.dt.month - s.dt.month)
+        m = m.astype("int64")
     too_far = add_months(s, m) > t
     return m - too_far.astype("int64")
 

@@ -1,0 +1,145 @@
+"""The pieces that make a run scale: the run's validated snapshot, the generator's scale
+profile, the calendar arithmetic on int64 and the models' stratified sample. Same results as
+before is the point of each; no timing is asserted here (the benchmark prints timings)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis import months, survival
+from analysis.dataset import SNAPSHOT_ENV, load_dataset, save_snapshot
+from analysis.generate import PARAMS, PROFILES, build_tables, profile_params
+from conftest import ROOT, base_tables, write_dir
+
+
+# ------------------------------------------------------------------ the run's snapshot
+def _same(a, b):
+    assert sorted(a.tables) == sorted(b.tables)
+    for name in a.tables:
+        pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
+    assert a.accounting == b.accounting
+    assert (a.as_of, a.data_range) == (b.as_of, b.data_range)
+
+
+def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path, monkeypatch):
+    fresh = load_dataset(sample_dir)
+    snap = save_snapshot(fresh, tmp_path / "snap")
+    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
+    (snap / "clients.parquet").rename(snap / "moved.parquet")  # prove that a hit reads the snapshot ...
+    with pytest.raises(FileNotFoundError):
+        load_dataset(sample_dir)
+    (snap / "moved.parquet").rename(snap / "clients.parquet")
+    served = load_dataset(sample_dir)                          # ... and that it holds the same data
+    _same(fresh, served)
+    assert served.as_of_source == "data"
+    # the runner passes the as-of it found as a date: still served, now "given"
+    given_day = load_dataset(sample_dir, None, fresh.as_of_date)
+    _same(fresh, given_day)
+    assert given_day.as_of_source == "given"
+
+
+def test_snapshot_is_ignored_when_the_request_differs(tmp_path, monkeypatch):
+    data = write_dir(tmp_path / "d", base_tables())
+    snap = save_snapshot(load_dataset(data), tmp_path / "snap")
+    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
+    (snap / "clients.parquet").unlink()  # any load served from the snapshot would fail now
+    # another as-of: loaded afresh, one payment (2026-01-05) is after it
+    other = load_dataset(data, None, "2026-01-04")
+    assert other.accounting["payments"]["set_aside"] == 1
+    # another config (one target changed): loaded afresh
+    text = (ROOT / "config" / "default.yaml").read_text().replace("first_response_target_min: 30", "first_response_target_min: 31", 1)
+    (tmp_path / "c.yaml").write_text(text)
+    assert load_dataset(data, tmp_path / "c.yaml").config.tiers[0].first_response_target_min == 31
+    # a changed file: loaded afresh, the new row is seen
+    tables = base_tables()
+    tables["clients"] = pd.concat([tables["clients"], pd.DataFrame({"client_id": ["009"], "signed_up_at": ["2026-01-03"]})])
+    write_dir(data, tables)
+    assert len(load_dataset(data).clients) == 3
+
+
+# ------------------------------------------------------------------ generator profiles
+def test_sample_profile_is_the_calibrated_world():
+    assert PROFILES["sample"] == {}
+    assert profile_params("sample") == PARAMS
+    a, _ = build_tables(300, 5)
+    b, _ = build_tables(300, 5, "sample")
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name])
+    with pytest.raises(ValueError, match="unknown generator profile"):
+        profile_params("huge")
+
+
+def test_scale_profile_has_the_design_volumes():
+    """DESIGN §8: about 20 payments and 5 tickets per client (at 1M: 21.0M and 5.2M)."""
+    tables, truth = build_tables(4_000, 3, "scale")
+    per_client = {k: len(v) / 4_000 for k, v in tables.items()}
+    assert 17 <= per_client["payments"] <= 23
+    assert 4.2 <= per_client["tickets"] <= 5.8
+    assert truth["profile"] == "scale" and truth["parameters"]["topups_per_month"] == 1.4
+
+
+# ------------------------------------------------------------------ calendar months on int64
+def _slow_add(t: pd.Series, k: np.ndarray) -> pd.Series:
+    return pd.Series([x + pd.DateOffset(months=int(j)) if x is not pd.NaT else pd.NaT for x, j in zip(t, k)],
+                     index=t.index, dtype=t.dtype)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40 * 365 * 86_400), st.integers(-40, 40)), min_size=1, max_size=30),
+       st.booleans())
+def test_add_months_equals_dateoffset(rows, aware):
+    secs, k = zip(*rows)
+    ns = np.array(secs, dtype="int64") * 10**9 + pd.Timestamp("1990-01-01").value
+    t = pd.Series(pd.to_datetime(ns, utc=aware))
+    k = np.array(k)
+    pd.testing.assert_series_equal(months.add_months(t, k), _slow_add(t, k))
+    back = months.months_between(t, months.add_months(t, k))
+    # the largest m with start + m months <= time: k itself, or more when the day was clamped
+    assert (back >= k).all() and (months.add_months(t, back) <= months.add_months(t, k)).all()
+
+
+def test_add_months_keeps_nat_and_clamps_hand_cases():
+    t = pd.Series(pd.to_datetime(["2024-01-31 23:59:59", None, "2023-03-31 06:00:00"], utc=True))
+    out = months.add_months(t, [1, 1, -1])
+    assert out.iloc[0] == pd.Timestamp("2024-02-29 23:59:59", tz="UTC")   # leap year, time kept
+    assert out.isna().iloc[1]
+    assert out.iloc[2] == pd.Timestamp("2023-02-28 06:00", tz="UTC")
+    # Jan 31 + 1 month = Feb 29; Feb 29 is month 0 of age, Mar 1 is still month 1 from Jan 31
+    s = pd.Series(pd.to_datetime(["2024-01-31", "2024-01-31", "2024-01-31"], utc=True))
+    u = pd.Series(pd.to_datetime(["2024-02-28", "2024-02-29", "2024-03-31"], utc=True))
+    assert months.months_between(s, u).tolist() == [0, 1, 2]
+
+
+# ------------------------------------------------------------------ models on a sample
+def _life(n: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    idx = pd.Index([f"c{i}" for i in range(n)], name="client_id")
+    life = pd.DataFrame({"duration_days": rng.exponential(200, n), "churned": rng.random(n) < 0.3}, index=idx)
+    early = pd.Series(np.where(rng.random(n) < 0.2, "contacted", "not_contacted"), index=idx)
+    return life, early
+
+
+def test_model_sample_keeps_everyone_below_the_cap():
+    life, early = _life(500)
+    assert survival.model_sample(life, early, 500, 1) is life
+    assert survival.model_sample(life, early, 0, 1) is life
+    assert "all 500" in survival.model_sample_note(500, 500, 1)
+
+
+def test_model_sample_is_stratified_proportional_and_seeded():
+    life, early = _life(10_000)
+    a = survival.model_sample(life, early, 2_000, 1)
+    b = survival.model_sample(life, early, 2_000, 1)
+    assert a.index.equals(b.index)
+    assert not a.index.equals(survival.model_sample(life, early, 2_000, 2).index)
+    # 4 strata, each rounded: at most 2 off the cap; the mix of every stratum kept to rounding
+    assert abs(len(a) - 2_000) <= 2
+    key_all = life["churned"].astype(str) + early
+    key_a = a["churned"].astype(str) + early.reindex(a.index)
+    expected = (key_all.value_counts() * 0.2).round()
+    pd.testing.assert_series_equal(key_a.value_counts().sort_index(), expected.astype("int64").sort_index(),
+                                   check_names=False)
+    assert "sample of 2,000 of the 10,000" in survival.model_sample_note(10_000, 2_000, 1)
