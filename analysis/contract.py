@@ -294,12 +294,26 @@ def _order_check(later: str, earlier: str) -> pa.Check:
     return pa.Check(check, name=f"{later} >= {earlier}")
 
 
+def _arrow(s: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
+    """The Arrow data behind a text column (no copy when it is Arrow-backed already)."""
+    s = s.astype(TEXT)
+    return getattr(s.array, "_pa_array", None) or pyarrow.array(s)
+
+
+def _unique(s: pd.Series) -> pd.Series:
+    """Every row of a duplicated value fails (pandera's ``unique``, report all). Counting the
+    distinct values first makes the usual case, no duplicate, one hash pass over Arrow data."""
+    if pc.count_distinct(_arrow(s), mode="all").as_py() == len(s):
+        return pd.Series(True, index=s.index)
+    return ~s.duplicated(keep=False)
+
+
 def _member_of(values: pyarrow.Array):
     """A vectorised membership test against a set of key values (Arrow ``is_in``): the same
     rule as ``Check.isin``, without pandas building a Python list of the keys for every check
     and without pandera deep-copying them with the schema."""
     def check(s: pd.Series) -> pd.Series:
-        found = pc.is_in(pyarrow.array(s.astype(TEXT)), value_set=values)
+        found = pc.is_in(_arrow(s), value_set=values)
         return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
     return check
 
@@ -322,7 +336,9 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Arra
         if ref and ref in known:
             label = f"reference to {ref[0]}.{ref[1]}"
             checks.append(pa.Check(_member_of(known[ref]), name=label, error=label))
-        columns[col.name] = pa.Column(nullable=col.may_be_null, unique=col.unique, required=False,
+        if col.unique:
+            checks.append(pa.Check(_unique, name="field_uniqueness", error="field_uniqueness"))
+        columns[col.name] = pa.Column(nullable=col.may_be_null, unique=False, required=False,
                                       checks=checks, coerce=False)
     frame_checks = [_order_check(later, earlier) for later, earlier in ORDER_RULES.get(name, [])]
     return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, name=name)
@@ -379,7 +395,7 @@ def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str,
         if name in raw:
             typed[name], found, bad[name] = _type_table(raw[name])
             problems += found
-    known = {(t, c): pyarrow.array(typed[t][c].dropna().astype(TEXT)).unique() for t, c in set(REFERENCES.values())
+    known = {(t, c): pc.unique(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}
     for name, frame in typed.items():
         problems += _rule_problems(raw[name], frame, _schema(name, config, known), config, bad[name])

@@ -8,13 +8,14 @@ resolutions that had not happened yet. The returned ``Dataset`` carries the acco
 A run validates the data once: the runner saves the loaded dataset as a snapshot (Parquet per
 table plus ``dataset.json``) and names it in the ``ANALYSIS_SNAPSHOT`` environment variable of
 the notebook kernels. ``load_dataset`` then reads the snapshot instead of reading and validating
-again, but only when it was made from the same data directory, the same files (size and
+again (each table on first use), but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
 """
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +43,35 @@ _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
                 "ticket_events": ["at"], "outreach": ["at"], "leads": ["created_at"]}
 
 
+class _SnapshotTables(Mapping):
+    """The tables of a snapshot, each read from its Parquet file the first time it is used: a
+    notebook pays only for the tables it touches."""
+
+    def __init__(self, directory: Path, names: list[str]):
+        self._dir, self._names, self._read = directory, list(names), {}
+
+    def __getitem__(self, name: str) -> pd.DataFrame:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._read:
+            self._read[name] = read_parquet_frame(self._dir / f"{name}.parquet")
+        return self._read[name]
+
+    def __contains__(self, name) -> bool:
+        return name in self._names
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 @dataclass
 class Dataset:
     """Validated tables seen at ``as_of``, with the row accounting of how they were obtained."""
 
-    tables: dict[str, pd.DataFrame]
+    tables: Mapping[str, pd.DataFrame]
     accounting: dict[str, dict]
     as_of: pd.Timestamp
     as_of_source: str  # "given" or "data"
@@ -115,28 +140,33 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
             used[name], aside[name] = frame, {}
             continue
         late = frame[col] >= as_of
-        used[name] = frame.loc[~late].reset_index(drop=True)
+        # no row to set aside (the default as-of): the frame as it is, not a copy of it
+        used[name] = frame.loc[~late].reset_index(drop=True) if late.any() else frame
         aside[name] = {AFTER_AS_OF: int(late.sum())} if late.any() else {}
     masked = {}
     if "tickets" in used:
-        t = used["tickets"] = used["tickets"].copy()
-        for col in ("first_response_at", "resolved_at"):
-            if col in t.columns:
-                later = t[col] >= as_of
-                masked[col] = int(later.sum())
-                t.loc[later, col] = pd.NaT
-        if "resolved_at" in t.columns and "csat_score" in t.columns:
-            # a rating follows the solve: no solve at as-of, no rating yet
-            unsolved = t["resolved_at"].isna() & t["csat_score"].notna()
+        t = used["tickets"]
+        later = {col: t[col] >= as_of for col in ("first_response_at", "resolved_at") if col in t.columns}
+        masked.update({col: int(m.sum()) for col, m in later.items()})
+        solved = t["resolved_at"].where(~later["resolved_at"]) if "resolved_at" in later else None
+        # a rating follows the solve: no solve at as-of, no rating yet
+        unsolved = solved.isna() & t["csat_score"].notna() if solved is not None and "csat_score" in t.columns else None
+        if unsolved is not None:
             masked["csat_score"] = int(unsolved.sum())
-            t.loc[unsolved, ["csat_score", "csat_satisfied"]] = pd.NA
+        if any(m.any() for m in later.values()) or (unsolved is not None and unsolved.any()):
+            t = used["tickets"] = t.copy()
+            for col, m in later.items():
+                t.loc[m, col] = pd.NaT
+            if unsolved is not None:
+                t.loc[unsolved, ["csat_score", "csat_satisfied"]] = pd.NA
     if "leads" in used:
-        leads = used["leads"] = used["leads"].copy()
-        for col in ("qualified_at", "converted_at"):
-            if col in leads.columns:
-                later = leads[col] >= as_of
-                masked[f"leads.{col}"] = int(later.sum())
-                leads.loc[later, col] = pd.NaT
+        leads = used["leads"]
+        later = {col: leads[col] >= as_of for col in ("qualified_at", "converted_at") if col in leads.columns}
+        masked.update({f"leads.{col}": int(m.sum()) for col, m in later.items()})
+        if any(m.any() for m in later.values()):
+            leads = used["leads"] = leads.copy()
+            for col, m in later.items():
+                leads.loc[m, col] = pd.NaT
     return used, {"set_aside": aside, "masked": masked}
 
 
@@ -181,7 +211,7 @@ def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
     same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
     if meta["key"] != key or not same_day:
         return None
-    tables = {n: read_parquet_frame(meta_file.parent / f"{n}.parquet") for n in meta["tables"]}
+    tables = _SnapshotTables(meta_file.parent, meta["tables"])
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,

@@ -224,7 +224,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
             ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
                                 mp_context=multiprocessing.get_context("spawn")) as pool:
         snapshot = str(save_snapshot(ds, Path(scratch) / "dataset")) if runnable else None
-        ds.tables.clear()  # the notebooks read the snapshot; the runner needs only the accounting now
+        ds.tables = {}  # the notebooks read the snapshot; the runner needs only the accounting now
         futures = {}
         for r in runnable:
             log(f"[start] {r.name}")

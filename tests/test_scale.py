@@ -29,8 +29,10 @@ def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path, monkeypatch):
     snap = save_snapshot(fresh, tmp_path / "snap")
     monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
     (snap / "clients.parquet").rename(snap / "moved.parquet")  # prove that a hit reads the snapshot ...
+    lazy = load_dataset(sample_dir)                            # tables are read on first use
+    assert "clients" in lazy.tables and lazy.has("clients", "payments")
     with pytest.raises(FileNotFoundError):
-        load_dataset(sample_dir)
+        lazy.clients
     (snap / "moved.parquet").rename(snap / "clients.parquet")
     served = load_dataset(sample_dir)                          # ... and that it holds the same data
     _same(fresh, served)
@@ -45,14 +47,14 @@ def test_snapshot_is_ignored_when_the_request_differs(tmp_path, monkeypatch):
     data = write_dir(tmp_path / "d", base_tables())
     snap = save_snapshot(load_dataset(data), tmp_path / "snap")
     monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
-    (snap / "clients.parquet").unlink()  # any load served from the snapshot would fail now
+    (snap / "clients.parquet").unlink()  # any load served from the snapshot fails on .clients now
     # another as-of: loaded afresh, one payment (2026-01-05) is after it
     other = load_dataset(data, None, "2026-01-04")
-    assert other.accounting["payments"]["set_aside"] == 1
+    assert other.accounting["payments"]["set_aside"] == 1 and len(other.clients) == 2
     # another config (one target changed): loaded afresh
     text = (ROOT / "config" / "default.yaml").read_text().replace("first_response_target_min: 30", "first_response_target_min: 31", 1)
     (tmp_path / "c.yaml").write_text(text)
-    assert load_dataset(data, tmp_path / "c.yaml").config.tiers[0].first_response_target_min == 31
+    assert len(load_dataset(data, tmp_path / "c.yaml").clients) == 2
     # a changed file: loaded afresh, the new row is seen
     tables = base_tables()
     tables["clients"] = pd.concat([tables["clients"], pd.DataFrame({"client_id": ["009"], "signed_up_at": ["2026-01-03"]})])
