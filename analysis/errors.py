@@ -16,3 +16,6 @@ class DataError(InputError):
         self.source = source
         head = f"Invalid input data{f' in {source}' if source else ''}: {len(self.problems)} problem(s)"
         super().__init__("\n".join([head, *(p.render() for p in self.problems)]))
+
+    def __reduce__(self):  # rebuilt from its findings when it crosses a process boundary
+        return (type(self), (self.problems, self.source))

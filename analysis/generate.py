@@ -40,6 +40,7 @@ RESTRUCTURE = pd.Timestamp("2025-07-01", tz="UTC")
 DAY = np.int64(86_400 * 10**9)
 MIN = np.int64(60 * 10**9)
 MONTH_DAYS = 30.4375
+MAX_LIFE_MONTHS = 1200.0
 
 PARAMS = {
     "segments": {"smb": 0.70, "mid": 0.25, "enterprise": 0.05},
@@ -190,6 +191,9 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
     saved = asks_refund & (rng.random(m) < P["refund_save_rate"])
     request_at = start + (np.maximum(life_m * MONTH_DAYS * DAY - 2 * 3600 * 10**9, 3600 * 10**9)).astype(np.int64)
     life_m = np.where(saved, life_m + 1.5 + rng.exponential(4.0, m), life_m)
+    # a lifetime of centuries (a tiny hazard) would overflow int64 nanoseconds: cut at 100 years,
+    # far past the data window, so nothing observable changes
+    life_m = np.minimum(life_m, MAX_LIFE_MONTHS)
     life_end = start + (life_m * MONTH_DAYS * DAY).astype(np.int64)
 
     # ---- payments: first charge, monthly renewals, top-ups, refunds ------------------

@@ -169,6 +169,23 @@ def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: 
     return _page("Support and retention reports", meta + table)
 
 
+def _load_and_save(data_dir, config, as_of, snapshot: Path) -> Dataset:
+    """(in a child process) load and validate, write the snapshot, return the dataset without
+    its tables: the accounting, as-of and data range are all the runner keeps."""
+    ds = load_dataset(data_dir, config, as_of)
+    save_snapshot(ds, snapshot)
+    ds.tables = {name: frame.iloc[:0] for name, frame in ds.tables.items()}
+    return ds
+
+
+def _validate_once(data_dir, config, as_of, snapshot: Path) -> Dataset:
+    """Validate the data once for the whole run, in a child process: the memory the pandas and
+    Arrow pools keep after a large load goes back to the system when it exits, instead of
+    staying in the runner while the notebooks run. The notebooks read the snapshot."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
+
+
 def _clear(out_dir: Path) -> None:
     """Remove the artifacts of an earlier run in OUT (only what the runner writes)."""
     for r in REPORTS:
@@ -197,7 +214,12 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
     clash = sorted(set(given) & set(RUNNER_PARAMETERS))
     if clash:
         raise InputError(f"parameter(s) {', '.join(clash)} are set by the runner; use --data/--as-of/--config")
-    ds = load_dataset(data_dir, config, as_of)
+    scratch = tempfile.TemporaryDirectory(prefix="analysis-run-")  # the snapshot; removed at the end
+    try:
+        ds = _validate_once(data_dir, config, as_of, Path(scratch.name) / "dataset")
+    except BaseException:
+        scratch.cleanup()
+        raise
     log(f"data valid: {ds.source} as of {ds.as_of_date}; "
         + ", ".join(f"{n} {a['used']:,}/{a['read']:,} rows" for n, a in ds.accounting.items()))
     out = Path(out_dir).resolve()
@@ -220,11 +242,9 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
                            optional=config.retention.model_dump(), suite=list(REPORTS), selected=selected)
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
-    with tempfile.TemporaryDirectory(prefix="analysis-run-") as scratch, \
-            ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
-                                mp_context=multiprocessing.get_context("spawn")) as pool:
-        snapshot = str(save_snapshot(ds, Path(scratch) / "dataset")) if runnable else None
-        ds.tables = {}  # the notebooks read the snapshot; the runner needs only the accounting now
+    snapshot = str(Path(scratch.name) / "dataset")
+    with scratch, ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
+                                      mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {}
         for r in runnable:
             log(f"[start] {r.name}")
