@@ -12,6 +12,7 @@ from __future__ import annotations
 import pandas as pd
 from lifelines.utils import datetimes_to_durations
 
+from analysis import keys
 from analysis.months import add_months
 from analysis.stats import rate_table
 
@@ -25,12 +26,12 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     """Per client with a start: deadline (start + 1 month + grace), eligible, churned (null when
     not eligible)."""
     deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
-    charges = payments[(payments["amount"] > 0) & payments["client_id"].isin(starts.index)]
-    start = charges["client_id"].map(starts["start"])
-    due = charges["client_id"].map(deadline)
+    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], starts.index)]
+    start = keys.lookup(charges["client_id"], starts["start"])
+    due = keys.lookup(charges["client_id"], deadline)
     renewed = charges.loc[(charges["paid_at"] > start) & (charges["paid_at"] <= due), "client_id"].unique()
     eligible = deadline <= as_of
-    churned = pd.Series(~starts.index.isin(renewed), index=starts.index).astype("boolean").where(eligible)
+    churned = pd.Series(~keys.isin(starts.index, renewed), index=starts.index).astype("boolean").where(eligible)
     return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)
 
 
@@ -66,7 +67,7 @@ def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Se
 def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
     """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
     in days from the start to the churn date or to as-of (fractional, from hours)."""
-    charges = payments[(payments["amount"] > 0) & payments["client_id"].isin(starts.index)]
+    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], starts.index)]
     last = charges.groupby("client_id")["paid_at"].max().reindex(starts.index)
     churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
     churn_at = churn_at.where(churn_at <= as_of)

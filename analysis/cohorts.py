@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.months import add_months, month_label, months_between
 from analysis.stats import mean_replicates, percentile_interval
 
@@ -27,7 +28,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     (the sum of charges at the start instant) and, when clients has it, segment."""
     charges = payments[payments["amount"] > 0]
     start = charges.groupby("client_id")["paid_at"].min().rename("start")
-    at_start = charges[charges["paid_at"] == charges["client_id"].map(start)]
+    at_start = charges[charges["paid_at"] == keys.lookup(charges["client_id"], start)]
     out = start.to_frame()
     out["cohort"] = month_label(out["start"])
     out["first_charge"] = at_start.groupby("client_id")["amount"].sum()
@@ -39,8 +40,8 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
 def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
     """Payments of clients with a start, with their month of age: age m means paid_at in
     [start + m months, start + (m + 1) months); payments before the start get a negative age."""
-    p = payments[payments["client_id"].isin(starts.index)]
-    start = p["client_id"].map(starts["start"])
+    p = payments[keys.isin(payments["client_id"], starts.index)]
+    start = keys.lookup(p["client_id"], starts["start"])
     return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"],
                          "age": months_between(start, p["paid_at"])}, index=p.index)
 
@@ -72,7 +73,7 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     ages = ages[ages["age"] >= 0]
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
-    sums = (ages.assign(cohort=ages["client_id"].map(starts["cohort"])).groupby(["cohort", "age"])["amount"].sum()
+    sums = (ages.assign(cohort=keys.lookup(ages["client_id"], starts["cohort"])).groupby(["cohort", "age"])["amount"].sum()
             .unstack("age").reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
     cumulative = sums.cumsum(axis=1)
     cumulative.columns = range(1, top + 1)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.config import Config
 from analysis.dataset import parse_day
 from analysis.errors import InputError
@@ -97,8 +98,8 @@ def ticket_measures(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     out["escalated"] = out["resolving"].astype("object") != out["entry"].astype("object")
     one = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
     if events is not None:
-        n = tickets["ticket_id"].map(agent_replies(events)).fillna(0)
-        known = out["resolved"] & tickets["ticket_id"].isin(events["ticket_id"])
+        n = keys.lookup(tickets["ticket_id"], agent_replies(events)).fillna(0)
+        known = out["resolved"] & keys.isin(tickets["ticket_id"], events["ticket_id"])
         one[known] = n[known] == 1
     out["one_touch"] = one
     reopened = pd.Series(pd.NA, index=tickets.index, dtype="boolean")

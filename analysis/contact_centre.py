@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
@@ -46,7 +47,7 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
     out = leads.set_index("lead_id")[["created_at"]].copy()
     out["vendor"] = first["vendor"].reindex(out.index) if "vendor" in first.columns else "vendor"
     by_result = calls.loc[calls["result"].isin(["lead", "sale"]), "lead_id"].unique() if "result" in calls.columns else []
-    qualified = out.index.isin(by_result)
+    qualified = keys.isin(out.index, pd.Series(by_result, dtype=leads["lead_id"].dtype))
     if "qualified_at" in leads.columns:
         qualified |= leads.set_index("lead_id")["qualified_at"].reindex(out.index).notna().to_numpy()
     out["qualified"] = qualified
@@ -191,7 +192,7 @@ def pilot_from_data(outcomes: pd.DataFrame, calls: pd.DataFrame, vendor: str, tr
     client is the mean over the vendor's converted leads."""
     o = outcomes[outcomes["vendor"] == vendor].sort_values("created_at", kind="stable")
     trial = o.head(trial_leads)
-    tc = calls[calls["lead_id"].isin(trial.index) & (calls["vendor"] == vendor)]
+    tc = calls[keys.isin(calls["lead_id"], trial.index) & (calls["vendor"] == vendor)]
     cost = float(billable_minutes(tc["duration_s"], increment_s).sum() * prices["per_minute"])
     per_lead = cost / len(trial) if len(trial) else np.nan
     conv = o[o["converted"]]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.stats import rate_table
 
 __all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses",
@@ -89,7 +90,7 @@ def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd
 def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
     """Label per paying client: "conveyor" when a converted lead links to it, else "other"."""
     linked = leads.loc[leads["converted_at"].notna(), "client_id"].dropna().unique() if "client_id" in leads.columns else []
-    return pd.Series(np.where(starts.index.isin(linked), "conveyor", "other"), index=starts.index, name="group")
+    return pd.Series(np.where(keys.isin(starts.index, linked), "conveyor", "other"), index=starts.index, name="group")
 
 
 def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int, losses: pd.DataFrame,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.config import Config
 from analysis.durations import minutes
 from analysis.stats import duration_stats, rate_table
@@ -49,11 +50,11 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
 
     Only tickets present in ``tickets`` and having at least one event are segmented.
     """
-    has_events = tickets["ticket_id"].isin(events["ticket_id"])
+    has_events = keys.isin(tickets["ticket_id"], events["ticket_id"])
     t = tickets.loc[has_events, ["ticket_id", "created_at", "first_tier"]]
     entry = pd.DataFrame({"ticket_id": t["ticket_id"].to_numpy(), "at": t["created_at"].to_numpy(),
                           "tier": t["first_tier"].astype("object").to_numpy(), "order": 0})
-    a = events[(events["event"] == "assigned") & events["ticket_id"].isin(t["ticket_id"])]
+    a = events[(events["event"] == "assigned") & keys.isin(events["ticket_id"], t["ticket_id"])]
     assigned = pd.DataFrame({"ticket_id": a["ticket_id"].to_numpy(), "at": a["at"].to_numpy(),
                              "tier": a["tier"].astype("object").to_numpy(), "order": 1})
     steps = pd.concat([entry, assigned], ignore_index=True)
@@ -65,7 +66,7 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     seg["seq"] = seg.groupby("ticket_id", sort=False).cumcount()
     nxt_same = seg["ticket_id"].eq(seg["ticket_id"].shift(-1))
     resolved = tickets.set_index("ticket_id")["resolved_at"] if "resolved_at" in tickets.columns else None
-    last_end = (seg["ticket_id"].map(resolved) if resolved is not None
+    last_end = (keys.lookup(seg["ticket_id"], resolved) if resolved is not None
                 else pd.Series(pd.NaT, index=seg.index, dtype="datetime64[ns, UTC]"))
     last_end = last_end.where(last_end >= seg["at"])  # reassigned after the resolution: reopened, still open
     seg["end"] = seg["at"].shift(-1).where(nxt_same, last_end)
@@ -121,7 +122,7 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     frame = groups.to_frame()
     if "agent_id" in events.columns:
         a = events[(events["event"] == "assigned") & events["agent_id"].notna()
-                   & events["ticket_id"].isin(groups.index)].sort_values(["ticket_id", "at"], kind="stable")
+                   & keys.isin(events["ticket_id"], groups.index)].sort_values(["ticket_id", "at"], kind="stable")
         change = a["ticket_id"].eq(a["ticket_id"].shift()) & a["agent_id"].ne(a["agent_id"].shift())
         stations = (1 + change.groupby(a["ticket_id"], sort=False).sum()).rename("assignee_stations")
         frame = frame.join(stations)
@@ -144,8 +145,8 @@ def agent_replies(events: pd.DataFrame) -> pd.Series:
 def one_touch(tickets: pd.DataFrame, events: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per resolving tier, among resolved tickets that have events: how many agent replies they
     took (0, 1, 2, 3+) and the one-touch rate (exactly one reply) with its Wilson interval."""
-    resolved = tickets[tickets["resolved_at"].notna() & tickets["ticket_id"].isin(events["ticket_id"])]
-    n = resolved["ticket_id"].map(agent_replies(events)).fillna(0).astype("int64")
+    resolved = tickets[tickets["resolved_at"].notna() & keys.isin(tickets["ticket_id"], events["ticket_id"])]
+    n = keys.lookup(resolved["ticket_id"], agent_replies(events)).fillna(0).astype("int64")
     bucket = pd.cut(n, [-1, 0, 1, 2, np.inf], labels=["0 replies", "1 reply", "2 replies", "3+ replies"])
     tier = resolving_tier(resolved, config).rename("tier")
     counts = pd.crosstab(tier, bucket, dropna=False).reindex(columns=bucket.cat.categories, fill_value=0)
@@ -164,7 +165,7 @@ def reopen_rate(tickets: pd.DataFrame, config: Config, events: pd.DataFrame | No
     if "reopened" in tickets.columns:
         reopened = tickets["reopened"].fillna(0).gt(0)
     elif events is not None:
-        reopened = tickets["ticket_id"].isin(events.loc[events["event"] == "reopened", "ticket_id"])
+        reopened = keys.isin(tickets["ticket_id"], events.loc[events["event"] == "reopened", "ticket_id"])
     else:
         return pd.DataFrame()
     solved = tickets["resolved_at"].notna() | reopened

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.config import Config
 from analysis.durations import business_days, local_timezone
 from analysis.tiers import as_tier, entry_tier, resolving_tier
@@ -129,7 +130,7 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     parts = []
     if segments is not None and len(segments):
         parts.append(segments[["ticket_id", "tier", "start", "end"]].astype({"tier": "object"}))
-        rest = tickets[~tickets["ticket_id"].isin(segments["ticket_id"])]  # no events: entry tier throughout
+        rest = tickets[~keys.isin(tickets["ticket_id"], segments["ticket_id"])]  # no events: entry tier throughout
     if len(rest):
         none = pd.Series(pd.NaT, index=rest.index, dtype="datetime64[ns, UTC]")
         parts.append(pd.DataFrame({"ticket_id": rest["ticket_id"], "tier": entry_tier(rest, config).astype("object"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
 from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.months import add_months
@@ -29,9 +30,9 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
         ob = ob[ob["reached"].fillna(False).astype(bool)]
     charges = payments[payments["amount"] > 0]
     first_at = charges.groupby("client_id")["paid_at"].min()
-    at_first = charges[charges["paid_at"] == charges["client_id"].map(first_at)]
+    at_first = charges[charges["paid_at"] == keys.lookup(charges["client_id"], first_at)]
     out = reg.copy()
-    out["reached"] = reg.index.isin(ob["client_id"])
+    out["reached"] = keys.isin(reg.index, ob["client_id"])
     out["first_charge_at"] = first_at.reindex(reg.index)
     out["paid"] = out["first_charge_at"].notna()
     out["first_charge"] = at_first.groupby("client_id")["amount"].sum().reindex(reg.index)
@@ -96,8 +97,8 @@ def revenue_share(tickets: pd.DataFrame, payments: pd.DataFrame, start: pd.Times
     """
     t = tickets[tickets["client_id"].notna() & (tickets["created_at"] >= start) & (tickets["created_at"] < end)]
     contact = t.groupby("client_id")["created_at"].min()
-    charges = payments[(payments["amount"] > 0) & payments["client_id"].isin(contact.index)]
-    at = charges["client_id"].map(contact)
+    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], contact.index)]
+    at = keys.lookup(charges["client_id"], contact)
     after = charges[(charges["paid_at"] >= at) & (charges["paid_at"] < end)]["client_id"].unique()
     before = charges[charges["paid_at"] < at]["client_id"].unique()
     e = len(after)

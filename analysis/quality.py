@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis import keys
 from analysis.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.dataset import Dataset
 from analysis.durations import calendar_minutes
@@ -65,14 +66,14 @@ def orphan_table(ds: Dataset) -> pd.DataFrame:
         add("tickets with no client (client_id empty)", t["client_id"].isna().sum(), len(t))
     if c is not None and p is not None:
         charged = p.loc[p["amount"] > 0, "client_id"].unique()
-        add("clients with no charge before as-of", (~c["client_id"].isin(charged)).sum(), len(c))
+        add("clients with no charge before as-of", (~keys.isin(c["client_id"], charged)).sum(), len(c))
         first_pay = p.groupby("client_id")["paid_at"].min()
         signed = c.set_index("client_id")["signed_up_at"].reindex(first_pay.index)
         add("clients whose first payment precedes sign-up", (first_pay < signed).sum(), len(first_pay))
     if c is not None and t is not None and "client_id" in t.columns:
-        add("clients who never wrote to support", (~c["client_id"].isin(t["client_id"].dropna())).sum(), len(c))
+        add("clients who never wrote to support", (~keys.isin(c["client_id"], t["client_id"].dropna())).sum(), len(c))
     if t is not None and e is not None:
-        add("tickets with no events", (~t["ticket_id"].isin(e["ticket_id"])).sum(), len(t))
+        add("tickets with no events", (~keys.isin(t["ticket_id"], e["ticket_id"])).sum(), len(t))
     return pd.DataFrame(rows, columns=["check", "rows", "of", "share"]).set_index("check")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis import keys
 from analysis.config import Config
 from analysis.stats import rate_table
 from analysis.tiers import resolving_tier
@@ -36,8 +37,8 @@ def refund_requests(tickets: pd.DataFrame, payments: pd.DataFrame, config: Confi
     pairs = pairs[(pairs["paid_at"] > pairs["created_at"]) & (pairs["paid_at"] <= pairs["created_at"] + window)]
     charges = pairs[pairs["amount"] > 0].groupby("row")["amount"].sum()
     refunds = pairs[pairs["amount"] < 0].groupby("row").size()
-    out["paid_again"] = out.index.isin(charges.index)
-    out["refunded_again"] = out.index.isin(refunds.index)
+    out["paid_again"] = keys.isin(out.index, charges.index)
+    out["refunded_again"] = keys.isin(out.index, refunds.index)
     saved = out["paid_again"] & ~out["refunded_again"]
     out["saved"] = saved.astype("boolean").where(out["known"])
     out["revenue_kept"] = charges.reindex(out.index, fill_value=0.0).where(saved & out["known"], 0.0)

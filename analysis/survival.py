@@ -23,6 +23,7 @@ import pandas as pd
 from lifelines import CoxPHFitter, CoxTimeVaryingFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
+from analysis import keys
 from analysis.churn import DAYS_PER_MONTH
 
 __all__ = ["kaplan_meier", "rmst", "survival_summary", "censor_aware_ltv", "at_risk_table", "logrank", "covariates", "naive_hr",
@@ -92,7 +93,7 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
       client-months (a constant hazard, no horizon): what subscription dashboards report.
     """
     g = pd.Series("all", index=life.index) if groups is None else groups.reindex(life.index)
-    net = payments[payments["client_id"].isin(life.index)].groupby("client_id")["amount"].sum().reindex(life.index, fill_value=0.0)
+    net = payments[keys.isin(payments["client_id"], life.index)].groupby("client_id")["amount"].sum().reindex(life.index, fill_value=0.0)
     months = life["duration_days"] / DAYS_PER_MONTH
     rows = []
     for label, kmf in fits.items():

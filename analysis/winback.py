@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 
+from analysis import keys
 from analysis.months import add_months
 from analysis.stats import rate_table
 
@@ -39,8 +40,8 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     if tickets is not None and "client_id" in tickets.columns:
         parts.append(tickets.loc[tickets["client_id"].notna(), ["client_id", "created_at"]].rename(columns={"created_at": "at"}))
     act = pd.concat(parts, ignore_index=True)
-    act = act[act["client_id"].isin(starts.index)]
-    act = act[act["at"] >= act["client_id"].map(starts["start"])]
+    act = act[keys.isin(act["client_id"], starts.index)]
+    act = act[act["at"] >= keys.lookup(act["client_id"], starts["start"])]
     return act.drop_duplicates().sort_values(["client_id", "at"], kind="stable").reset_index(drop=True)
 
 
@@ -145,7 +146,7 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     last = act.groupby("client_id")["at"].max()
     active = last[last + pd.Timedelta(days=dormancy_days) > as_of].index
     eligible = starts.index[starts["start"] <= m9].intersection(active)
-    p = payments[payments["client_id"].isin(eligible)]
+    p = payments[keys.isin(payments["client_id"], eligible)]
     recent = p[(p["paid_at"] >= m3) & (p["paid_at"] < as_of)].groupby("client_id")["amount"].sum()
     base = p[(p["paid_at"] >= m9) & (p["paid_at"] < m3)].groupby("client_id")["amount"].sum() / 2
     frame = pd.DataFrame({"baseline_3m": base.reindex(eligible, fill_value=0.0),

@@ -1,0 +1,71 @@
+"""Membership and lookups on ID columns, done on the Arrow data behind them.
+
+The contract types IDs as Arrow-backed text (``analysis.contract.TEXT``). pandas 2.3's
+``isin`` on such a column builds one Python object per *looked-up* value (so testing 20M
+payments against 1M client ids makes 1M scalars, or 18M for ticket events), and ``map`` goes
+through an object index. These helpers do the same with one Arrow hash pass (``is_in`` /
+``index_in``). Results are the same as ``isin`` / ``map``; other dtypes fall back to pandas.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+__all__ = ["isin", "lookup"]
+
+
+def _arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow string data behind a Series/Index/array of text, or None when it is not text."""
+    array = getattr(values, "array", values)
+    data = getattr(array, "_pa_array", None)
+    if data is not None and pa.types.is_string(data.type) or data is not None and pa.types.is_large_string(data.type):
+        return data
+    dtype = getattr(values, "dtype", None)
+    if isinstance(dtype, pd.StringDtype) or (dtype is not None and dtype == object):
+        try:
+            return pa.array(np.asarray(values, dtype=object), type=pa.string(), from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            return None
+    return None
+
+
+def isin(values, keys) -> np.ndarray:
+    """Boolean array: is each element of ``values`` (Series, Index or array) among ``keys``?
+    Nulls are never in. Same as ``values.isin(keys)``.
+
+    >>> s = pd.Series(["a", "b", None, "c"], dtype=pd.StringDtype("pyarrow"))
+    >>> isin(s, pd.Index(["c", "a"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [True, False, False, True]
+    """
+    left, right = _arrow_text(values), _arrow_text(keys)
+    if left is None or right is None:
+        return np.asarray(pd.Series(values).isin(keys) if not isinstance(values, (pd.Series, pd.Index))
+                          else values.isin(keys), dtype=bool)
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    found = pc.is_in(left, value_set=pc.unique(right).drop_null())
+    return np.asarray(found.to_numpy(zero_copy_only=False) if hasattr(found, "to_numpy") else found, dtype=bool)
+
+
+def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
+    """``values.map(table)`` for a text key column and a Series indexed by unique text keys:
+    the table's value at each key, missing where the key is absent (or null).
+
+    >>> t = pd.Series([10.0, 20.0], index=pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow")))
+    >>> lookup(pd.Series(["b", "x", "a"], dtype=pd.StringDtype("pyarrow")), t).tolist()
+    [20.0, nan, 10.0]
+    """
+    left, right = _arrow_text(values), _arrow_text(table.index)
+    if left is None or right is None or not table.index.is_unique:
+        return values.map(table)
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    pos = pc.index_in(left, value_set=right)
+    pos = pos.to_numpy(zero_copy_only=False) if hasattr(pos, "to_numpy") else np.asarray(pos)
+    missing = pd.isna(pos)
+    idx = np.where(missing, 0, pos).astype("int64")
+    out = table.iloc[idx].reset_index(drop=True) if len(table) else pd.Series(np.nan, index=range(len(idx)))
+    out.index = values.index
+    return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)
