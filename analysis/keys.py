@@ -13,7 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["isin", "lookup"]
+__all__ = ["isin", "lookup", "codes"]
 
 
 def _arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -69,3 +69,22 @@ def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
     out = table.iloc[idx].reset_index(drop=True) if len(table) else pd.Series(np.nan, index=range(len(idx)))
     out.index = values.index
     return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)
+
+
+def codes(values, universe) -> np.ndarray:
+    """int64 position of each element of ``values`` in ``universe`` (unique keys), -1 where
+    absent or null: integer keys to sort, group and join on instead of text.
+
+    >>> codes(pd.Series(["b", "x", None, "a"], dtype=pd.StringDtype("pyarrow")),
+    ...       pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [1, -1, -1, 0]
+    """
+    left, right = _arrow_text(values), _arrow_text(universe)
+    if left is None or right is None:
+        pos = pd.Index(universe).get_indexer(pd.Index(values))
+        return np.asarray(pos, dtype="int64")
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    pos = pc.index_in(left, value_set=right)
+    pos = pos.to_numpy(zero_copy_only=False) if hasattr(pos, "to_numpy") else np.asarray(pos)
+    return np.where(pd.isna(pos), -1, pos).astype("int64")

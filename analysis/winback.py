@@ -26,11 +26,12 @@ __all__ = ["activities", "dormancy_events", "winback_outcomes", "winback_rates",
            "return_curves", "early_warning", "winback_metrics", "winback_headline"]
 
 
-def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on: str, **kw) -> pd.DataFrame:
-    """merge_asof by client_id that keeps the left frame's row order and index."""
+def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on: str, by: str = "client_id",
+                 **kw) -> pd.DataFrame:
+    """merge_asof by ``by`` that keeps the left frame's row order and index."""
     l = left.reset_index(names="_row").sort_values(left_on, kind="stable")
     r = right.sort_values(right_on, kind="stable")
-    out = pd.merge_asof(l, r, left_on=left_on, right_on=right_on, by="client_id", **kw)
+    out = pd.merge_asof(l, r, left_on=left_on, right_on=right_on, by=by, **kw)
     return out.set_index("_row").reindex(left.index)
 
 
@@ -40,9 +41,11 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     if tickets is not None and "client_id" in tickets.columns:
         parts.append(tickets.loc[tickets["client_id"].notna(), ["client_id", "created_at"]].rename(columns={"created_at": "at"}))
     act = pd.concat(parts, ignore_index=True)
-    act = act[keys.isin(act["client_id"], starts.index)]
+    act = act.assign(_c=keys.codes(act["client_id"], starts.index.sort_values()))  # in client_id order
+    act = act[act["_c"] >= 0]
     act = act[act["at"] >= keys.lookup(act["client_id"], starts["start"])]
-    return act.drop_duplicates().sort_values(["client_id", "at"], kind="stable").reset_index(drop=True)
+    act = act.drop_duplicates(["_c", "at"]).sort_values(["_c", "at"], kind="stable")
+    return act[["client_id", "at"]].reset_index(drop=True)
 
 
 def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
@@ -56,8 +59,8 @@ def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) 
 
 def _window_sum(events: pd.DataFrame, cum: pd.DataFrame, at: pd.Series) -> pd.Series:
     """Sum of a client's payments strictly before ``at`` (cumulative sums looked up as-of)."""
-    left = pd.DataFrame({"client_id": events["client_id"], "t": at}, index=events.index)
-    got = _sorted_asof(left, cum, "t", "paid_at", direction="backward", allow_exact_matches=False)
+    left = pd.DataFrame({"_c": events["_c"], "t": at}, index=events.index)
+    got = _sorted_asof(left, cum, "t", "paid_at", by="_c", direction="backward", allow_exact_matches=False)
     return got["cum"].fillna(0.0)
 
 
@@ -65,39 +68,48 @@ def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.
                      as_of: pd.Timestamp, window_days: int) -> pd.DataFrame:
     """Per dormancy event: counted (window over by as-of), return_at (first charge at or after D),
     won_back, channel, mean_check_before, band, revenue_90d and revenue_180d (net payments in
-    [D, D + 90 / 180 days), null while that span is not over)."""
+    [D, D + 90 / 180 days), null while that span is not over).
+
+    Clients are joined on integer codes of their ids (the events' clients; payments of other
+    clients never match and are left out of the per-client running sums)."""
     out = events.copy()
     window = pd.Timedelta(days=window_days)
     out["counted"] = out["dormant_at"] + window <= as_of
+    universe = pd.Index(out["client_id"].unique())
+    out["_c"] = keys.codes(out["client_id"], universe)
     charges = payments.loc[payments["amount"] > 0, ["client_id", "paid_at", "amount"]]
-    first_back = _sorted_asof(out[["client_id", "dormant_at"]], charges[["client_id", "paid_at"]].assign(back=charges["paid_at"]),
-                              "dormant_at", "paid_at", direction="forward", allow_exact_matches=True)
+    mean_all = charges["amount"].mean()
+    charges = charges.assign(_c=keys.codes(charges["client_id"], universe))
+    charges = charges[charges["_c"] >= 0]
+    first_back = _sorted_asof(out[["_c", "dormant_at"]], charges[["_c", "paid_at"]].assign(back=charges["paid_at"]),
+                              "dormant_at", "paid_at", by="_c", direction="forward", allow_exact_matches=True)
     out["return_at"] = first_back["back"]
     out["won_back"] = out["return_at"] < out["dormant_at"] + window
     # channel: earliest winback outreach in [D, D + window), ties by channel name
     out["channel"] = "none"
     if outreach is not None and len(outreach):
         wb = outreach.loc[outreach["campaign"] == "winback", ["client_id", "at", "channel"]]
-        pairs = out[["client_id", "dormant_at"]].reset_index(names="event").merge(wb, on="client_id")
+        wb = wb.assign(_c=keys.codes(wb["client_id"], universe))
+        pairs = out[["_c", "dormant_at"]].reset_index(names="event").merge(wb[wb["_c"] >= 0].drop(columns="client_id"), on="_c")
         pairs = pairs[(pairs["at"] >= pairs["dormant_at"]) & (pairs["at"] < pairs["dormant_at"] + window)]
         first = pairs.sort_values(["event", "at", "channel"], kind="stable").drop_duplicates("event")
         out.loc[first["event"].to_numpy(), "channel"] = first["channel"].to_numpy()
     # check size: the client's mean charge before D against the mean of all charges
-    c = charges.sort_values(["client_id", "paid_at"], kind="stable")
-    cum = c.assign(total=c.groupby("client_id")["amount"].cumsum(), n=c.groupby("client_id").cumcount() + 1)
-    before = _sorted_asof(out[["client_id", "dormant_at"]], cum[["client_id", "paid_at", "total", "n"]],
-                          "dormant_at", "paid_at", direction="backward", allow_exact_matches=False)
+    c = charges.sort_values(["_c", "paid_at"], kind="stable")
+    cum = c.assign(total=c.groupby("_c")["amount"].cumsum(), n=c.groupby("_c").cumcount() + 1)
+    before = _sorted_asof(out[["_c", "dormant_at"]], cum[["_c", "paid_at", "total", "n"]],
+                          "dormant_at", "paid_at", by="_c", direction="backward", allow_exact_matches=False)
     out["mean_check_before"] = before["total"] / before["n"]
-    mean_all = charges["amount"].mean()
     out["band"] = np.where(out["mean_check_before"] > mean_all, "above", "below")
     # revenue recovered: net payments (refunds included) in [D, D + k days)
-    p = payments.sort_values(["client_id", "paid_at"], kind="stable")
-    cum_all = p[["client_id", "paid_at"]].assign(cum=p.groupby("client_id")["amount"].cumsum())
+    p = payments[["paid_at", "amount"]].assign(_c=keys.codes(payments["client_id"], universe))
+    p = p[p["_c"] >= 0].sort_values(["_c", "paid_at"], kind="stable")
+    cum_all = p[["_c", "paid_at"]].assign(cum=p.groupby("_c")["amount"].cumsum())
     at_d = _window_sum(out, cum_all, out["dormant_at"])
     for k in (90, 180):
         end = out["dormant_at"] + pd.Timedelta(days=k)
         out[f"revenue_{k}d"] = (_window_sum(out, cum_all, end) - at_d).where(end <= as_of)
-    return out
+    return out.drop(columns="_c")
 
 
 def winback_rates(outcomes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
