@@ -247,7 +247,7 @@ def _examples(raw: RawTable, index, columns: list[str]) -> list[str]:
 
 def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, set]]:
     """Type every contract column present; report values that do not parse."""
-    frame = raw.frame.copy()
+    frame = raw.frame.copy(deep=False)  # columns are replaced, never changed in place
     problems: list[Problem] = []
     bad_rows: dict[str, set] = {}
     present = set(frame.columns)
