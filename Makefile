@@ -9,7 +9,7 @@ CLIENTS ?= 20000
 SEED    ?= 42
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data reports test lab clean
+.PHONY: help setup data reports test bench lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -35,6 +35,12 @@ reports: $(STAMP) $(SAMPLE)/truth.json ## run every notebook on the sample -> re
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest -q
+
+BENCH_SIZES  ?= 100000 1000000
+BENCH_STAGES ?= load,metrics,notebooks,run
+
+bench: $(STAMP) ## time every stage at 100k and 1M clients vs DuckDB (BENCH_SIZES, BENCH_STAGES); see docs/benchmarks.md
+	$(PY) benchmarks/bench.py --sizes $(BENCH_SIZES) --stages $(BENCH_STAGES)
 
 lab: $(STAMP) ## open JupyterLab on the same venv and kernel
 	$(VENV)/bin/jupyter lab notebooks

@@ -82,4 +82,12 @@ def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
 
 def month_label(times: pd.Series) -> pd.Series:
     """The UTC calendar month of each instant as 'YYYY-MM' text (a cohort label)."""
+    if _utc_like(times):
+        # a handful of distinct months: format each once, not every row (strftime is per row)
+        nat = times.isna().to_numpy()
+        ns = times.array.asi8 if times.dt.tz is not None else times.to_numpy().view("int64")
+        total = _fields(np.where(nat, 0, ns))[0]
+        codes, uniques = pd.factorize(total)
+        names = np.array([f"{m // 12:04d}-{m % 12 + 1:02d}" for m in uniques] + [np.nan], dtype=object)
+        return pd.Series(names[np.where(nat, len(uniques), codes)], index=times.index, dtype=object)
     return times.dt.tz_convert("UTC").dt.strftime("%Y-%m") if times.dt.tz is not None else times.dt.strftime("%Y-%m")

@@ -145,3 +145,41 @@ def test_model_sample_is_stratified_proportional_and_seeded():
     pd.testing.assert_series_equal(key_a.value_counts().sort_index(), expected.astype("int64").sort_index(),
                                    check_names=False)
     assert "sample of 2,000 of the 10,000" in survival.model_sample_note(10_000, 2_000, 1)
+
+
+def test_duplicate_table_hashes_only_tables_without_a_unique_id(tmp_path):
+    from analysis import quality
+    tables = base_tables()
+    ev = pd.DataFrame({"ticket_id": ["t1", "t1", "t1"], "at": ["2026-01-04T09:05:00Z"] * 3,
+                       "event": ["assigned", "assigned", "agent_reply"], "tier": ["L1"] * 3})
+    tables["ticket_events"] = ev
+    dup = quality.duplicate_table(load_dataset(write_dir(tmp_path, tables)))
+    got = dup["identical rows (beyond the first)"].to_dict()
+    # events: rows 1 and 2 are identical -> 1 beyond the first; tables with unique ids: 0
+    assert got == {"clients": 0, "payments": 0, "tickets": 0, "ticket_events": 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(-20 * 365 * 86_400, 60 * 365 * 86_400), min_size=1, max_size=40), st.booleans())
+def test_month_label_equals_strftime(secs, aware):
+    t = pd.Series(pd.to_datetime(np.array(secs, dtype="int64") * 10**9, utc=aware))
+    t.iloc[0] = pd.NaT
+    pd.testing.assert_series_equal(months.month_label(t), t.dt.strftime("%Y-%m"))
+
+
+def test_mean_replicates_normal_limit_matches_the_bootstrap_above_the_threshold():
+    from analysis import stats
+    rng = np.random.default_rng(0)
+    x = rng.lognormal(0, 1.0, stats.NORMAL_LIMIT_N + 10_000)   # skewed, like payments
+    n = len(x)
+    boot = np.array([x[rng.integers(0, n, n)].mean() for _ in range(1000)])
+    limit = stats.mean_replicates(x, 1000, np.random.default_rng(1))
+    (lb, hb), (ln, hn) = np.percentile(boot, [2.5, 97.5]), np.percentile(limit, [2.5, 97.5])
+    assert abs(lb - ln) < 0.06 * (hb - lb) and abs(hb - hn) < 0.06 * (hb - lb)
+    assert abs(limit.mean() - x.mean()) < 0.1 * (hb - lb)
+    # below the threshold it is the plain bootstrap: the same draws as resampling by hand
+    small = x[:1000]
+    r1 = stats.mean_replicates(small, 50, np.random.default_rng(5))
+    g = np.random.default_rng(5)
+    r2 = small[g.integers(0, 1000, size=(50, 1000))].mean(axis=1)
+    assert np.allclose(r1, r2)

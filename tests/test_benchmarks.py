@@ -1,0 +1,55 @@
+"""The benchmark's DuckDB references give the package's numbers on the sample (so the yardstick
+measures the same work), and the benchmark's pieces work on a tiny size. No timing is asserted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import measure  # noqa: E402
+from references import FAMILIES, connect  # noqa: E402
+
+from analysis.dataset import load_dataset  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def loaded(sample_dir):
+    ds = load_dataset(sample_dir)
+    return ds, connect(sample_dir, ds.as_of)
+
+
+@pytest.mark.parametrize("family", FAMILIES, ids=[f.name for f in FAMILIES])
+def test_duckdb_reference_matches_the_package_on_the_sample(loaded, family):
+    ds, con = loaded
+    ours, ref = family.package(ds), family.sql(con, ds.as_of, ds.config)
+    keys = [c for c in ours.columns if c != "value"]
+    assert list(ref.columns) == list(ours.columns)
+    assert len(ours) > 3, family.name
+    assert ours[keys].astype(str).values.tolist() == ref[keys].astype(str).values.tolist(), f"{family.name}: different rows"
+    assert np.allclose(ours["value"], ref["value"], rtol=1e-9, atol=1e-9, equal_nan=True), family.name
+    assert ours["value"].notna().any() and (ours["value"] != 0).any()  # real numbers, not an empty agreement
+
+
+def test_measure_reports_time_and_the_whole_process_tree():
+    code = "import subprocess, sys; subprocess.run([sys.executable, '-c', 'b = bytearray(300 * 2**20); import time; time.sleep(0.6)'])"
+    got = measure.measure([sys.executable, "-c", code])
+    assert got["returncode"] == 0 and got["seconds"] >= 0.6
+    assert got["peak_gb"] >= 0.29  # the grandchild's 300 MB are counted
+
+
+def test_bench_metrics_stage_runs_end_to_end(tmp_path):
+    """The families stage on a small generated directory: every family reports and agrees."""
+    from analysis.generate import generate
+    generate(tmp_path, clients=800, seed=3, profile="scale")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "_families", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [r["family"] for r in rows] == [f.name for f in FAMILIES]
+    assert all(r["same"] and r["rows"] > 0 and r["package_s"] >= 0 and r["duckdb_s"] >= 0 for r in rows)
