@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from lifelines.utils import datetimes_to_durations
 
@@ -26,12 +27,14 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     """Per client with a start: deadline (start + 1 month + grace), eligible, churned (null when
     not eligible)."""
     deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
-    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], starts.index)]
-    start = keys.lookup(charges["client_id"], starts["start"])
-    due = keys.lookup(charges["client_id"], deadline)
-    renewed = charges.loc[(charges["paid_at"] > start) & (charges["paid_at"] <= due), "client_id"].unique()
+    pos = keys.codes(payments["client_id"], starts.index)
+    charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
+    pos, paid = pos[charge], payments["paid_at"].array[charge]
+    in_window = (paid > starts["start"].array.take(pos)) & (paid <= deadline.array.take(pos))
+    renewed = np.zeros(len(starts), dtype=bool)
+    renewed[pos[in_window]] = True
     eligible = deadline <= as_of
-    churned = pd.Series(~keys.isin(starts.index, renewed), index=starts.index).astype("boolean").where(eligible)
+    churned = pd.Series(~renewed, index=starts.index).astype("boolean").where(eligible)
     return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)
 
 
@@ -67,8 +70,10 @@ def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Se
 def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
     """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
     in days from the start to the churn date or to as-of (fractional, from hours)."""
-    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], starts.index)]
-    last = charges.groupby("client_id")["paid_at"].max().reindex(starts.index)
+    pos = keys.codes(payments["client_id"], starts.index)
+    charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
+    last = payments["paid_at"][charge].groupby(pos[charge]).max().reindex(range(len(starts)))
+    last.index = starts.index
     churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
     churn_at = churn_at.where(churn_at <= as_of)
     hours, observed = datetimes_to_durations(starts["start"], churn_at, fill_date=as_of, freq="h")

@@ -27,11 +27,13 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     """Per client with a charge (index client_id): start, cohort ('YYYY-MM', UTC), first_charge
     (the sum of charges at the start instant) and, when clients has it, segment."""
     charges = payments[payments["amount"] > 0]
-    start = charges.groupby("client_id")["paid_at"].min().rename("start")
-    at_start = charges[charges["paid_at"] == keys.lookup(charges["client_id"], start)]
-    out = start.to_frame()
+    code, ids = pd.factorize(charges["client_id"])  # group on integer codes, not on the text
+    first = charges["paid_at"].groupby(code).min()
+    at_start = charges["paid_at"].array == first.array.take(code)
+    out = pd.DataFrame(index=pd.Index(ids, name="client_id"))
+    out["start"] = first.array
     out["cohort"] = month_label(out["start"])
-    out["first_charge"] = at_start.groupby("client_id")["amount"].sum()
+    out["first_charge"] = charges["amount"][at_start].groupby(code[at_start]).sum().to_numpy()
     if clients is not None and "segment" in clients.columns:
         out["segment"] = clients.set_index("client_id")["segment"].reindex(out.index).fillna("(none)")
     return out.sort_index()
@@ -39,11 +41,14 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
 
 def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
     """Payments of clients with a start, with their month of age: age m means paid_at in
-    [start + m months, start + (m + 1) months); payments before the start get a negative age."""
-    p = payments[keys.isin(payments["client_id"], starts.index)]
-    start = keys.lookup(p["client_id"], starts["start"])
+    [start + m months, start + (m + 1) months); payments before the start get a negative age.
+    ``pos`` is the client's row in ``starts`` (an integer key to group on)."""
+    pos = keys.codes(payments["client_id"], starts.index)
+    keep = pos >= 0
+    p, pos = payments[keep], pos[keep]
+    start = pd.Series(starts["start"].array.take(pos), index=p.index)
     return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"],
-                         "age": months_between(start, p["paid_at"])}, index=p.index)
+                         "age": months_between(start, p["paid_at"]), "pos": pos}, index=p.index)
 
 
 def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
@@ -54,7 +59,8 @@ def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     out = pd.DataFrame(index=starts.index)
     for k in horizons:
         inside = ages[(ages["age"] >= 0) & (ages["age"] < k)]
-        net = inside.groupby("client_id")["amount"].sum().reindex(starts.index, fill_value=0.0)
+        net = inside["amount"].groupby(inside["pos"].to_numpy()).sum().reindex(range(len(starts)), fill_value=0.0)
+        net.index = starts.index
         old_enough = add_months(starts["start"], k) <= as_of
         out[f"ltv_{k}m"] = net.where(old_enough)
     return out
@@ -73,8 +79,11 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     ages = ages[ages["age"] >= 0]
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
-    sums = (ages.assign(cohort=keys.lookup(ages["client_id"], starts["cohort"])).groupby(["cohort", "age"])["amount"].sum()
-            .unstack("age").reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
+    cohort_code, cohort_names = pd.factorize(starts["cohort"])
+    sums = ages["amount"].groupby([cohort_code[ages["pos"].to_numpy()], ages["age"].to_numpy()]).sum()
+    sums.index = sums.index.set_levels(pd.Index(cohort_names)[sums.index.levels[0]], level=0)
+    sums = (sums.rename_axis(["cohort", "age"]).unstack("age")
+            .reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
     cumulative = sums.cumsum(axis=1)
     cumulative.columns = range(1, top + 1)
     values = cumulative.div(size, axis=0)

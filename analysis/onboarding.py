@@ -29,13 +29,16 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
     if "reached" in ob.columns:
         ob = ob[ob["reached"].fillna(False).astype(bool)]
     charges = payments[payments["amount"] > 0]
-    first_at = charges.groupby("client_id")["paid_at"].min()
-    at_first = charges[charges["paid_at"] == keys.lookup(charges["client_id"], first_at)]
+    pos = keys.codes(charges["client_id"], reg.index)  # integer keys; charges of others drop out
+    keep = pos >= 0
+    charges, pos = charges[keep], pos[keep]
+    first_at = charges["paid_at"].groupby(pos).min()
+    at_first = charges["paid_at"].array == first_at.reindex(range(len(reg))).array.take(pos)
     out = reg.copy()
     out["reached"] = keys.isin(reg.index, ob["client_id"])
-    out["first_charge_at"] = first_at.reindex(reg.index)
+    out["first_charge_at"] = first_at.reindex(range(len(reg))).array
     out["paid"] = out["first_charge_at"].notna()
-    out["first_charge"] = at_first.groupby("client_id")["amount"].sum().reindex(reg.index)
+    out["first_charge"] = charges["amount"][at_first].groupby(pos[at_first]).sum().reindex(range(len(reg))).to_numpy()
     return out
 
 

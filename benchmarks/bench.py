@@ -39,6 +39,8 @@ sys.path.insert(0, str(HERE))
 
 from measure import measure  # noqa: E402
 
+from analysis.reports import REPORTS  # noqa: E402
+
 PY = sys.executable
 STAGES = ("load", "metrics", "notebooks", "run")
 
@@ -152,14 +154,17 @@ def print_table(results: dict) -> None:
             ratio = f["package_s"] / f["duckdb_s"] if f["duckdb_s"] > 0 else float("nan")
             print(f"{'metric ' + f['family']:34} {f['package_s']:9.2f} {_rate(f['rows'], f['package_s']):>12} "
                   f"{f['peak_gb']:8.2f} {f['duckdb_s']:9.2f} {ratio:6.1f} {'yes' if f['same'] else 'NO'}")
+        needs = {rep.name: rep.needs for rep in REPORTS}
+        total = sum(r["rows"].values())
         for name, sec in r.get("notebooks", {}).get("per_notebook", {}).items():
-            print(f"{'notebook ' + name:34} {sec:9.1f}")
+            n_rows = sum(r["rows"].get(t, 0) for t in needs.get(name, ())) or total
+            print(f"{'notebook ' + name:34} {sec:9.1f} {_rate(n_rows, sec):>12}")
         if "notebooks" in r:
             x = r["notebooks"]
-            print(f"{'whole run, 1 worker':34} {x['seconds']:9.1f} {'':>12} {x['peak_gb']:8.2f}")
+            print(f"{'whole run, 1 worker':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {x['peak_gb']:8.2f}")
         if "run" in r:
             x = r["run"]
-            print(f"{'whole run, 2 workers (default)':34} {x['seconds']:9.1f} {'':>12} {x['peak_gb']:8.2f}"
+            print(f"{'whole run, 2 workers (default)':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {x['peak_gb']:8.2f}"
                   + (f"  FAILED: {', '.join(x['failed'])}" if x.get("failed") else ""))
     if len(sizes) == 2:
         small, big = (results["sizes"][s] for s in sizes)
@@ -184,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {', '.join(STAGES)}")
+    p.add_argument("--show", action="store_true", help="print the table of the last results.json and stop")
     args = p.parse_args(argv)
+    if args.show:
+        print_table(json.loads((CACHE / "results.json").read_text()))
+        return 0
     stages = [s for s in args.stages.split(",") if s]
     unknown = sorted(set(stages) - set(STAGES))
     if unknown:
