@@ -6,6 +6,10 @@ starts); fix the as-of date; check every parameter name against the notebooks' d
 parameters (papermill only warns about unknown ones); run each notebook on the registered
 kernel with an explicit cwd, keeping the executed notebook even when it fails; export HTML
 with the code hidden; merge the metrics fragments; write index.html.
+
+The data is validated once, in a child process that writes the validated tables to a snapshot
+in a temporary directory (removed at the end); every kernel reads it through
+``ANALYSIS_SNAPSHOT`` instead of validating again (``analysis.dataset``).
 """
 from __future__ import annotations
 
