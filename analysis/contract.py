@@ -18,6 +18,7 @@ import pyarrow
 import pyarrow.compute as pc
 from pandera.errors import SchemaErrors
 
+from analysis import keys
 from analysis.config import Config
 from analysis.io import Problem, RawTable
 
@@ -295,9 +296,8 @@ def _order_check(later: str, earlier: str) -> pa.Check:
 
 
 def _arrow(s: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
-    """The Arrow data behind a text column (no copy when it is Arrow-backed already)."""
-    s = s.astype(TEXT)
-    return getattr(s.array, "_pa_array", None) or pyarrow.array(s)
+    """The Arrow data behind a column typed as text."""
+    return keys.arrow_text(s.astype(TEXT))
 
 
 def _unique(s: pd.Series) -> pd.Series:

@@ -189,7 +189,9 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
     churns_in_window = life_m < horizon_m
     asks_refund = churns_in_window & (rng.random(m) < P["refund_request_share_of_churners"])
     saved = asks_refund & (rng.random(m) < P["refund_save_rate"])
-    request_at = start + (np.maximum(life_m * MONTH_DAYS * DAY - 2 * 3600 * 10**9, 3600 * 10**9)).astype(np.int64)
+    # (used only for clients who churn in the window; the cap keeps the others' int64 cast valid)
+    request_at = start + (np.maximum(np.minimum(life_m, MAX_LIFE_MONTHS) * MONTH_DAYS * DAY - 2 * 3600 * 10**9,
+                                     3600 * 10**9)).astype(np.int64)
     life_m = np.where(saved, life_m + 1.5 + rng.exponential(4.0, m), life_m)
     # a lifetime of centuries (a tiny hazard) would overflow int64 nanoseconds: cut at 100 years,
     # far past the data window, so nothing observable changes

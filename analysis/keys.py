@@ -13,14 +13,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["isin", "lookup", "codes"]
+__all__ = ["arrow_text", "isin", "codes", "lookup"]
 
 
-def _arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
-    """The Arrow string data behind a Series/Index/array of text, or None when it is not text."""
-    array = getattr(values, "array", values)
-    data = getattr(array, "_pa_array", None)
-    if data is not None and pa.types.is_string(data.type) or data is not None and pa.types.is_large_string(data.type):
+def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
+    """The Arrow string data behind a Series/Index/array of text (no copy when it is
+    Arrow-backed already), or None when it is not text."""
+    data = getattr(getattr(values, "array", values), "_pa_array", None)
+    if data is not None and (pa.types.is_string(data.type) or pa.types.is_large_string(data.type)):
         return data
     dtype = getattr(values, "dtype", None)
     if isinstance(dtype, pd.StringDtype) or (dtype is not None and dtype == object):
@@ -31,6 +31,10 @@ def _arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
     return None
 
 
+def _value_set(data: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
+
+
 def isin(values, keys) -> np.ndarray:
     """Boolean array: is each element of ``values`` (Series, Index or array) among ``keys``?
     Nulls are never in. Same as ``values.isin(keys)``.
@@ -39,36 +43,12 @@ def isin(values, keys) -> np.ndarray:
     >>> isin(s, pd.Index(["c", "a"], dtype=pd.StringDtype("pyarrow"))).tolist()
     [True, False, False, True]
     """
-    left, right = _arrow_text(values), _arrow_text(keys)
+    left, right = arrow_text(values), arrow_text(keys)
     if left is None or right is None:
-        return np.asarray(pd.Series(values).isin(keys) if not isinstance(values, (pd.Series, pd.Index))
-                          else values.isin(keys), dtype=bool)
-    if isinstance(right, pa.ChunkedArray):
-        right = right.combine_chunks()
-    found = pc.is_in(left, value_set=pc.unique(right).drop_null())
-    return np.asarray(found.to_numpy(zero_copy_only=False) if hasattr(found, "to_numpy") else found, dtype=bool)
-
-
-def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
-    """``values.map(table)`` for a text key column and a Series indexed by unique text keys:
-    the table's value at each key, missing where the key is absent (or null).
-
-    >>> t = pd.Series([10.0, 20.0], index=pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow")))
-    >>> lookup(pd.Series(["b", "x", "a"], dtype=pd.StringDtype("pyarrow")), t).tolist()
-    [20.0, nan, 10.0]
-    """
-    left, right = _arrow_text(values), _arrow_text(table.index)
-    if left is None or right is None or not table.index.is_unique:
-        return values.map(table)
-    if isinstance(right, pa.ChunkedArray):
-        right = right.combine_chunks()
-    pos = pc.index_in(left, value_set=right)
-    pos = pos.to_numpy(zero_copy_only=False) if hasattr(pos, "to_numpy") else np.asarray(pos)
-    missing = pd.isna(pos)
-    idx = np.where(missing, 0, pos).astype("int64")
-    out = table.iloc[idx].reset_index(drop=True) if len(table) else pd.Series(np.nan, index=range(len(idx)))
-    out.index = values.index
-    return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)
+        values = values if isinstance(values, (pd.Series, pd.Index)) else pd.Series(values)
+        return np.asarray(values.isin(keys), dtype=bool)
+    found = pc.is_in(left, value_set=pc.unique(_value_set(right)).drop_null())
+    return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def codes(values, universe) -> np.ndarray:
@@ -79,12 +59,26 @@ def codes(values, universe) -> np.ndarray:
     ...       pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
     [1, -1, -1, 0]
     """
-    left, right = _arrow_text(values), _arrow_text(universe)
+    left, right = arrow_text(values), arrow_text(universe)
     if left is None or right is None:
-        pos = pd.Index(universe).get_indexer(pd.Index(values))
-        return np.asarray(pos, dtype="int64")
-    if isinstance(right, pa.ChunkedArray):
-        right = right.combine_chunks()
-    pos = pc.index_in(left, value_set=right)
-    pos = pos.to_numpy(zero_copy_only=False) if hasattr(pos, "to_numpy") else np.asarray(pos)
+        return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
+    pos = pc.index_in(left, value_set=_value_set(right)).to_numpy(zero_copy_only=False)
     return np.where(pd.isna(pos), -1, pos).astype("int64")
+
+
+def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
+    """``values.map(table)`` for a text key column and a Series indexed by unique text keys:
+    the table's value at each key, missing where the key is absent (or null).
+
+    >>> t = pd.Series([10.0, 20.0], index=pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow")))
+    >>> lookup(pd.Series(["b", "x", "a"], dtype=pd.StringDtype("pyarrow")), t).tolist()
+    [20.0, nan, 10.0]
+    """
+    if arrow_text(values) is None or arrow_text(table.index) is None or not table.index.is_unique:
+        return values.map(table)
+    pos = codes(values, table.index)
+    missing = pos < 0
+    out = table.iloc[np.where(missing, 0, pos)].reset_index(drop=True) if len(table) \
+        else pd.Series(np.nan, index=range(len(pos)))
+    out.index = values.index
+    return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)

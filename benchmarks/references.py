@@ -26,7 +26,7 @@ from typing import Callable
 import duckdb
 import pandas as pd
 
-from analysis import churn, cohorts, contact_centre, conveyor, onboarding, sla, support, winback
+from analysis import churn, cohorts, contact_centre, conveyor, onboarding, support, winback
 from analysis.config import Config
 from analysis.dataset import Dataset
 
