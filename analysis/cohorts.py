@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import keys
-from analysis.months import add_months, month_label, months_between
+from analysis.months import add_months, month_label, months_between, months_since
 from analysis.stats import mean_replicates, percentile_interval
 
 __all__ = ["client_starts", "payment_ages", "client_ltv", "ltv_matrix", "ltv_by_group", "ltv_ratios",
@@ -26,16 +26,30 @@ HORIZONS = (1, 3, 6, 12)
 def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per client with a charge (index client_id): start, cohort ('YYYY-MM', UTC), first_charge
     (the sum of charges at the start instant) and, when clients has it, segment."""
-    charges = payments[payments["amount"] > 0]
-    code, ids = pd.factorize(charges["client_id"])  # group on integer codes, not on the text
-    first = charges["paid_at"].groupby(code).min()
-    at_start = charges["paid_at"].array == first.array.take(code)
-    out = pd.DataFrame(index=pd.Index(ids, name="client_id"))
+    charge = np.asarray(payments["amount"] > 0, dtype=bool)
+    # group on integer keys, not on the text: each payment's row in clients (one Arrow lookup,
+    # shared with later calls), else the payments' own codes when a charge has no client row
+    row = keys.codes(payments["client_id"], clients["client_id"]) if clients is not None else None
+    by_client_row = row is not None and bool((row[charge] >= 0).all())
+    if by_client_row:
+        universe = clients["client_id"]
+    else:
+        row, uniques = pd.factorize(payments["client_id"])
+        universe = pd.Series(uniques)
+    paid = payments["paid_at"][charge]
+    first = paid.groupby(row[charge]).min()  # per client with a charge, in row order
+    dense = np.full(len(universe), -1, dtype="int64")
+    dense[first.index.to_numpy()] = np.arange(len(first))
+    code = dense[row[charge]]
+    at_start = paid.array == first.array.take(code)
+    out = pd.DataFrame(index=pd.Index(universe.take(first.index.to_numpy()).array, name="client_id"))
     out["start"] = first.array
     out["cohort"] = month_label(out["start"])
-    out["first_charge"] = charges["amount"][at_start].groupby(code[at_start]).sum().to_numpy()
+    out["first_charge"] = payments["amount"][charge][at_start].groupby(code[at_start]).sum().to_numpy()
     if clients is not None and "segment" in clients.columns:
-        out["segment"] = clients.set_index("client_id")["segment"].reindex(out.index).fillna("(none)")
+        segment = clients["segment"].take(first.index.to_numpy()).set_axis(out.index) if by_client_row \
+            else clients.set_index("client_id")["segment"].reindex(out.index)
+        out["segment"] = segment.fillna("(none)")
     return out.sort_index()
 
 
@@ -46,9 +60,8 @@ def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
     pos = keys.codes(payments["client_id"], starts.index)
     keep = pos >= 0
     p, pos = payments[keep], pos[keep]
-    start = pd.Series(starts["start"].array.take(pos), index=p.index)
     return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"],
-                         "age": months_between(start, p["paid_at"]), "pos": pos}, index=p.index)
+                         "age": months_since(starts["start"], pos, p["paid_at"]), "pos": pos}, index=p.index)
 
 
 def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,

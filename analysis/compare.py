@@ -18,14 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis import keys
 from analysis.config import Config
 from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.sla import sla_status, target_minutes, ticket_times
 from analysis.stats import (mean_replicates, percentile_interval, proportion_replicates,
                             quantile_replicates, ratio_replicates)
-from analysis.escalation import agent_replies
+from analysis.escalation import escalated, reply_counts
 from analysis.tiers import entry_tier, resolving_tier
 
 __all__ = ["Period", "periods", "ticket_measures", "METRICS", "compare_periods", "change_sentence",
@@ -95,12 +94,12 @@ def ticket_measures(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     satisfied = tickets["csat_satisfied"] if "csat_satisfied" in tickets.columns else pd.NA
     out["satisfied"] = pd.Series(satisfied, index=tickets.index).astype("boolean").where(out["resolved"])  # as csat.csat_table
     out["rated_of_resolved"] = out["satisfied"].notna().astype("boolean").where(out["resolved"])
-    out["escalated"] = out["resolving"].astype("object") != out["entry"].astype("object")
+    out["escalated"] = escalated(out["entry"], out["resolving"])
     one = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
     if events is not None:
-        n = keys.lookup(tickets["ticket_id"], agent_replies(events)).fillna(0)
-        known = out["resolved"] & keys.isin(tickets["ticket_id"], events["ticket_id"])
-        one[known] = n[known] == 1
+        replies, has = reply_counts(tickets, events)
+        known = np.asarray(out["resolved"], dtype=bool) & has
+        one[known] = replies[known] == 1
     out["one_touch"] = one
     reopened = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
     if "reopened" in tickets.columns:

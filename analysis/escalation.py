@@ -21,10 +21,10 @@ from analysis import keys
 from analysis.config import Config
 from analysis.durations import minutes
 from analysis.stats import duration_stats, rate_table
-from analysis.tiers import as_tier, entry_tier, resolving_tier
+from analysis.tiers import entry_tier, ladder, resolving_tier, tier_codes
 
 __all__ = ["escalation_matrix", "escalation_rates", "tier_segments", "tier_paths", "path_frequencies",
-           "ownership_time", "reassignments", "agent_replies", "one_touch", "reopen_rate", "ARROW"]
+           "ownership_time", "reassignments", "agent_replies", "reply_counts", "escalated", "one_touch", "reopen_rate", "ARROW"]
 
 ARROW = " → "
 
@@ -39,52 +39,92 @@ def escalation_rates(tickets: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per entry tier: tickets, escalated (resolving tier != entry tier), escalation_rate with
     its Wilson 95% interval (null where the tier has no tickets)."""
     entry = entry_tier(tickets, config)
-    escalated = (resolving_tier(tickets, config).astype("object") != entry.astype("object")).astype("int64")
-    g = pd.DataFrame({"tickets": 1, "escalated": escalated}).groupby(entry.rename("tier"), observed=False).sum()
+    moved = pd.Series(escalated(entry, resolving_tier(tickets, config)), index=tickets.index).astype("int64")
+    g = pd.DataFrame({"tickets": 1, "escalated": moved}).groupby(entry.rename("tier"), observed=False).sum()
     return g.join(rate_table(g["escalated"], g["tickets"], name="escalation_rate"))
 
 
-def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per (ticket, ownership segment): ticket_id, seq, tier, start, end (NaT = still
-    owned at as-of), ownership_min (on the config's clock; null while open), open.
+def _is(values: pd.Series, label: str) -> np.ndarray:
+    """Boolean array: equals ``label`` (null -> False)."""
+    return np.asarray((values == label).fillna(False), dtype=bool)
 
-    Only tickets present in ``tickets`` and having at least one event are segmented.
+
+def escalated(entry: pd.Series, resolving: pd.Series) -> np.ndarray:
+    """Resolving tier != entry tier, on the ladder codes (a tier outside the ladder differs from
+    everything, itself included, as NaN does)."""
+    e, r = entry.cat.codes.to_numpy(), resolving.cat.codes.to_numpy()
+    return (r != e) | (r < 0)
+
+
+def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+    """One row per (ticket, ownership segment), in ticket_id order: ticket_id, seq, tier, start,
+    end (NaT = still owned at as-of), ownership_min (on the config's clock; null while open), open.
+
+    Only tickets present in ``tickets`` and having at least one event are segmented. Worked on
+    integer positions (ticket row, tier code, nanoseconds); ties in time keep the entry first,
+    then the events in their table order.
     """
-    has_events = keys.isin(tickets["ticket_id"], events["ticket_id"])
-    t = tickets.loc[has_events, ["ticket_id", "created_at", "first_tier"]]
-    entry = pd.DataFrame({"ticket_id": t["ticket_id"].to_numpy(), "at": t["created_at"].to_numpy(),
-                          "tier": t["first_tier"].astype("object").to_numpy(), "order": 0})
-    a = events[(events["event"] == "assigned") & keys.isin(events["ticket_id"], t["ticket_id"])]
-    assigned = pd.DataFrame({"ticket_id": a["ticket_id"].to_numpy(), "at": a["at"].to_numpy(),
-                             "tier": a["tier"].astype("object").to_numpy(), "order": 1})
-    steps = pd.concat([entry, assigned], ignore_index=True)
-    steps["at"] = pd.to_datetime(steps["at"], utc=True)
-    steps = steps.sort_values(["ticket_id", "at", "order"], kind="stable").reset_index(drop=True)
-    same_ticket = steps["ticket_id"].eq(steps["ticket_id"].shift())
-    new_tier = ~same_ticket | steps["tier"].ne(steps["tier"].shift())
-    seg = steps[new_tier].reset_index(drop=True)
-    seg["seq"] = seg.groupby("ticket_id", sort=False).cumcount()
-    nxt_same = seg["ticket_id"].eq(seg["ticket_id"].shift(-1))
-    resolved = tickets.set_index("ticket_id")["resolved_at"] if "resolved_at" in tickets.columns else None
-    last_end = (keys.lookup(seg["ticket_id"], resolved) if resolved is not None
-                else pd.Series(pd.NaT, index=seg.index, dtype="datetime64[ns, UTC]"))
-    last_end = last_end.where(last_end >= seg["at"])  # reassigned after the resolution: reopened, still open
-    seg["end"] = seg["at"].shift(-1).where(nxt_same, last_end)
-    seg = seg.rename(columns={"at": "start"})
+    ids = tickets["ticket_id"]
+    row = keys.codes(events["ticket_id"], ids)  # the event's ticket row, -1 when not in tickets
+    known = row >= 0
+    entered = np.flatnonzero(np.bincount(row[known], minlength=len(tickets)) > 0)
+    moved = np.flatnonzero(_is(events["event"], "assigned") & known)
+    ticket = np.concatenate([entered, row[moved]])
+    at = np.concatenate([keys.ns(tickets["created_at"])[entered], keys.ns(events["at"])[moved]])
+    step = np.concatenate([np.zeros(len(entered), "int8"), np.ones(len(moved), "int8")])
+    tier = np.concatenate([tier_codes(tickets["first_tier"], config)[entered],
+                           tier_codes(events["tier"], config)[moved]])
+    order = np.lexsort((step, at, keys.sorted_rank(ids)[ticket]))  # stable: ticket_id, time, entry first
+    ticket, at, tier = ticket[order], at[order], tier[order]
+    first = np.r_[True, ticket[1:] != ticket[:-1]] if len(ticket) else np.zeros(0, bool)
+    new = first | np.r_[True, tier[1:] != tier[:-1]] if len(ticket) else first
+    ticket, at, tier, first = ticket[new], at[new], tier[new], first[new]
+    opens = np.flatnonzero(first)
+    seq = np.arange(len(ticket)) - np.repeat(opens, np.diff(np.r_[opens, len(ticket)]))
+    last = np.r_[first[1:], True] if len(ticket) else first
+    resolved = keys.ns(tickets["resolved_at"])[ticket] if "resolved_at" in tickets.columns \
+        else np.full(len(ticket), _NAT)
+    last_end = np.where((resolved != _NAT) & (resolved >= at), resolved, _NAT)  # resolved before: reopened, open
+    end = np.where(last, last_end, np.r_[at[1:], _NAT][:len(at)])
+    seg = pd.DataFrame({"ticket_id": ids.take(ticket).reset_index(drop=True), "seq": seq.astype("int64"),
+                        "tier": pd.Categorical.from_codes(tier, dtype=ladder(config)),
+                        "start": _utc(at), "end": _utc(end)})
     seg["ownership_min"] = minutes(seg["start"], seg["end"], config.business_hours)
     seg["open"] = seg["end"].isna()
-    seg["tier"] = as_tier(seg["tier"], config)
-    return seg[["ticket_id", "seq", "tier", "start", "end", "ownership_min", "open"]]
+    return seg
+
+
+_NAT = np.iinfo("int64").min
+
+
+def _utc(ns: np.ndarray) -> pd.Series:
+    return pd.Series(pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC"))
 
 
 def tier_paths(segments: pd.DataFrame) -> pd.Series:
-    """Per ticket: the sequence of owning tiers joined with arrows ("L1 → L1.5 → L2")."""
-    wide = segments.pivot(index="ticket_id", columns="seq", values="tier").astype("string")
-    path = pd.Series("", index=wide.index, dtype="string")
-    for seq in wide.columns:  # a handful of steps, vectorised over tickets
-        step = wide[seq]
-        path = path.where(step.isna(), path + (ARROW if seq else "") + step.fillna(""))
-    return path.astype(object).rename("path")
+    """Per ticket (index ticket_id, sorted): the sequence of owning tiers in ``seq`` order
+    joined with arrows ("L1 → L1.5 → L2").
+
+    Built on integers: each step extends the ticket's path id by one tier code, and only the
+    distinct paths are spelled out as text."""
+    ticket, ids = pd.factorize(segments["ticket_id"], sort=False)
+    tiers = pd.Series(segments["tier"], copy=False).astype("category")
+    labels = [str(v) for v in tiers.cat.categories]
+    tier = tiers.cat.codes.to_numpy().astype("int64")
+    seq = segments["seq"].to_numpy()
+    path = np.zeros(len(ids), "int64")  # 0: the empty path
+    spelled = [""]
+    for k in np.unique(seq):  # a handful of steps, vectorised over tickets
+        at = (seq == k) & (tier >= 0)  # a step without a tier leaves the path as it is
+        t, c = ticket[at], tier[at]
+        pair, first = np.unique(path[t] * (len(labels) + 1) + c + 1, return_index=True)
+        prev = path[t][first]
+        code = c[first]
+        base = len(spelled)
+        spelled += [spelled[p] + (ARROW if k else "") + labels[cc] for p, cc in zip(prev, code)]
+        path[t] = base + np.searchsorted(pair, path[t] * (len(labels) + 1) + c + 1)
+    out = pd.Series(np.asarray(spelled, dtype=object)[path], index=pd.Index(ids, name="ticket_id"), name="path")
+    return out.iloc[np.argsort(keys.sorted_rank(out.index))] if len(out) else out
 
 
 def path_frequencies(paths: pd.Series, top: int = 10) -> pd.DataFrame:
@@ -115,19 +155,29 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     """Per entry tier (tickets with events): mean group stations (tiers that owned the ticket),
     share passed between tiers, mean assignee stations and share reassigned (> 1 agent).
 
-    Assignee stations = 1 + changes of agent between consecutive ``assigned`` events (events
-    without an agent are skipped); without an agent_id column only group stations are shown.
+    Assignee stations = 1 + changes of agent between consecutive ``assigned`` events (in time,
+    ties in table order; events without an agent are skipped); a segmented ticket without such
+    an event has no assignee count and is not reassigned. Without an agent_id column only group
+    stations are shown. Counted on integer ticket rows.
     """
-    groups = segments.groupby("ticket_id", sort=False).size().rename("group_stations")
-    frame = groups.to_frame()
+    ids = tickets["ticket_id"]
+    groups = np.bincount(keys.codes(segments["ticket_id"], ids), minlength=len(tickets))  # every segment is in tickets
+    held = groups > 0
+    frame = pd.DataFrame({"group_stations": groups[held]})
     if "agent_id" in events.columns:
-        a = events[(events["event"] == "assigned") & events["agent_id"].notna()
-                   & keys.isin(events["ticket_id"], groups.index)].sort_values(["ticket_id", "at"], kind="stable")
-        change = a["ticket_id"].eq(a["ticket_id"].shift()) & a["agent_id"].ne(a["agent_id"].shift())
-        stations = (1 + change.groupby(a["ticket_id"], sort=False).sum()).rename("assignee_stations")
-        frame = frame.join(stations)
-    entry = tickets.set_index("ticket_id")["first_tier"].reindex(frame.index)
-    tier = as_tier(entry, config).rename("tier")
+        row = keys.codes(events["ticket_id"], ids)
+        pick = _is(events["event"], "assigned") & events["agent_id"].notna().to_numpy() & (row >= 0)
+        pick &= held[np.maximum(row, 0)]
+        t, at = row[pick], keys.ns(events["at"])[pick]
+        agent = pd.factorize(events["agent_id"][pick])[0]
+        order = np.lexsort((at, t))  # stable: time, then table order
+        t, agent = t[order], agent[order]
+        change = np.r_[False, (t[1:] == t[:-1]) & (agent[1:] != agent[:-1])] if len(t) else np.zeros(0, bool)
+        stations = 1.0 + np.bincount(t[change], minlength=len(tickets))
+        stations[np.bincount(t, minlength=len(tickets)) == 0] = np.nan
+        frame["assignee_stations"] = stations[held]
+    tier = pd.Series(pd.Categorical.from_codes(tier_codes(tickets["first_tier"], config)[held],
+                                               dtype=ladder(config)), name="tier")
     frame["passed_between_tiers"] = frame["group_stations"] > 1
     agg = {"tickets": ("group_stations", "size"), "group_stations_mean": ("group_stations", "mean"),
            "passed_between_tiers": ("passed_between_tiers", "mean")}
@@ -142,13 +192,24 @@ def agent_replies(events: pd.DataFrame) -> pd.Series:
     return events[events["event"] == "agent_reply"].groupby("ticket_id").size()
 
 
+def reply_counts(tickets: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``tickets``: its number of agent_reply events (int64) and whether it has any
+    event at all (bool); counted on integer ticket rows."""
+    row = keys.codes(events["ticket_id"], tickets["ticket_id"])
+    known = row >= 0
+    has = np.bincount(row[known], minlength=len(tickets)) > 0
+    replies = np.bincount(row[known & _is(events["event"], "agent_reply")], minlength=len(tickets))
+    return replies.astype("int64"), has
+
+
 def one_touch(tickets: pd.DataFrame, events: pd.DataFrame, config: Config) -> pd.DataFrame:
     """Per resolving tier, among resolved tickets that have events: how many agent replies they
     took (0, 1, 2, 3+) and the one-touch rate (exactly one reply) with its Wilson interval."""
-    resolved = tickets[tickets["resolved_at"].notna() & keys.isin(tickets["ticket_id"], events["ticket_id"])]
-    n = keys.lookup(resolved["ticket_id"], agent_replies(events)).fillna(0).astype("int64")
+    replies, has = reply_counts(tickets, events)
+    keep = tickets["resolved_at"].notna().to_numpy() & has
+    n = pd.Series(replies[keep], index=tickets.index[keep])
     bucket = pd.cut(n, [-1, 0, 1, 2, np.inf], labels=["0 replies", "1 reply", "2 replies", "3+ replies"])
-    tier = resolving_tier(resolved, config).rename("tier")
+    tier = resolving_tier(tickets, config)[keep].rename("tier")
     counts = pd.crosstab(tier, bucket, dropna=False).reindex(columns=bucket.cat.categories, fill_value=0)
     counts.columns = list(counts.columns.astype(str))
     counts["resolved"] = counts.sum(axis=1)

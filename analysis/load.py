@@ -19,7 +19,7 @@ import pandas as pd
 from analysis import keys
 from analysis.config import Config
 from analysis.durations import business_days, local_timezone
-from analysis.tiers import as_tier, entry_tier, resolving_tier
+from analysis.tiers import as_tier, resolving_tier, tier_codes
 
 __all__ = ["local_day", "report_days", "working_days", "agents_on_duty", "daily_load", "load_table", "backlog_daily"]
 
@@ -126,29 +126,30 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     tz = local_timezone(config.business_hours)
     if not len(tickets):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
-    rest = tickets
-    parts = []
+    # every ownership span as (ladder code, start, end) in int64 nanoseconds; NaT end = open
+    codes, starts, ends = [], [], []
+    rest = np.ones(len(tickets), dtype=bool)
     if segments is not None and len(segments):
-        parts.append(segments[["ticket_id", "tier", "start", "end"]].astype({"tier": "object"}))
-        rest = tickets[~keys.isin(tickets["ticket_id"], segments["ticket_id"])]  # no events: entry tier throughout
-    if len(rest):
-        none = pd.Series(pd.NaT, index=rest.index, dtype="datetime64[ns, UTC]")
-        parts.append(pd.DataFrame({"ticket_id": rest["ticket_id"], "tier": entry_tier(rest, config).astype("object"),
-                                   "start": rest["created_at"], "end": rest.get("resolved_at", none)}))
-    spans = pd.concat(parts, ignore_index=True)
-    start = pd.to_datetime(spans["start"], utc=True)
-    end = pd.to_datetime(spans["end"], utc=True)
-    first_day = start.min().tz_convert(tz).tz_localize(None).normalize()
+        codes.append(tier_codes(segments["tier"], config))
+        starts.append(keys.ns(segments["start"]))
+        ends.append(keys.ns(segments["end"]))
+        rest = ~keys.isin(tickets["ticket_id"], segments["ticket_id"])  # no events: entry tier throughout
+    if rest.any():
+        codes.append(tier_codes(tickets["first_tier"], config)[rest])
+        starts.append(keys.ns(tickets["created_at"])[rest])
+        ends.append(keys.ns(tickets["resolved_at"])[rest] if "resolved_at" in tickets.columns
+                    else np.full(int(rest.sum()), np.iinfo("int64").min))
+    code, start, end = np.concatenate(codes), np.concatenate(starts), np.concatenate(ends)
+    first_day = pd.Timestamp(start.min(), unit="ns", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     last_day = (as_of - pd.Timedelta(days=1)).tz_convert(tz).tz_localize(None).normalize()
     days = pd.date_range(first_day, last_day, freq="D")
     day_end = pd.DatetimeIndex(days + pd.Timedelta(days=1)).tz_localize(
         tz, ambiguous=np.zeros(len(days), bool), nonexistent="shift_forward")
     ends_ns = day_end.tz_convert("UTC").asi8
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
-    for tier in config.tier_ids:
-        sel = (spans["tier"] == tier).to_numpy()
-        s = np.sort(pd.DatetimeIndex(start[sel]).asi8)
-        e_all = end[sel]
-        e = np.sort(pd.DatetimeIndex(e_all[e_all.notna()]).asi8)
+    for i, tier in enumerate(config.tier_ids):
+        sel = code == i
+        s = np.sort(start[sel])
+        e = np.sort(end[sel & (end != np.iinfo("int64").min)])
         out[tier] = np.searchsorted(s, ends_ns, side="left") - np.searchsorted(e, ends_ns, side="left")
     return out

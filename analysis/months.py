@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["add_months", "months_between", "month_label"]
+__all__ = ["add_months", "months_between", "months_since", "month_label"]
 
 
 _DAY_NS = 86_400 * 10**9
@@ -91,21 +91,57 @@ def add_months(times: pd.Series, months) -> pd.Series:
     return pd.Series(out.to_numpy(), index=t.index, dtype=t.dtype)
 
 
+def _days_in_month(total: np.ndarray) -> np.ndarray:
+    """Length in days of the month ``total`` (months since year 0, as ``_fields`` gives)."""
+    year, month = total // 12, total % 12 + 1
+    leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
+    return _MONTH_DAYS[month - 1] + ((month == 2) & leap)
+
+
+_MONTH_DAYS = np.array([31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype="int64")
+
+
+def _whole_months(fs: tuple, ft: tuple) -> np.ndarray:
+    """``months_between`` on ``_fields`` of start and time: m = the months between their
+    calendar months, less one when start + m months (in the time's month, the day clamped to
+    its length, the start's time of day) is after the time."""
+    total_s, day_s, tod_s = fs
+    total_t, day_t, tod_t = ft
+    day = np.minimum(day_s, _days_in_month(total_t))
+    too_far = (day > day_t) | ((day == day_t) & (tod_s > tod_t))
+    return total_t - total_s - too_far
+
+
+def _ns_fields(t: pd.Series) -> tuple | None:
+    """``_fields`` of a naive or UTC timestamp column without nulls, else None."""
+    if not _utc_like(t) or t.isna().any():
+        return None
+    return _fields(t.array.asi8 if t.dt.tz is not None else t.to_numpy().view("int64"))
+
+
 def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
     """The largest whole m with add_months(start, m) <= time (negative before start).
 
     A payment at ``times`` falls in month-of-age m: [start + m months, start + (m + 1) months).
     """
     s, t = pd.Series(start), pd.Series(times, index=pd.Series(start).index)
-    if _utc_like(s) and _utc_like(t) and not (s.isna().any() or t.isna().any()):
-        ns_s = s.array.asi8 if s.dt.tz is not None else s.to_numpy().view("int64")
-        ns_t = t.array.asi8 if t.dt.tz is not None else t.to_numpy().view("int64")
-        m = pd.Series(_fields(ns_t)[0] - _fields(ns_s)[0], index=s.index)
-    else:
-        m = (t.dt.year - s.dt.year) * 12 + (t.dt.month - s.dt.month)
-        m = m.astype("int64")
+    fs, ft = _ns_fields(s), _ns_fields(t)
+    if fs is not None and ft is not None:
+        return pd.Series(_whole_months(fs, ft), index=s.index)
+    m = (t.dt.year - s.dt.year) * 12 + (t.dt.month - s.dt.month)
+    m = m.astype("int64")
     too_far = add_months(s, m) > t
     return m - too_far.astype("int64")
+
+
+def months_since(starts: pd.Series, pos: np.ndarray, times: pd.Series) -> np.ndarray:
+    """``months_between(starts.iloc[pos], times)`` as an int64 array, with the calendar fields
+    of each start computed once (many payments per client share one start)."""
+    fs, ft = _ns_fields(pd.Series(starts)), _ns_fields(pd.Series(times))
+    if fs is None or ft is None:
+        start = pd.Series(pd.Series(starts).array.take(pos), index=pd.Series(times).index)
+        return months_between(start, times).to_numpy()
+    return _whole_months(tuple(f[pos] for f in fs), ft)
 
 
 def month_label(times: pd.Series) -> pd.Series:

@@ -93,7 +93,10 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
       client-months (a constant hazard, no horizon): what subscription dashboards report.
     """
     g = pd.Series("all", index=life.index) if groups is None else groups.reindex(life.index)
-    net = payments[keys.isin(payments["client_id"], life.index)].groupby("client_id")["amount"].sum().reindex(life.index, fill_value=0.0)
+    pos = keys.codes(payments["client_id"], life.index)  # integer keys, not the text
+    keep = pos >= 0
+    net = payments["amount"][keep].groupby(pos[keep]).sum().reindex(range(len(life)), fill_value=0.0)
+    net.index = life.index
     months = life["duration_days"] / DAYS_PER_MONTH
     rows = []
     for label, kmf in fits.items():
