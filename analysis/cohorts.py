@@ -37,7 +37,8 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
         row, uniques = pd.factorize(payments["client_id"])
         universe = pd.Series(uniques)
     paid = payments["paid_at"][charge]
-    first = paid.groupby(row[charge]).min()  # per client with a charge, in row order
+    first = paid.groupby(keys.code_groups(row[charge], len(universe)), observed=False).min().dropna()
+    first.index = first.index.astype("int64")  # per client with a charge, in client-row order
     dense = np.full(len(universe), -1, dtype="int64")
     dense[first.index.to_numpy()] = np.arange(len(first))
     code = dense[row[charge]]
@@ -45,7 +46,8 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     out = pd.DataFrame(index=pd.Index(universe.take(first.index.to_numpy()).array, name="client_id"))
     out["start"] = first.array
     out["cohort"] = month_label(out["start"])
-    out["first_charge"] = payments["amount"][charge][at_start].groupby(code[at_start]).sum().to_numpy()
+    out["first_charge"] = payments["amount"][charge][at_start].groupby(
+        keys.code_groups(code[at_start], len(first)), observed=False).sum().to_numpy()
     if clients is not None and "segment" in clients.columns:
         segment = clients["segment"].take(first.index.to_numpy()).set_axis(out.index) if by_client_row \
             else clients.set_index("client_id")["segment"].reindex(out.index)
@@ -53,29 +55,35 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     return out.sort_index()
 
 
+def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows of ``payments`` whose client has a start, that client's row in ``starts``, month of age)."""
+    pos = keys.codes(payments["client_id"], starts.index)
+    rows = np.flatnonzero(pos >= 0)
+    pos = pos[rows]
+    return rows, pos, months_since(starts["start"], pos, payments["paid_at"].take(rows))
+
+
 def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
     """Payments of clients with a start, with their month of age: age m means paid_at in
     [start + m months, start + (m + 1) months); payments before the start get a negative age.
     ``pos`` is the client's row in ``starts`` (an integer key to group on)."""
-    pos = keys.codes(payments["client_id"], starts.index)
-    keep = pos >= 0
-    p, pos = payments[keep], pos[keep]
-    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"],
-                         "age": months_since(starts["start"], pos, p["paid_at"]), "pos": pos}, index=p.index)
+    rows, pos, age = _ages(payments, starts)
+    p = payments.take(rows)
+    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"], "age": age, "pos": pos}, index=p.index)
 
 
 def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
                horizons=HORIZONS) -> pd.DataFrame:
     """Per client: net payments in [start, start + k months) as column ``ltv_{k}m``, null when
     start + k months > as-of (the client is not old enough to be counted at that horizon)."""
-    ages = payment_ages(payments, starts)
+    rows, pos, age = _ages(payments, starts)
+    amount = payments["amount"].to_numpy()[rows]
     out = pd.DataFrame(index=starts.index)
     for k in horizons:
-        inside = ages[(ages["age"] >= 0) & (ages["age"] < k)]
-        net = inside["amount"].groupby(inside["pos"].to_numpy()).sum().reindex(range(len(starts)), fill_value=0.0)
-        net.index = starts.index
+        inside = (age >= 0) & (age < k)
+        net = pd.Series(amount[inside]).groupby(keys.code_groups(pos[inside], len(starts)), observed=False).sum()
         old_enough = add_months(starts["start"], k) <= as_of
-        out[f"ltv_{k}m"] = net.where(old_enough)
+        out[f"ltv_{k}m"] = pd.Series(net.to_numpy(), index=starts.index).where(old_enough)
     return out
 
 
@@ -88,12 +96,14 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     size = starts.groupby("cohort").size().rename("clients")
     if not len(starts):
         return pd.DataFrame(), size
-    ages = payment_ages(payments, starts)
-    ages = ages[ages["age"] >= 0]
+    rows, pos, age = _ages(payments, starts)
+    grown = age >= 0
+    rows, pos, age = rows[grown], pos[grown], age[grown]
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
     cohort_code, cohort_names = pd.factorize(starts["cohort"])
-    sums = ages["amount"].groupby([cohort_code[ages["pos"].to_numpy()], ages["age"].to_numpy()]).sum()
+    amount = pd.Series(payments["amount"].to_numpy()[rows])
+    sums = amount.groupby([cohort_code[pos], age]).sum()
     sums.index = sums.index.set_levels(pd.Index(cohort_names)[sums.index.levels[0]], level=0)
     sums = (sums.rename_axis(["cohort", "age"]).unstack("age")
             .reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 
 from analysis import keys
 from analysis.errors import InputError
@@ -57,12 +58,28 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
     if "revenue" in leads.columns and leads["revenue"].notna().any():
         revenue = leads.set_index("lead_id")["revenue"].reindex(out.index).fillna(0.0)
     elif payments is not None and "client_id" in leads.columns:
-        link = leads.set_index("lead_id")[["client_id"]].assign(since=conv).dropna()
-        p = payments.merge(link.reset_index(), on="client_id")
-        p = p[p["paid_at"] >= p["since"]]
-        revenue = p.groupby("lead_id")["amount"].sum().reindex(out.index, fill_value=0.0)
+        revenue = _revenue_since(leads, conv, payments).reindex(out.index, fill_value=0.0)
     out["revenue"] = revenue.where(out["converted"], 0.0)
     return out
+
+
+def _revenue_since(leads: pd.DataFrame, since: pd.Series, payments: pd.DataFrame) -> pd.Series:
+    """Per lead with a client and a conversion (index lead_id): the client's net payments at or
+    after the conversion. Payments are matched on integer codes when each such client has one
+    lead; a client shared by several leads counts for each, as a join does."""
+    link = leads.set_index("lead_id")[["client_id"]].assign(since=since).dropna()
+    ids = link["client_id"]
+    if keys.arrow_text(ids) is None or pc.count_distinct(keys.arrow_text(ids)).as_py() < len(ids):
+        p = payments.merge(link.reset_index(), on="client_id")
+        p = p[p["paid_at"] >= p["since"]]
+        return p.groupby("lead_id")["amount"].sum()
+    pos = keys.codes(payments["client_id"], pd.Index(ids))
+    rows = np.flatnonzero(pos >= 0)
+    pos = pos[rows]
+    after = keys.ns(payments["paid_at"])[rows] >= keys.ns(link["since"])[pos]
+    rows, pos = rows[after], pos[after]
+    sums = pd.Series(payments["amount"].to_numpy()[rows]).groupby(keys.code_groups(pos, len(link)), observed=False).sum()
+    return pd.Series(sums.to_numpy(), index=link.index)[np.bincount(pos, minlength=len(link)) > 0]
 
 
 def billable_minutes(duration_s: pd.Series, increment_s: int = 60) -> pd.Series:

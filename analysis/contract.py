@@ -9,6 +9,8 @@ collected. Each failure becomes a ``Problem``: file, column, rule, row count, up
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -386,6 +388,9 @@ def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchem
     return problems
 
 
+_RULE_THREADS = 2
+
+
 def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
     """Type and validate every table; return the typed tables and all problems found."""
     typed: dict[str, pd.DataFrame] = {}
@@ -397,6 +402,11 @@ def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str,
             problems += found
     known = {(t, c): pc.unique(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}
-    for name, frame in typed.items():
-        problems += _rule_problems(raw[name], frame, _schema(name, config, known), config, bad[name])
+    # the tables' rules are independent and their heavy parts (Arrow hashing for uniqueness and
+    # references) release the GIL: two threads; problems are collected in table order
+    def rules(name: str) -> list[Problem]:
+        return _rule_problems(raw[name], typed[name], _schema(name, config, known), config, bad[name])
+    with ThreadPoolExecutor(max_workers=_RULE_THREADS) as pool:
+        for found in pool.map(rules, list(typed)):
+            problems += found
     return typed, problems

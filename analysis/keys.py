@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "isin", "codes", "lookup", "sorted_rank", "ns"]
+__all__ = ["arrow_text", "isin", "codes", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -72,8 +72,10 @@ def codes(values, universe) -> np.ndarray:
     if hit is not None and hit[0] is left and hit[1] is right:
         _CODES.move_to_end(key)
         return hit[2]
-    pos = pc.index_in(left, value_set=_value_set(right)).to_numpy(zero_copy_only=False)
-    out = np.where(pd.isna(pos), -1, pos).astype("int64")
+    out = _through_cached(left, right)
+    if out is None:
+        pos = pc.index_in(left, value_set=_value_set(right)).to_numpy(zero_copy_only=False)
+        out = np.where(pd.isna(pos), -1, pos).astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
         out.flags.writeable = False  # shared by every later caller
         _CODES[key] = (left, right, out)
@@ -87,6 +89,23 @@ def codes(values, universe) -> np.ndarray:
 # 18M event ticket ids or 21M payment client ids up in the same table many times.
 _CODES: OrderedDict = OrderedDict()
 _CODES_KEPT = 8
+
+
+def _through_cached(left, right) -> np.ndarray | None:
+    """codes(left, right) from a kept result codes(left, wider) when every key of ``right`` is
+    in ``wider`` (e.g. the clients with a start among all clients): hash the small universe
+    into the wide one and translate the positions, instead of hashing ``left`` again."""
+    for held, wider, pos in reversed(_CODES.values()):
+        if held is not left or len(wider) < len(right):
+            continue
+        into = pc.index_in(_value_set(right), value_set=_value_set(wider)).to_numpy(zero_copy_only=False)
+        if pd.isna(into).any():
+            continue  # a key of ``right`` outside ``wider``: no translation
+        into = into.astype("int64")
+        back = np.full(len(wider), -1, dtype="int64")
+        back[into[::-1]] = np.arange(len(into) - 1, -1, -1)  # the first position of a repeated key wins
+        return np.where(pos >= 0, back[np.maximum(pos, 0)], -1)
+    return None
 
 
 def _is_arrow_backed(values) -> bool:
@@ -136,3 +155,32 @@ def ns(values) -> np.ndarray:
     """int64 nanoseconds since the epoch (UTC) of a timestamp column; NaT -> the NaT integer
     (the minimum int64, below every instant)."""
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
+
+
+def code_groups(codes: np.ndarray, size: int) -> pd.Categorical:
+    """A ``groupby(key, observed=False)`` key from integer codes in [0, size) (-1: no group):
+    pandas then groups on the codes as they are, without hashing or sorting them, and lists
+    every code 0..size-1 (an empty group sums to 0, its min is null). The sums are pandas'
+    own (compensated), so the same as grouping on the codes themselves.
+
+    >>> pd.Series([1.0, 2.0, 4.0]).groupby(code_groups(np.array([2, 0, 2]), 3), observed=False).sum().tolist()
+    [2.0, 0.0, 5.0]
+    """
+    return pd.Categorical.from_codes(np.asarray(codes), categories=pd.RangeIndex(size))
+
+
+def same_as_previous(values) -> np.ndarray:
+    """Boolean array: does each element equal the one before it (the first: False; nulls never)?
+    On Arrow text one vectorised comparison, without a Python object per row."""
+    n = len(values)
+    out = np.zeros(n, dtype=bool)
+    if n < 2:
+        return out
+    data = arrow_text(values)
+    if data is not None:
+        eq = pc.equal(data[1:], data[:-1])
+        out[1:] = np.asarray(pc.fill_null(eq, False).to_numpy(zero_copy_only=False), dtype=bool)
+    else:
+        v = pd.Series(values)
+        out[1:] = np.asarray(v.iloc[1:].to_numpy() == v.iloc[:-1].to_numpy(), dtype=bool) & v.iloc[1:].notna().to_numpy()
+    return out

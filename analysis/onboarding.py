@@ -28,17 +28,18 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
     ob = outreach[outreach["campaign"] == "onboarding"]
     if "reached" in ob.columns:
         ob = ob[ob["reached"].fillna(False).astype(bool)]
-    charges = payments[payments["amount"] > 0]
-    pos = keys.codes(charges["client_id"], reg.index)  # integer keys; charges of others drop out
-    keep = pos >= 0
-    charges, pos = charges[keep], pos[keep]
-    first_at = charges["paid_at"].groupby(pos).min()
-    at_first = charges["paid_at"].array == first_at.reindex(range(len(reg))).array.take(pos)
+    pos = keys.codes(payments["client_id"], reg.index)  # integer keys; charges of others drop out
+    rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
+    pos, paid = pos[rows], payments["paid_at"].take(rows)
+    first_at = paid.groupby(keys.code_groups(pos, len(reg)), observed=False).min()  # NaT: no charge
+    at_first = paid.array == first_at.array.take(pos)
     out = reg.copy()
     out["reached"] = keys.isin(reg.index, ob["client_id"])
-    out["first_charge_at"] = first_at.reindex(range(len(reg))).array
+    out["first_charge_at"] = first_at.array
     out["paid"] = out["first_charge_at"].notna()
-    out["first_charge"] = charges["amount"][at_first].groupby(pos[at_first]).sum().reindex(range(len(reg))).to_numpy()
+    amount = pd.Series(payments["amount"].to_numpy()[rows][at_first])
+    out["first_charge"] = amount.groupby(keys.code_groups(pos[at_first], len(reg)), observed=False).sum(
+        min_count=1).to_numpy()  # null without a charge
     return out
 
 
@@ -100,13 +101,15 @@ def revenue_share(tickets: pd.DataFrame, payments: pd.DataFrame, start: pd.Times
     """
     t = tickets[tickets["client_id"].notna() & (tickets["created_at"] >= start) & (tickets["created_at"] < end)]
     contact = t.groupby("client_id")["created_at"].min()
-    charges = payments[(payments["amount"] > 0) & keys.isin(payments["client_id"], contact.index)]
-    at = keys.lookup(charges["client_id"], contact)
-    after = charges[(charges["paid_at"] >= at) & (charges["paid_at"] < end)]["client_id"].unique()
-    before = charges[charges["paid_at"] < at]["client_id"].unique()
-    e = len(after)
-    n = len(set(after) - set(before))
-    s = len(before)
+    pos = keys.codes(payments["client_id"], contact.index)  # the contacted client's row, -1 for others
+    rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
+    pos, paid = pos[rows], keys.ns(payments["paid_at"])[rows]
+    at = keys.ns(contact)[pos]
+    after = np.bincount(pos[(paid >= at) & (paid < end.value)], minlength=len(contact)) > 0
+    before = np.bincount(pos[paid < at], minlength=len(contact)) > 0
+    e = int(after.sum())
+    n = int((after & ~before).sum())
+    s = int(before.sum())
     return {"from": f"{start:%Y-%m-%d}", "to_exclusive": f"{end:%Y-%m-%d}", "contacted": len(contact),
             "E": e, "N": n, "S": s, "share": support_revenue_share(e, n, s)}
 

@@ -95,8 +95,8 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
     g = pd.Series("all", index=life.index) if groups is None else groups.reindex(life.index)
     pos = keys.codes(payments["client_id"], life.index)  # integer keys, not the text
     keep = pos >= 0
-    net = payments["amount"][keep].groupby(pos[keep]).sum().reindex(range(len(life)), fill_value=0.0)
-    net.index = life.index
+    net = payments["amount"][keep].groupby(keys.code_groups(pos[keep], len(life)), observed=False).sum()
+    net = pd.Series(net.to_numpy(), index=life.index)
     months = life["duration_days"] / DAYS_PER_MONTH
     rows = []
     for label, kmf in fits.items():

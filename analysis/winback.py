@@ -36,25 +36,39 @@ def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on
 
 
 def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.DataFrame) -> pd.DataFrame:
-    """Activity instants per client (client_id, at), unique and sorted, from the client's start on."""
-    parts = [payments.loc[payments["amount"] > 0, ["client_id", "paid_at"]].rename(columns={"paid_at": "at"})]
+    """Activity instants per client (client_id, at), unique and sorted (client_id, then time),
+    from the client's start on. Worked on integer client rows and int64 nanoseconds."""
+    pos = keys.codes(payments["client_id"], starts.index)
+    charge = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
+    client, at = [pos[charge]], [keys.ns(payments["paid_at"])[charge]]
     if tickets is not None and "client_id" in tickets.columns:
-        parts.append(tickets.loc[tickets["client_id"].notna(), ["client_id", "created_at"]].rename(columns={"created_at": "at"}))
-    act = pd.concat(parts, ignore_index=True)
-    act = act.assign(_c=keys.codes(act["client_id"], starts.index.sort_values()))  # in client_id order
-    act = act[act["_c"] >= 0]
-    act = act[act["at"] >= keys.lookup(act["client_id"], starts["start"])]
-    act = act.drop_duplicates(["_c", "at"]).sort_values(["_c", "at"], kind="stable")
-    return act[["client_id", "at"]].reset_index(drop=True)
+        t = keys.codes(tickets["client_id"], starts.index)  # a null client is -1: left out
+        asked = np.flatnonzero(t >= 0)
+        client.append(t[asked])
+        at.append(keys.ns(tickets["created_at"])[asked])
+    client, at = np.concatenate(client), np.concatenate(at)
+    later = at >= keys.ns(starts["start"])[client]
+    client, at = client[later], at[later]
+    order = np.lexsort((at, keys.sorted_rank(starts.index)[client]))  # client_id order, then time
+    client, at = client[order], at[order]
+    new = np.r_[True, (client[1:] != client[:-1]) | (at[1:] != at[:-1])] if len(at) else np.zeros(0, bool)
+    client, at = client[new], at[new]  # one activity per instant
+    return pd.DataFrame({"client_id": pd.Series(starts.index.take(client), copy=False).reset_index(drop=True),
+                         "at": pd.DatetimeIndex(at.view("M8[ns]")).tz_localize("UTC")})
 
 
 def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
-    """One row per dormancy: client_id, last_activity, dormant_at (D)."""
-    nxt = act.groupby("client_id", sort=False)["at"].shift(-1)
+    """One row per dormancy: client_id, last_activity, dormant_at (D). ``act`` as ``activities``
+    gives it (sorted by client, then time)."""
+    same_next = np.r_[keys.same_as_previous(act["client_id"])[1:], False]
+    nxt = act["at"].shift(-1).where(same_next)
     d = act["at"] + pd.Timedelta(days=dormancy_days)
     is_event = (nxt.isna() | (nxt >= d)) & (d <= as_of)
     return pd.DataFrame({"client_id": act.loc[is_event, "client_id"], "last_activity": act.loc[is_event, "at"],
                          "dormant_at": d[is_event]}).reset_index(drop=True)
+
+
+_NAT = np.iinfo("int64").min
 
 
 def _window_sum(events: pd.DataFrame, cum: pd.DataFrame, at: pd.Series) -> pd.Series:
@@ -77,10 +91,10 @@ def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.
     out["counted"] = out["dormant_at"] + window <= as_of
     universe = pd.Index(out["client_id"].unique())
     out["_c"] = keys.codes(out["client_id"], universe)
-    charges = payments.loc[payments["amount"] > 0, ["client_id", "paid_at", "amount"]]
-    mean_all = charges["amount"].mean()
-    charges = charges.assign(_c=keys.codes(charges["client_id"], universe))
-    charges = charges[charges["_c"] >= 0]
+    code = keys.codes(payments["client_id"], universe)  # once for every payment; -1: not an event's client
+    charge = payments["amount"].to_numpy() > 0
+    mean_all = payments["amount"][charge].mean()
+    charges = payments.loc[charge & (code >= 0), ["paid_at", "amount"]].assign(_c=code[charge & (code >= 0)])
     first_back = _sorted_asof(out[["_c", "dormant_at"]], charges[["_c", "paid_at"]].assign(back=charges["paid_at"]),
                               "dormant_at", "paid_at", by="_c", direction="forward", allow_exact_matches=True)
     out["return_at"] = first_back["back"]
@@ -102,8 +116,8 @@ def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.
     out["mean_check_before"] = before["total"] / before["n"]
     out["band"] = np.where(out["mean_check_before"] > mean_all, "above", "below")
     # revenue recovered: net payments (refunds included) in [D, D + k days)
-    p = payments[["paid_at", "amount"]].assign(_c=keys.codes(payments["client_id"], universe))
-    p = p[p["_c"] >= 0].sort_values(["_c", "paid_at"], kind="stable")
+    p = payments.loc[code >= 0, ["paid_at", "amount"]].assign(_c=code[code >= 0])
+    p = p.sort_values(["_c", "paid_at"], kind="stable")
     cum_all = p[["_c", "paid_at"]].assign(cum=p.groupby("_c")["amount"].cumsum())
     at_d = _window_sum(out, cum_all, out["dormant_at"])
     for k in (90, 180):
@@ -155,20 +169,32 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     """
     cut = pd.Series([as_of])
     m3, m9 = add_months(cut, -3).iloc[0], add_months(cut, -9).iloc[0]
-    last = act.groupby("client_id")["at"].max()
-    active = last[last + pd.Timedelta(days=dormancy_days) > as_of].index
-    eligible = starts.index[starts["start"] <= m9].intersection(active)
-    p = payments[keys.isin(payments["client_id"], eligible)]
-    recent = p[(p["paid_at"] >= m3) & (p["paid_at"] < as_of)].groupby("client_id")["amount"].sum()
-    base = p[(p["paid_at"] >= m9) & (p["paid_at"] < m3)].groupby("client_id")["amount"].sum() / 2
-    frame = pd.DataFrame({"baseline_3m": base.reindex(eligible, fill_value=0.0),
-                          "recent_3m": recent.reindex(eligible, fill_value=0.0)})
-    frame = frame[frame["baseline_3m"] > 0]
+    # last activity per client: the latest instant of each client's block in ``act``
+    ends = np.flatnonzero(np.r_[keys.same_as_previous(act["client_id"])[1:], False] == False)  # noqa: E712
+    opens = np.r_[0, ends[:-1] + 1] if len(ends) else ends
+    act_ns = keys.ns(act["at"])
+    last = np.full(len(starts), _NAT)
+    if len(ends):
+        last[keys.codes(act["client_id"].take(ends), starts.index)] = np.maximum.reduceat(act_ns, opens)
+    active = (last != _NAT) & (last + pd.Timedelta(days=dormancy_days).value > as_of.value)
+    eligible = np.flatnonzero(active & (starts["start"] <= m9).to_numpy())
+    pos = keys.codes(payments["client_id"], starts.index)
+    paid = keys.ns(payments["paid_at"])
+    amount = payments["amount"].to_numpy()
+
+    def net(lo: pd.Timestamp, hi: pd.Timestamp) -> np.ndarray:  # per starts row, in payment order
+        sel = (pos >= 0) & (paid >= lo.value) & (paid < hi.value)
+        return pd.Series(amount[sel]).groupby(keys.code_groups(pos[sel], len(starts)), observed=False).sum().to_numpy()
+
+    frame = pd.DataFrame({"baseline_3m": net(m9, m3)[eligible] / 2, "recent_3m": net(m3, as_of)[eligible]},
+                         index=starts.index[eligible])
+    keep = frame["baseline_3m"].to_numpy() > 0
+    frame = frame[keep]
     frame["drop"] = 1 - frame["recent_3m"] / frame["baseline_3m"]
     frame["revenue_at_risk_3m"] = frame["baseline_3m"] - frame["recent_3m"]
-    frame["last_activity"] = last.reindex(frame.index)
+    frame["last_activity"] = pd.DatetimeIndex(last[eligible][keep].view("M8[ns]")).tz_localize("UTC")
     if "segment" in starts.columns:
-        frame["segment"] = starts["segment"].reindex(frame.index)
+        frame["segment"] = starts["segment"].iloc[eligible[keep]].set_axis(frame.index)
     flagged = frame[frame["drop"] > drop_threshold]
     return flagged.sort_values(["revenue_at_risk_3m", "drop"], ascending=False, kind="stable").rename_axis("client_id")
 
