@@ -7,7 +7,10 @@
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+
+from analysis import keys
 
 __all__ = ["first_contacts", "contact_groups", "group_label", "EARLY", "NAIVE"]
 
@@ -18,10 +21,17 @@ NAIVE = {True: "ever_contacted", False: "never_contacted"}
 def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) -> pd.Series:
     """Each client's earliest ticket created_at (tickets without a client are left out), optionally
     ignoring tickets on some topics (e.g. refund requests, which follow a decision to leave)."""
-    t = tickets[tickets["client_id"].notna()] if "client_id" in tickets.columns else tickets.iloc[:0]
-    if exclude_topics and "topic" in t.columns:
-        t = t[~t["topic"].isin(exclude_topics)]
-    return t.groupby("client_id")["created_at"].min().rename("first_contact_at")
+    if "client_id" not in tickets.columns:
+        t = tickets.iloc[:0]
+        return t.groupby("client_id")["created_at"].min().rename("first_contact_at")
+    keep = tickets["client_id"].notna().to_numpy()
+    if exclude_topics and "topic" in tickets.columns:
+        keep &= ~np.asarray(tickets["topic"].isin(exclude_topics), dtype=bool)
+    rows = np.flatnonzero(keep)
+    code, ids = pd.factorize(tickets["client_id"].take(rows))  # group on integer codes, not on the text
+    first = tickets["created_at"].take(rows).groupby(keys.code_groups(code, len(ids)), observed=False).min()
+    out = pd.Series(first.array, index=pd.Index(ids, name="client_id"), name="first_contact_at")
+    return out.iloc[np.argsort(keys.sorted_rank(out.index), kind="stable")]
 
 
 def contact_groups(starts: pd.DataFrame, tickets: pd.DataFrame, window_days: int) -> pd.DataFrame:
