@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow
 
 from analysis import keys
 from analysis.contract import TABLES, TIMESTAMP_COLUMNS
@@ -50,14 +49,41 @@ def null_table(ds: Dataset) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
 
 
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """Boolean mask: the int64 value occurs more than once (by sorting: at tens of millions of
+    rows a sort is faster than a hash table)."""
+    order = np.argsort(values, kind="stable")
+    v = values[order]
+    same = v[1:] == v[:-1]
+    hit = np.r_[same, False] | np.r_[False, same]
+    out = np.empty(len(values), dtype=bool)
+    out[order] = hit
+    return out
+
+
+def _as_int64(s: pd.Series) -> np.ndarray | None:
+    """A plain numeric or timestamp column as int64 values equal exactly where the column's
+    values are equal (NaN with NaN, NaT with NaT, 0.0 with -0.0); None for other types."""
+    if pd.api.types.is_datetime64_any_dtype(s.dtype):
+        return keys.ns(s)
+    if s.dtype == "float64":
+        v = s.to_numpy() + 0.0  # -0.0 -> 0.0
+        return np.where(np.isnan(v), np.nan, v).view("int64")
+    if s.dtype == "int64":
+        return s.to_numpy()
+    return None
+
+
 def identical_rows(frame: pd.DataFrame) -> int:
-    """Rows equal in every column to an earlier row (``frame.duplicated().sum()``; empty values
-    equal each other): rows - distinct rows, counted by Arrow's hash grouping on all columns."""
-    if len(frame) < 2:
-        return 0
-    table = pyarrow.Table.from_pandas(frame, preserve_index=False)
-    distinct = table.group_by(table.column_names, use_threads=True).aggregate([]).num_rows
-    return len(frame) - distinct
+    """Rows equal in every column to an earlier row: ``frame.duplicated().sum()`` (empty values
+    equal each other). Two identical rows share every value, so the full comparison runs only
+    on the rows whose number and timestamp values repeat, not on every row."""
+    rows = np.arange(len(frame))
+    for col in frame.columns:
+        values = _as_int64(frame[col])
+        if values is not None and len(rows) > 1:
+            rows = rows[_repeated(values[rows])]
+    return int(frame.take(rows).duplicated().sum()) if len(rows) > 1 else 0
 
 
 def duplicate_table(ds: Dataset) -> pd.DataFrame:
