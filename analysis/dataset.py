@@ -5,10 +5,11 @@ fixes the as-of instant, sets aside rows timed at or after it and hides response
 resolutions that had not happened yet. The returned ``Dataset`` carries the accounting
 (rows read = used + set aside, per table, with reasons) to every report.
 
-A run validates the data once: the runner saves the loaded dataset as a snapshot (Parquet per
-table plus ``dataset.json``) and names it in the ``ANALYSIS_SNAPSHOT`` environment variable of
+A run validates the data once: the runner saves the loaded dataset as a snapshot (one
+uncompressed Arrow IPC file per table plus ``dataset.json``) and names it in the ``ANALYSIS_SNAPSHOT`` environment variable of
 the notebook kernels. ``load_dataset`` then reads the snapshot instead of reading and validating
-again (each table on first use), but only when it was made from the same data directory, the same files (size and
+again (each table on first use, memory-mapped: text columns are used in place, not copied, and
+two kernels reading the same table share its pages), but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from analysis.config import Config, load_config
 from analysis.contract import TABLES, validate_tables
 from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
-from analysis.io import find_table_files, read_parquet_frame, read_table
+from analysis.io import find_table_files, read_arrow_frame, read_table, write_arrow_frame
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
            "SNAPSHOT_ENV", "save_snapshot"]
@@ -33,6 +34,7 @@ __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day
 AFTER_AS_OF = "timed at or after as-of"
 SNAPSHOT_ENV = "ANALYSIS_SNAPSHOT"
 _SNAPSHOT_META = "dataset.json"
+_SNAPSHOT_SUFFIX = ".arrow"
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -54,7 +56,7 @@ class _SnapshotTables(Mapping):
         if name not in self._names:
             raise KeyError(name)
         if name not in self._read:
-            self._read[name] = read_parquet_frame(self._dir / f"{name}.parquet")
+            self._read[name] = read_arrow_frame(self._dir / f"{name}{_SNAPSHOT_SUFFIX}")
         return self._read[name]
 
     def __contains__(self, name) -> bool:
@@ -185,7 +187,7 @@ def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in ds.tables.items():
-        frame.to_parquet(directory / f"{name}.parquet", index=False)
+        write_arrow_frame(frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
     files = {n: ds.source / f for n, f in ds.files.items()}
     meta = {"key": _snapshot_key(ds.source, files, ds.config), "accounting": ds.accounting,
             "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,

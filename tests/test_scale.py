@@ -28,12 +28,12 @@ def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path, monkeypatch):
     fresh = load_dataset(sample_dir)
     snap = save_snapshot(fresh, tmp_path / "snap")
     monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
-    (snap / "clients.parquet").rename(snap / "moved.parquet")  # prove that a hit reads the snapshot ...
+    (snap / "clients.arrow").rename(snap / "moved.arrow")  # prove that a hit reads the snapshot ...
     lazy = load_dataset(sample_dir)                            # tables are read on first use
     assert "clients" in lazy.tables and lazy.has("clients", "payments")
     with pytest.raises(FileNotFoundError):
         lazy.clients
-    (snap / "moved.parquet").rename(snap / "clients.parquet")
+    (snap / "moved.arrow").rename(snap / "clients.arrow")
     served = load_dataset(sample_dir)                          # ... and that it holds the same data
     _same(fresh, served)
     assert served.as_of_source == "data"
@@ -47,7 +47,7 @@ def test_snapshot_is_ignored_when_the_request_differs(tmp_path, monkeypatch):
     data = write_dir(tmp_path / "d", base_tables())
     snap = save_snapshot(load_dataset(data), tmp_path / "snap")
     monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
-    (snap / "clients.parquet").unlink()  # any load served from the snapshot fails on .clients now
+    (snap / "clients.arrow").unlink()  # any load served from the snapshot fails on .clients now
     # another as-of: loaded afresh, one payment (2026-01-05) is after it
     other = load_dataset(data, None, "2026-01-04")
     assert other.accounting["payments"]["set_aside"] == 1 and len(other.clients) == 2
