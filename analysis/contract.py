@@ -303,10 +303,14 @@ def _arrow(s: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
 
 
 def _unique(s: pd.Series) -> pd.Series:
-    """Every row of a duplicated value fails (pandera's ``unique``, report all). Counting the
-    distinct values first makes the usual case, no duplicate, one hash pass over Arrow data."""
-    if pc.count_distinct(_arrow(s), mode="all").as_py() == len(s):
-        return pd.Series(True, index=s.index)
+    """Every row of a duplicated value fails (pandera's ``unique``, report all). The usual case,
+    no duplicate, is proven by sorting the Arrow data once and comparing neighbours (at 21M ids
+    several times faster than a hash table of them); a duplicate found is then marked exactly."""
+    data = _arrow(s)
+    if data is not None and data.null_count <= 1:
+        ordered = data.take(pc.sort_indices(data)) if len(data) > 1 else data
+        if len(data) < 2 or not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
+            return pd.Series(True, index=s.index)
     return ~s.duplicated(keep=False)
 
 
@@ -396,9 +400,10 @@ def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str,
     typed: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     bad: dict[str, dict[str, set]] = {}
-    for name in TABLES:
-        if name in raw:
-            typed[name], found, bad[name] = _type_table(raw[name])
+    names = [name for name in TABLES if name in raw]
+    with ThreadPoolExecutor(max_workers=_RULE_THREADS) as pool:  # typing is per table too
+        for name, (frame, found, bad_rows) in zip(names, pool.map(lambda n: _type_table(raw[n]), names)):
+            typed[name], bad[name] = frame, bad_rows
             problems += found
     known = {(t, c): pc.unique(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,8 +238,9 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
         if cached is not None:
             return cached
     raw = {}
-    for name, path in files.items():
-        table, problem = read_table(name, path)
+    with ThreadPoolExecutor(max_workers=2) as pool:  # file reading and decoding release the GIL
+        read = list(pool.map(lambda item: read_table(*item), files.items()))
+    for name, (table, problem) in zip(files, read):
         if problem:
             problems.append(problem)
         else:

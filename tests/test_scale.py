@@ -183,3 +183,91 @@ def test_mean_replicates_normal_limit_matches_the_bootstrap_above_the_threshold(
     g = np.random.default_rng(5)
     r2 = small[g.integers(0, 1000, size=(50, 1000))].mean(axis=1)
     assert np.allclose(r1, r2)
+
+
+# ------------------------------------------------------------------ integer keys and their helpers
+TEXT = pd.StringDtype("pyarrow")
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
+       st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4))
+def test_codes_equals_get_indexer_also_through_a_kept_wider_universe(values, universe):
+    from analysis import keys
+    v = pd.Series(values, dtype=TEXT)
+    wide = pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT)
+    keys.codes(v, wide)                                       # kept: the next call may translate through it
+    u = pd.Index(universe, dtype=TEXT)
+    expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
+    got = keys.codes(v, u)
+    assert got.tolist() == expected.tolist()
+    assert keys.codes(v, u) is got and not got.flags.writeable  # kept result, read-only
+
+
+def test_codes_hand_case_with_a_repeated_key_and_a_key_outside_the_wider_universe():
+    from analysis import keys
+    v = pd.Series(["b", "a", "x", None, "b"], dtype=TEXT)
+    keys.codes(v, pd.Index(["a", "b"], dtype=TEXT))
+    # "b" twice in the universe: its first position (1); "x" is outside the kept universe
+    assert keys.codes(v, pd.Index(["z", "b", "b", "a"], dtype=TEXT)).tolist() == [1, 3, -1, -1, 1]
+    assert keys.codes(v, pd.Index(["x", "b"], dtype=TEXT)).tolist() == [1, -1, 0, -1, 1]
+
+
+def test_sorted_rank_same_as_previous_and_code_groups_hand_cases():
+    from analysis import keys
+    s = pd.Series(["b", "c", "a"], dtype=TEXT)
+    assert keys.sorted_rank(s).tolist() == [1, 2, 0]            # a < b < c
+    assert keys.sorted_rank(pd.Series(["a", "b"], dtype=TEXT)).tolist() == [0, 1]
+    assert keys.sorted_rank(pd.Series([], dtype=TEXT)).tolist() == []
+    same = pd.Series(["a", "a", None, None, "b", "b"], dtype=TEXT)
+    assert keys.same_as_previous(same).tolist() == [False, True, False, False, False, True]  # nulls never equal
+    assert keys.same_as_previous(same.astype(object)).tolist() == [False, True, False, False, False, True]
+    g = keys.code_groups(np.array([2, 0, 2, -1]), 4)
+    sums = pd.Series([1.0, 2.0, 4.0, 8.0]).groupby(g, observed=False).sum()
+    assert sums.tolist() == [2.0, 0.0, 5.0, 0.0]                # 1 + 4 in group 2; -1 in no group; 1 and 3 empty
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["x", "y", None]), st.sampled_from([1.0, -0.0, 0.0, np.nan]),
+                          st.sampled_from([0, 10**15, None]), st.integers(0, 2)), max_size=25))
+def test_identical_rows_equals_pandas_duplicated(rows):
+    from analysis.quality import identical_rows
+    f = pd.DataFrame(rows, columns=["a", "b", "t", "i"]) if rows else pd.DataFrame(
+        {"a": [], "b": [], "t": [], "i": []})
+    f = f.astype({"a": TEXT, "b": "float64", "i": "int64"})
+    f["t"] = pd.to_datetime(f["t"], utc=True)
+    assert identical_rows(f) == int(f.duplicated().sum())
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["p1", "p2", "p3", "p10", None]), max_size=12))
+def test_contract_unique_rule_marks_every_row_of_a_repeated_id(values):
+    from analysis.contract import _unique
+    s = pd.Series(values, dtype=TEXT)
+    assert _unique(s).tolist() == (~s.duplicated(keep=False)).tolist()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30 * 365 * 86_400), st.integers(-400 * 86_400, 900 * 86_400)),
+                min_size=1, max_size=30))
+def test_months_since_equals_months_between_of_the_taken_starts(rows):
+    base = pd.Timestamp("1995-01-31").value
+    starts = pd.Series(pd.to_datetime(np.array([r[0] for r in rows]) * 10**9 + base, utc=True))
+    pos = np.arange(len(rows))[::-1]
+    times = pd.Series(starts.array.take(pos)) + pd.to_timedelta([r[1] for r in rows], unit="s")
+    got = months.months_since(starts, pos, times)
+    want = months.months_between(pd.Series(starts.array.take(pos)), times)
+    assert got.tolist() == want.tolist()
+    # the definition: the largest m with start + m months <= time
+    taken = pd.Series(starts.array.take(pos))
+    assert (months.add_months(taken, got) <= times).all() and (months.add_months(taken, got + 1) > times).all()
+
+
+def test_tier_paths_leave_a_step_without_a_tier_out():
+    from analysis.escalation import tier_paths
+    seg = pd.DataFrame({"ticket_id": pd.Series(["t2", "t2", "t1", "t3", "t3"], dtype=TEXT),
+                        "seq": [0, 1, 0, 0, 1],
+                        "tier": pd.Categorical(["L1", "L2", "L1", "L1", None], categories=["L1", "L1.5", "L2"])})
+    got = tier_paths(seg)
+    assert got.index.tolist() == ["t1", "t2", "t3"]              # ticket_id order
+    assert got.tolist() == ["L1", "L1 → L2", "L1"]
