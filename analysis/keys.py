@@ -57,8 +57,8 @@ def codes(values, universe) -> np.ndarray:
     """int64 position of each element of ``values`` in ``universe`` (unique keys), -1 where
     absent or null: integer keys to sort, group and join on instead of text.
 
-    The result is read-only: when both are Arrow-backed it is kept for the next call on the
-    same two arrays (a pure function of immutable data, so the same answer).
+    When both are Arrow-backed the result is kept (as int32) for the next call on the same two
+    arrays: a pure function of immutable data, so the same answer, without hashing again.
 
     >>> codes(pd.Series(["b", "x", None, "a"], dtype=pd.StringDtype("pyarrow")),
     ...       pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
@@ -71,17 +71,22 @@ def codes(values, universe) -> np.ndarray:
     hit = _CODES.get(key)
     if hit is not None and hit[0] is left and hit[1] is right:
         _CODES.move_to_end(key)
-        return hit[2]
+        return _widen(hit[2])
     out = _through_cached(left, right)
     if out is None:
         pos = pc.index_in(left, value_set=_value_set(right)).to_numpy(zero_copy_only=False)
         out = np.where(pd.isna(pos), -1, pos).astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
-        out.flags.writeable = False  # shared by every later caller
-        _CODES[key] = (left, right, out)
+        small = out.astype("int32") if len(right) < 2**31 else out  # kept at half the size
+        small.flags.writeable = False
+        _CODES[key] = (left, right, small)
         while len(_CODES) > _CODES_KEPT:
             _CODES.popitem(last=False)
     return out
+
+
+def _widen(kept: np.ndarray) -> np.ndarray:
+    return kept.astype("int64")  # a fresh array: the caller may change it
 
 
 # The last few ``codes`` results, keyed by the identity of the two Arrow arrays (immutable;
@@ -104,7 +109,7 @@ def _through_cached(left, right) -> np.ndarray | None:
         into = into.astype("int64")
         back = np.full(len(wider), -1, dtype="int64")
         back[into[::-1]] = np.arange(len(into) - 1, -1, -1)  # the first position of a repeated key wins
-        return np.where(pos >= 0, back[np.maximum(pos, 0)], -1)
+        return np.where(pos >= 0, back[np.maximum(pos, 0)], -1).astype("int64")
     return None
 
 
