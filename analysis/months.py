@@ -21,7 +21,19 @@ def _utc_like(t: pd.Series) -> bool:
 def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Days since 1970-01-01 -> proleptic Gregorian (year, month 1-12, day 1-31), in integer
     arithmetic (H. Hinnant's civil_from_days; numpy's datetime64 unit casts do the same far
-    slower)."""
+    slower). A long column spans few distinct days: each day of its range is converted once and
+    looked up (integer division costs more than a lookup)."""
+    days = np.asarray(days)
+    if len(days) > 4096:
+        lo, hi = int(days.min()), int(days.max())
+        if hi - lo < len(days) // 4:
+            year, month, day = _civil_of(np.arange(lo, hi + 1, dtype="int64"))
+            at = days - lo
+            return year[at], month[at], day[at]
+    return _civil_of(days)
+
+
+def _civil_of(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     z = days + 719_468
     era = np.floor_divide(z, 146_097)
     doe = z - era * 146_097
@@ -93,6 +105,10 @@ def add_months(times: pd.Series, months) -> pd.Series:
 
 def _days_in_month(total: np.ndarray) -> np.ndarray:
     """Length in days of the month ``total`` (months since year 0, as ``_fields`` gives)."""
+    if len(total) > 4096:
+        lo, hi = int(total.min()), int(total.max())
+        if hi - lo < len(total) // 4:  # few distinct months: each computed once, then looked up
+            return _days_in_month(np.arange(lo, hi + 1, dtype="int64"))[total - lo]
     year, month = total // 12, total % 12 + 1
     leap = (year % 4 == 0) & ((year % 100 != 0) | (year % 400 == 0))
     return _MONTH_DAYS[month - 1] + ((month == 2) & leap)

@@ -17,6 +17,9 @@ class Report:
     answers: str
     needs: tuple[str, ...] = ()  # tables without which the report is skipped
     path: Path | None = None  # default: notebooks/NAME.ipynb
+    # relative run time on a large client base (seconds at 1M clients, docs/benchmarks.md): the
+    # runner starts the longest first, so that two workers finish close together
+    weight: int = 1
 
     @property
     def notebook(self) -> Path:
@@ -28,29 +31,29 @@ class Report:
 
 REPORTS: tuple[Report, ...] = (
     Report("00_data_quality", "Data quality",
-           "What data came in, which period it covers, what was set aside and why, and where it is thin."),
+           "What data came in, which period it covers, what was set aside and why, and where it is thin.", weight=30),
     Report("01_support_tiers", "Support tiers",
            "How fast each support line answers and resolves, how satisfied clients are, where tickets "
-           "escalate, how loaded agents are, and what changed between two periods.", needs=("tickets",)),
+           "escalate, how loaded agents are, and what changed between two periods.", needs=("tickets",), weight=50),
     Report("02_cohort_ltv", "Cohort LTV",
            "What a paying client is worth by cohort and age, and whether early support contacts pay more: "
-           "the naive split beside fairer comparisons.", needs=("clients", "payments")),
+           "the naive split beside fairer comparisons.", needs=("clients", "payments"), weight=45),
     Report("03_churn_survival", "Churn and survival",
            "How many clients leave after the first month, how long clients stay, and how much support contact "
-           "reduces churn once immortal time and confounding are handled.", needs=("clients", "payments")),
+           "reduces churn once immortal time and confounding are handled.", needs=("clients", "payments"), weight=35),
     Report("04_winback_retention", "Win-back, saves and early warning",
            "How many dormant clients come back and through which channel, how many refund demands are kept, "
-           "and which active accounts are sliding before the trigger fires.", needs=("clients", "payments")),
+           "and which active accounts are sliding before the trigger fires.", needs=("clients", "payments"), weight=40),
     Report("05_onboarding_revenue", "Onboarding and support revenue",
            "Whether reaching new registrations pays off (reached, paid, how fast, how much), and the source's "
-           "support revenue share with its caveats.", needs=("clients", "payments")),
+           "support revenue share with its caveats.", needs=("clients", "payments"), weight=20),
     Report("06_contact_centre_economics", "Contact centre economics",
            "What the same outsourced calls cost under each pricing model, CPA, ROI and break-even conversion per "
-           "vendor, the source's case recomputed, and a pilot read-out.", needs=("leads", "calls")),
+           "vendor, the source's case recomputed, and a pilot read-out.", needs=("leads", "calls"), weight=10),
     Report("07_sales_conveyor", "Sales conveyor",
            "Stage-by-stage conversion and timing of the sales conveyor, successful calls per operator against the "
            "target, the value of the clients it brought, and the stage that lost the most lately.",
-           needs=("leads", "calls")),
+           needs=("leads", "calls"), weight=25),
 )
 
 

@@ -250,7 +250,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
     with scratch, ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
                                       mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {}
-        for r in runnable:
+        for r in sorted(runnable, key=lambda r: -r.weight):  # longest first; the index keeps the suite order
             log(f"[start] {r.name}")
             futures[pool.submit(_execute, r, out, plan[r.name], kernel, snapshot)] = r
         for i, fut in enumerate(as_completed(futures), 1):

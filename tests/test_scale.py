@@ -271,3 +271,14 @@ def test_tier_paths_leave_a_step_without_a_tier_out():
     got = tier_paths(seg)
     assert got.index.tolist() == ["t1", "t2", "t3"]              # ticket_id order
     assert got.tolist() == ["L1", "L1 → L2", "L1"]
+
+
+def test_civil_fields_of_a_long_column_equal_the_direct_arithmetic():
+    # above 4,096 values spanning few days, each day is converted once and looked up
+    rng = np.random.default_rng(3)
+    days = rng.integers(-30, 2_000, 20_000)
+    assert all((a == b).all() for a, b in zip(months._civil(days), months._civil_of(days)))
+    total = rng.integers(23_990, 24_400, 20_000)  # months since year 0, leap Februaries included
+    year, month = total // 12, total % 12 + 1
+    expected = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).dt.days_in_month.to_numpy()
+    assert (months._days_in_month(total) == expected).all()
