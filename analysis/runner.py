@@ -9,7 +9,8 @@ with the code hidden; merge the metrics fragments; write index.html.
 
 The data is validated once, in a child process that writes the validated tables to a snapshot
 in a temporary directory (removed at the end); every kernel reads it through
-``ANALYSIS_SNAPSHOT`` instead of validating again (``analysis.dataset``).
+``ANALYSIS_SNAPSHOT`` instead of validating again (``analysis.dataset``). Notebooks are started
+longest first (``Report.weight``) so that the workers finish close together.
 """
 from __future__ import annotations
 
