@@ -42,21 +42,36 @@ DEFAULT_PRICES = {"per_minute": 12.0, "per_hour": 600.0,
 
 
 def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per lead: vendor (of its first non-in-house call), qualified, converted, revenue."""
-    cold = calls[calls["vendor"].fillna("in-house") != "in-house"] if "vendor" in calls.columns else calls
-    first = cold.sort_values("started_at", kind="stable").drop_duplicates("lead_id").set_index("lead_id")
-    out = leads.set_index("lead_id")[["created_at"]].copy()
-    out["vendor"] = first["vendor"].reindex(out.index) if "vendor" in first.columns else "vendor"
-    by_result = calls.loc[calls["result"].isin(["lead", "sale"]), "lead_id"].unique() if "result" in calls.columns else []
-    qualified = keys.isin(out.index, pd.Series(by_result, dtype=leads["lead_id"].dtype))
+    """Per lead: vendor (of its first non-in-house call; ties in time: the first in the table),
+    qualified, converted, revenue. Calls are matched to leads on integer rows (one Arrow
+    lookup of the calls' lead ids), not by text joins."""
+    ids = leads["lead_id"]
+    out = pd.DataFrame({"created_at": leads["created_at"].array}, index=pd.Index(ids, name="lead_id"))
+    row = keys.codes(calls["lead_id"], ids)  # the call's lead row, -1 for a lead not in leads
+    if "vendor" in calls.columns:
+        cold = np.flatnonzero(np.asarray(calls["vendor"].fillna("in-house") != "in-house", dtype=bool) & (row >= 0))
+        at = keys.ns(calls["started_at"])[cold]
+        at = np.where(at == np.iinfo("int64").min, np.iinfo("int64").max, at)  # a missing time sorts last
+        cold = cold[np.lexsort((at, row[cold]))]  # per lead, earliest first (stable: table order on ties)
+        first = cold[np.r_[True, row[cold][1:] != row[cold][:-1]]] if len(cold) else cold
+        pick = np.full(len(leads), -1, dtype="int64")
+        pick[row[first]] = first
+        out["vendor"] = calls["vendor"].array.take(pick, allow_fill=True)
+    else:
+        out["vendor"] = "vendor"
+    qualified = np.zeros(len(leads), dtype=bool)
+    if "result" in calls.columns:
+        by_result = np.asarray(calls["result"].isin(["lead", "sale"]), dtype=bool) & (row >= 0)
+        qualified[row[by_result]] = True
     if "qualified_at" in leads.columns:
-        qualified |= leads.set_index("lead_id")["qualified_at"].reindex(out.index).notna().to_numpy()
+        qualified |= leads["qualified_at"].notna().to_numpy()
     out["qualified"] = qualified
-    conv = leads.set_index("lead_id")["converted_at"] if "converted_at" in leads.columns else pd.Series(pd.NaT, index=out.index)
-    out["converted"] = conv.reindex(out.index).notna()
+    conv = leads["converted_at"].set_axis(out.index) if "converted_at" in leads.columns \
+        else pd.Series(pd.NaT, index=out.index)
+    out["converted"] = conv.notna().to_numpy()
     revenue = pd.Series(0.0, index=out.index)
     if "revenue" in leads.columns and leads["revenue"].notna().any():
-        revenue = leads.set_index("lead_id")["revenue"].reindex(out.index).fillna(0.0)
+        revenue = leads["revenue"].set_axis(out.index).fillna(0.0)
     elif payments is not None and "client_id" in leads.columns:
         revenue = _revenue_since(leads, conv, payments).reindex(out.index, fill_value=0.0)
     out["revenue"] = revenue.where(out["converted"], 0.0)
@@ -96,7 +111,7 @@ def model_costs(calls: pd.DataFrame, outcomes: pd.DataFrame, prices: dict, incre
     units billed; in-house calls are not priced."""
     c = calls[calls["vendor"].fillna("in-house") != "in-house"] if "vendor" in calls.columns else calls.assign(vendor="vendor")
     minutes = billable_minutes(c["duration_s"], increment_s)
-    status_price = c["status"].map(prices["per_status_minute"]).astype(float)
+    status_price = keys.lookup(c["status"], pd.Series(prices["per_status_minute"], dtype=float)).astype(float)
     per_vendor_calls = pd.DataFrame({"vendor": c["vendor"], "minutes": minutes, "hours": c["duration_s"] / 3600,
                                      "status_cost": status_price * minutes,
                                      "results": c["result"].notna() if "result" in c.columns else False})

@@ -17,15 +17,24 @@ from analysis.stats import rate_table
 __all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses",
            "clients_brought", "conveyor_metrics", "headline"]
 
+_NAT, _NAT_LAST = np.iinfo("int64").min, np.iinfo("int64").max
 STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
 
 
 def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
     """Per lead (rows) and stage (columns, in order): the first call at that stage (NaT: not
     reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
-    c = calls[calls["stage"].isin(STAGES)]
-    wide = (c.groupby(["lead_id", "stage"])["started_at"].min().unstack("stage").reindex(columns=list(STAGES))
-            .apply(pd.to_datetime, utc=True))    # stages no lead reached stay datetime columns (all NaT)
+    stage = keys.codes(calls["stage"], pd.Index(list(STAGES), dtype=calls["stage"].dtype))
+    at = keys.ns(calls["started_at"])
+    rows = np.flatnonzero((stage >= 0) & (at != _NAT))
+    lead, ids = pd.factorize(calls["lead_id"].take(rows))  # integer lead codes, not text groups
+    first = np.full(len(ids) * len(STAGES), _NAT_LAST)
+    np.minimum.at(first, lead * len(STAGES) + stage[rows], at[rows])  # first call per (lead, stage)
+    first = np.where(first == _NAT_LAST, _NAT, first).reshape(len(ids), len(STAGES))
+    order = np.argsort(keys.sorted_rank(ids), kind="stable") if len(ids) else np.zeros(0, "int64")  # lead_id order
+    wide = pd.DataFrame({name: pd.DatetimeIndex(first[order, i].view("M8[ns]")).tz_localize("UTC")
+                         for i, name in enumerate(STAGES)}, index=pd.Index(ids, name="lead_id")[order])
+    wide.columns.name = "stage"
     reached = wide.notna().to_numpy()
     depth = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
     wide["depth"] = depth
