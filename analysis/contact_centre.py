@@ -51,7 +51,7 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
     if "vendor" in calls.columns:
         cold = np.flatnonzero(np.asarray(calls["vendor"].fillna("in-house") != "in-house", dtype=bool) & (row >= 0))
         at = keys.ns(calls["started_at"])[cold]
-        at = np.where(at == np.iinfo("int64").min, np.iinfo("int64").max, at)  # a missing time sorts last
+        at = np.where(at == keys.NAT, np.iinfo("int64").max, at)  # a missing time sorts last
         cold = cold[np.lexsort((at, row[cold]))]  # per lead, earliest first (stable: table order on ties)
         first = cold[np.r_[True, row[cold][1:] != row[cold][:-1]]] if len(cold) else cold
         pick = np.full(len(leads), -1, dtype="int64")
@@ -84,7 +84,8 @@ def _revenue_since(leads: pd.DataFrame, since: pd.Series, payments: pd.DataFrame
     lead; a client shared by several leads counts for each, as a join does."""
     link = leads.set_index("lead_id")[["client_id"]].assign(since=since).dropna()
     ids = link["client_id"]
-    if keys.arrow_text(ids) is None or pc.count_distinct(keys.arrow_text(ids)).as_py() < len(ids):
+    text = keys.arrow_text(ids)
+    if text is None or pc.count_distinct(text).as_py() < len(ids):
         p = payments.merge(link.reset_index(), on="client_id")
         p = p[p["paid_at"] >= p["since"]]
         return p.groupby("lead_id")["amount"].sum()

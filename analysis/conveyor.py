@@ -17,7 +17,7 @@ from analysis.stats import rate_table
 __all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses",
            "clients_brought", "conveyor_metrics", "headline"]
 
-_NAT, _NAT_LAST = np.iinfo("int64").min, np.iinfo("int64").max
+_NOT_YET = np.iinfo("int64").max  # no call at that stage while taking minimums
 STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
 
 
@@ -26,13 +26,13 @@ def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
     reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
     stage = keys.codes(calls["stage"], pd.Index(list(STAGES), dtype=calls["stage"].dtype))
     at = keys.ns(calls["started_at"])
-    rows = np.flatnonzero((stage >= 0) & (at != _NAT))
+    rows = np.flatnonzero((stage >= 0) & (at != keys.NAT))
     lead, ids = pd.factorize(calls["lead_id"].take(rows))  # integer lead codes, not text groups
-    first = np.full(len(ids) * len(STAGES), _NAT_LAST)
+    first = np.full(len(ids) * len(STAGES), _NOT_YET)
     np.minimum.at(first, lead * len(STAGES) + stage[rows], at[rows])  # first call per (lead, stage)
-    first = np.where(first == _NAT_LAST, _NAT, first).reshape(len(ids), len(STAGES))
+    first = np.where(first == _NOT_YET, keys.NAT, first).reshape(len(ids), len(STAGES))
     order = np.argsort(keys.sorted_rank(ids), kind="stable") if len(ids) else np.zeros(0, "int64")  # lead_id order
-    wide = pd.DataFrame({name: pd.DatetimeIndex(first[order, i].view("M8[ns]")).tz_localize("UTC")
+    wide = pd.DataFrame({name: keys.from_ns(first[order, i])
                          for i, name in enumerate(STAGES)}, index=pd.Index(ids, name="lead_id")[order])
     wide.columns.name = "stage"
     reached = wide.notna().to_numpy()

@@ -83,22 +83,15 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     seq = np.arange(len(ticket)) - np.repeat(opens, np.diff(np.r_[opens, len(ticket)]))
     last = np.r_[first[1:], True] if len(ticket) else first
     resolved = keys.ns(tickets["resolved_at"])[ticket] if "resolved_at" in tickets.columns \
-        else np.full(len(ticket), _NAT)
-    last_end = np.where((resolved != _NAT) & (resolved >= at), resolved, _NAT)  # resolved before: reopened, open
-    end = np.where(last, last_end, np.r_[at[1:], _NAT][:len(at)])
+        else np.full(len(ticket), keys.NAT)
+    last_end = np.where((resolved != keys.NAT) & (resolved >= at), resolved, keys.NAT)  # resolved before: reopened, open
+    end = np.where(last, last_end, np.r_[at[1:], keys.NAT][:len(at)])
     seg = pd.DataFrame({"ticket_id": ids.take(ticket).reset_index(drop=True), "seq": seq.astype("int64"),
                         "tier": pd.Categorical.from_codes(tier, dtype=ladder(config)),
-                        "start": _utc(at), "end": _utc(end)})
+                        "start": pd.Series(keys.from_ns(at)), "end": pd.Series(keys.from_ns(end))})
     seg["ownership_min"] = minutes(seg["start"], seg["end"], config.business_hours)
     seg["open"] = seg["end"].isna()
     return seg
-
-
-_NAT = np.iinfo("int64").min
-
-
-def _utc(ns: np.ndarray) -> pd.Series:
-    return pd.Series(pd.DatetimeIndex(ns.view("M8[ns]")).tz_localize("UTC"))
 
 
 def tier_paths(segments: pd.DataFrame) -> pd.Series:

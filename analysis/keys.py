@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "isin", "codes", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous"]
+__all__ = ["arrow_text", "isin", "codes", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -163,10 +163,17 @@ def sorted_rank(values) -> np.ndarray:
     return rank
 
 
+NAT = np.iinfo("int64").min  # NaT as int64 nanoseconds: below every instant
+
+
 def ns(values) -> np.ndarray:
-    """int64 nanoseconds since the epoch (UTC) of a timestamp column; NaT -> the NaT integer
-    (the minimum int64, below every instant)."""
+    """int64 nanoseconds since the epoch (UTC) of a timestamp column; NaT -> ``NAT``."""
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
+
+
+def from_ns(values: np.ndarray) -> pd.DatetimeIndex:
+    """The inverse of ``ns``: int64 nanoseconds (``NAT`` -> NaT) as UTC timestamps."""
+    return pd.DatetimeIndex(np.asarray(values, dtype="int64").view("M8[ns]")).tz_localize("UTC")
 
 
 def code_groups(codes: np.ndarray, size: int) -> pd.Categorical:

@@ -138,7 +138,7 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
         codes.append(tier_codes(tickets["first_tier"], config)[rest])
         starts.append(keys.ns(tickets["created_at"])[rest])
         ends.append(keys.ns(tickets["resolved_at"])[rest] if "resolved_at" in tickets.columns
-                    else np.full(int(rest.sum()), np.iinfo("int64").min))
+                    else np.full(int(rest.sum()), keys.NAT))
     code, start, end = np.concatenate(codes), np.concatenate(starts), np.concatenate(ends)
     first_day = pd.Timestamp(start.min(), unit="ns", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
     last_day = (as_of - pd.Timedelta(days=1)).tz_convert(tz).tz_localize(None).normalize()
@@ -150,6 +150,6 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
     for i, tier in enumerate(config.tier_ids):
         sel = code == i
         s = np.sort(start[sel])
-        e = np.sort(end[sel & (end != np.iinfo("int64").min)])
+        e = np.sort(end[sel & (end != keys.NAT)])
         out[tier] = np.searchsorted(s, ends_ns, side="left") - np.searchsorted(e, ends_ns, side="left")
     return out

@@ -54,7 +54,7 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     new = np.r_[True, (client[1:] != client[:-1]) | (at[1:] != at[:-1])] if len(at) else np.zeros(0, bool)
     client, at = client[new], at[new]  # one activity per instant
     return pd.DataFrame({"client_id": pd.Series(starts.index.take(client), copy=False).reset_index(drop=True),
-                         "at": pd.DatetimeIndex(at.view("M8[ns]")).tz_localize("UTC")})
+                         "at": keys.from_ns(at)})
 
 
 def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
@@ -66,9 +66,6 @@ def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) 
     is_event = (nxt.isna() | (nxt >= d)) & (d <= as_of)
     return pd.DataFrame({"client_id": act.loc[is_event, "client_id"], "last_activity": act.loc[is_event, "at"],
                          "dormant_at": d[is_event]}).reset_index(drop=True)
-
-
-_NAT = np.iinfo("int64").min
 
 
 def _window_sum(events: pd.DataFrame, cum: pd.DataFrame, at: pd.Series) -> pd.Series:
@@ -170,13 +167,13 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     cut = pd.Series([as_of])
     m3, m9 = add_months(cut, -3).iloc[0], add_months(cut, -9).iloc[0]
     # last activity per client: the latest instant of each client's block in ``act``
-    ends = np.flatnonzero(np.r_[keys.same_as_previous(act["client_id"])[1:], False] == False)  # noqa: E712
+    ends = np.flatnonzero(~np.r_[keys.same_as_previous(act["client_id"])[1:], False])
     opens = np.r_[0, ends[:-1] + 1] if len(ends) else ends
     act_ns = keys.ns(act["at"])
-    last = np.full(len(starts), _NAT)
+    last = np.full(len(starts), keys.NAT)
     if len(ends):
         last[keys.codes(act["client_id"].take(ends), starts.index)] = np.maximum.reduceat(act_ns, opens)
-    active = (last != _NAT) & (last + pd.Timedelta(days=dormancy_days).value > as_of.value)
+    active = (last != keys.NAT) & (last + pd.Timedelta(days=dormancy_days).value > as_of.value)
     eligible = np.flatnonzero(active & (starts["start"] <= m9).to_numpy())
     pos = keys.codes(payments["client_id"], starts.index)
     paid = keys.ns(payments["paid_at"])
@@ -192,7 +189,7 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     frame = frame[keep]
     frame["drop"] = 1 - frame["recent_3m"] / frame["baseline_3m"]
     frame["revenue_at_risk_3m"] = frame["baseline_3m"] - frame["recent_3m"]
-    frame["last_activity"] = pd.DatetimeIndex(last[eligible][keep].view("M8[ns]")).tz_localize("UTC")
+    frame["last_activity"] = keys.from_ns(last[eligible][keep])
     if "segment" in starts.columns:
         frame["segment"] = starts["segment"].iloc[eligible[keep]].set_axis(frame.index)
     flagged = frame[frame["drop"] > drop_threshold]
