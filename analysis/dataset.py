@@ -11,6 +11,13 @@ the notebook kernels. ``load_dataset`` then reads the snapshot instead of readin
 again (each table on first use, memory-mapped: text columns are used in place, not copied, and
 two kernels reading the same table share its pages), but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
+
+The snapshot also keeps, for every reference column whose target is a unique id (payments,
+tickets and outreach to clients, ticket events to tickets, calls to leads; ``KEYED``), each
+row's position in the referenced table (``keys.codes``, int32, one ``<table>.<column>.keys.arrow``
+file). They are computed once per run, while the tables are written, and handed to
+``analysis.keys`` when a notebook reads both tables, so that no notebook hashes the 21M
+payment client ids again.
 """
 from __future__ import annotations
 
@@ -23,8 +30,13 @@ from pathlib import Path
 
 import pandas as pd
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+
+from analysis import keys
 from analysis.config import Config, load_config
-from analysis.contract import TABLES, validate_tables
+from analysis.contract import REFERENCES, TABLES, validate_tables
 from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_arrow_frame, read_table, write_arrow_frame
@@ -36,6 +48,10 @@ AFTER_AS_OF = "timed at or after as-of"
 SNAPSHOT_ENV = "ANALYSIS_SNAPSHOT"
 _SNAPSHOT_META = "dataset.json"
 _SNAPSHOT_SUFFIX = ".arrow"
+_KEYS_SUFFIX = ".keys.arrow"
+# (table, column) -> (table, column): references into a unique id, whose positions the snapshot keeps
+KEYED = {ref: target for ref, target in REFERENCES.items()
+         if any(c.name == target[1] and c.unique for c in TABLES[target[0]])}
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -50,15 +66,25 @@ class _SnapshotTables(Mapping):
     """The tables of a snapshot, each read from its Parquet file the first time it is used: a
     notebook pays only for the tables it touches."""
 
-    def __init__(self, directory: Path, names: list[str]):
+    def __init__(self, directory: Path, names: list[str], keyed: list[list[str]] = ()):
         self._dir, self._names, self._read = directory, list(names), {}
+        self._keyed = [tuple(k) for k in keyed]
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._read:
             self._read[name] = read_arrow_frame(self._dir / f"{name}{_SNAPSHOT_SUFFIX}")
+            self._hand_keys(name)
         return self._read[name]
+
+    def _hand_keys(self, name: str) -> None:
+        """Once both tables of a kept reference are read, give its positions to ``keys``."""
+        for table, col, target, target_col in self._keyed:
+            if name in (table, target) and table in self._read and target in self._read:
+                column = feather.read_table(self._dir / f"{table}.{col}{_KEYS_SUFFIX}", memory_map=True)["pos"]
+                keys.remember(self._read[table][col], self._read[target][target_col],
+                              column.to_numpy())  # int32, read in place from the mapped file
 
     def __contains__(self, name) -> bool:
         return name in self._names
@@ -180,20 +206,35 @@ def _snapshot_key(data_dir: Path, files: dict[str, Path], config: Config) -> dic
             "config": config.model_dump(mode="json")}
 
 
+def _write_keys(ds: Dataset, ref: tuple[str, str], target: tuple[str, str], path: Path) -> None:
+    """Each row's position of ``ref`` in the ``target`` id column (-1: none), as int32."""
+    pos = keys.codes(ds.tables[ref[0]][ref[1]], ds.tables[target[0]][target[1]]).astype(np.int32)
+    feather.write_feather(pa.table({"pos": pos}), path, compression="uncompressed")
+
+
 def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
-    """Write the validated dataset to ``directory`` (one Parquet file per table + dataset.json).
+    """Write the validated dataset to ``directory``: one Arrow IPC file per table, the positions
+    of each ``KEYED`` reference column, and dataset.json.
 
     A later load is served from it when it names the same files and config and asks for the
     same as-of day (or for none, when this one was inferred from the data as well)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    for name, frame in ds.tables.items():
-        write_arrow_frame(frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
+    keyed = [(ref, target) for ref, target in KEYED.items()
+             if ref[0] in ds.tables and target[0] in ds.tables
+             and ref[1] in ds.tables[ref[0]].columns and target[1] in ds.tables[target[0]].columns]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # writing and Arrow hashing release the GIL
+        jobs = [pool.submit(write_arrow_frame, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
+                for name, frame in ds.tables.items()]
+        jobs += [pool.submit(_write_keys, ds, ref, target, directory / f"{ref[0]}.{ref[1]}{_KEYS_SUFFIX}")
+                 for ref, target in keyed]
+        for job in jobs:
+            job.result()
     files = {n: ds.source / f for n, f in ds.files.items()}
     meta = {"key": _snapshot_key(ds.source, files, ds.config), "accounting": ds.accounting,
             "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
             "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
-            "tables": sorted(ds.tables)}
+            "tables": sorted(ds.tables), "keyed": [[*ref, *target] for ref, target in keyed]}
     (directory / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return directory
 
@@ -214,7 +255,7 @@ def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
     same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
     if meta["key"] != key or not same_day:
         return None
-    tables = _SnapshotTables(meta_file.parent, meta["tables"])
+    tables = _SnapshotTables(meta_file.parent, meta["tables"], meta.get("keyed", []))
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,

@@ -11,7 +11,9 @@ sum or take minimums per key without pandas hashing the codes again, ``sorted_ra
 text order, ``same_as_previous`` to find blocks in sorted data, ``ns`` for timestamps as int64.
 ``codes`` keeps its last few results for the same two Arrow arrays (immutable data, so the same
 answer), because a notebook looks the same 21M payment client ids up in the same table from
-several functions.
+several functions. Positions computed elsewhere can be handed over with ``remember``: the run's
+snapshot keeps those of every reference column (e.g. each payment's row in clients), computed
+once per run instead of once per notebook (``analysis.dataset``).
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "isin", "codes", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "isin", "codes", "remember", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -75,6 +77,9 @@ def codes(values, universe) -> np.ndarray:
     if left is None or right is None:
         return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
     key = (id(left), id(right))
+    given = _GIVEN.get(key)
+    if given is not None and given[0] is left and given[1] is right:
+        return _widen(given[2])
     hit = _CODES.get(key)
     if hit is not None and hit[0] is left and hit[1] is right:
         _CODES.move_to_end(key)
@@ -96,18 +101,37 @@ def _widen(kept: np.ndarray) -> np.ndarray:
     return kept.astype("int64")  # a fresh array: the caller may change it
 
 
+def remember(values, universe, positions: np.ndarray) -> None:
+    """Hand over ``codes(values, universe)`` computed elsewhere: later calls on the same two
+    Arrow-backed columns return these positions (and lookups in a subset of ``universe`` are
+    translated from them) without hashing ``values``. Kept for the life of the process.
+
+    ``positions`` must be exactly what ``codes`` gives (int32 or int64, -1 where absent), one
+    per element of ``values``; a wrong length raises ValueError. Columns that are not
+    Arrow-backed text are ignored (``codes`` computes as usual)."""
+    left, right = arrow_text(values), arrow_text(universe)
+    if left is None or right is None or not (_is_arrow_backed(values) and _is_arrow_backed(universe)):
+        return
+    if len(positions) != len(left):
+        raise ValueError(f"remember: {len(positions)} positions for {len(left)} values")
+    _GIVEN[(id(left), id(right))] = (left, right, positions)
+
+
 # The last few ``codes`` results, keyed by the identity of the two Arrow arrays (immutable;
 # held here so that their ids cannot be reused while cached): the notebooks look the same
 # 18M event ticket ids or 21M payment client ids up in the same table many times.
 _CODES: OrderedDict = OrderedDict()
 _CODES_KEPT = 8
+# positions handed over by ``remember`` (not evicted: one per reference column of the dataset)
+_GIVEN: dict = {}
 
 
 def _through_cached(left, right) -> np.ndarray | None:
     """codes(left, right) from a kept result codes(left, wider) when every key of ``right`` is
     in ``wider`` (e.g. the clients with a start among all clients): hash the small universe
     into the wide one and translate the positions, instead of hashing ``left`` again."""
-    for held, wider, pos in reversed(_CODES.values()):
+    # copies of the kept entries (one C call each): another thread may add to the cache meanwhile
+    for held, wider, pos in list(_GIVEN.values()) + list(_CODES.values())[::-1]:
         if held is not left or len(wider) < len(right):
             continue
         into = pc.index_in(_value_set(right), value_set=_value_set(wider)).to_numpy(zero_copy_only=False)

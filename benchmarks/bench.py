@@ -12,7 +12,10 @@ For each size (clients; the "scale" profile gives about 21 payments and 5 ticket
   prints both times and their ratio;
 - notebooks: a whole run with one worker, so each notebook's seconds are its own;
 - run: the whole `python -m analysis run` with the default 2 workers, HTML included.
-Seconds are wall time; peak is the summed resident memory of the process tree (measure.py);
+Seconds are wall time; "RSS GB" is the peak of the summed resident memory of the process tree
+and "PSS GB" the peak of its summed proportional memory, which counts pages that kernels share
+(the memory-mapped snapshot) once: what the machine holds (measure.py; the families stage is one
+process, so only its RSS is shown);
 rows/s counts the input rows a stage reads. Results are printed as a table and written to
 benchmarks/.cache/results.json. No size is asserted anywhere: this script measures.
 """
@@ -139,6 +142,12 @@ def _rate(rows: int, seconds: float) -> str:
     return f"{rows / seconds:,.0f}" if seconds > 0 else "-"
 
 
+def _gb(m: dict) -> str:
+    """RSS and PSS peaks of a measured command (PSS blank in results recorded before it was)."""
+    pss = m.get("peak_pss_gb")
+    return f"{m['peak_gb']:7.2f} {pss:7.2f}" if pss is not None else f"{m['peak_gb']:7.2f} {'':>7}"
+
+
 def print_table(results: dict) -> None:
     sizes = sorted(results["sizes"], key=int)
     print()
@@ -146,14 +155,14 @@ def print_table(results: dict) -> None:
     for size in sizes:
         r = results["sizes"][size]
         print(f"\n== {int(size):,} clients: " + ", ".join(f"{k} {v:,}" for k, v in r["rows"].items()))
-        print(f"{'stage':34} {'seconds':>9} {'rows/s':>12} {'peak GB':>8} {'DuckDB s':>9} {'ratio':>6} same")
+        print(f"{'stage':34} {'seconds':>9} {'rows/s':>12} {'RSS GB':>7} {'PSS GB':>7} {'DuckDB s':>9} {'ratio':>6} same")
         if "load" in r:
             x = r["load"]
-            print(f"{'load + validate':34} {x['seconds']:9.1f} {_rate(x['rows'], x['seconds']):>12} {x['peak_gb']:8.2f}")
+            print(f"{'load + validate':34} {x['seconds']:9.1f} {_rate(x['rows'], x['seconds']):>12} {_gb(x)}")
         for f in r.get("metrics", []):
             ratio = f["package_s"] / f["duckdb_s"] if f["duckdb_s"] > 0 else float("nan")
             print(f"{'metric ' + f['family']:34} {f['package_s']:9.2f} {_rate(f['rows'], f['package_s']):>12} "
-                  f"{f['peak_gb']:8.2f} {f['duckdb_s']:9.2f} {ratio:6.1f} {'yes' if f['same'] else 'NO'}")
+                  f"{f['peak_gb']:7.2f} {'':>7} {f['duckdb_s']:9.2f} {ratio:6.1f} {'yes' if f['same'] else 'NO'}")
         needs = {rep.name: rep.needs for rep in REPORTS}
         total = sum(r["rows"].values())
         for name, sec in r.get("notebooks", {}).get("per_notebook", {}).items():
@@ -161,10 +170,10 @@ def print_table(results: dict) -> None:
             print(f"{'notebook ' + name:34} {sec:9.1f} {_rate(n_rows, sec):>12}")
         if "notebooks" in r:
             x = r["notebooks"]
-            print(f"{'whole run, 1 worker':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {x['peak_gb']:8.2f}")
+            print(f"{'whole run, 1 worker':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {_gb(x)}")
         if "run" in r:
             x = r["run"]
-            print(f"{'whole run, 2 workers (default)':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {x['peak_gb']:8.2f}"
+            print(f"{'whole run, 2 workers (default)':34} {x['seconds']:9.1f} {_rate(total, x['seconds']):>12} {_gb(x)}"
                   + (f"  FAILED: {', '.join(x['failed'])}" if x.get("failed") else ""))
     if len(sizes) == 2:
         small, big = (results["sizes"][s] for s in sizes)

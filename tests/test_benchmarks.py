@@ -41,6 +41,22 @@ def test_measure_reports_time_and_the_whole_process_tree():
     got = measure.measure([sys.executable, "-c", code])
     assert got["returncode"] == 0 and got["seconds"] >= 0.6
     assert got["peak_gb"] >= 0.29  # the grandchild's 300 MB are counted
+    assert got["peak_pss_gb"] >= 0.29  # private pages count fully in PSS too
+
+
+def test_measure_counts_a_shared_mapped_file_once_in_pss(tmp_path):
+    """Two processes that map and read the same 256 MB file: summed RSS counts its pages twice,
+    summed PSS once (each process is charged half), as the machine holds them once."""
+    big = tmp_path / "shared.bin"
+    big.write_bytes(b"\1" * (256 * 2**20))
+    reader = ("import mmap, sys, time; f = open(sys.argv[1], 'rb'); m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ); "
+              "s = sum(m[i] for i in range(0, len(m), 4096)); time.sleep(1.2)")
+    code = (f"import subprocess, sys; ps = [subprocess.Popen([sys.executable, '-c', {reader!r}, {str(big)!r}]) "
+            "for _ in range(2)]; [p.wait() for p in ps]")
+    got = measure.measure([sys.executable, "-c", code])
+    assert got["returncode"] == 0
+    assert got["peak_gb"] >= 0.49  # 2 x 256 MB resident
+    assert got["peak_pss_gb"] < got["peak_gb"] - 0.2  # the file's pages once, not twice
 
 
 def test_bench_metrics_stage_runs_end_to_end(tmp_path):

@@ -43,6 +43,49 @@ def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path, monkeypatch):
     assert given_day.as_of_source == "given"
 
 
+def test_snapshot_hands_over_the_reference_positions(sample_dir, tmp_path, monkeypatch):
+    """Each kept reference column's positions equal a fresh lookup, and a served dataset answers
+    ``keys.codes`` on those columns (and on a subset of the target) from them, not by hashing."""
+    from analysis import keys
+    from analysis.dataset import KEYED
+    assert set(KEYED) == {("payments", "client_id"), ("tickets", "client_id"), ("outreach", "client_id"),
+                          ("ticket_events", "ticket_id"), ("calls", "lead_id")}  # targets are unique ids
+    fresh = load_dataset(sample_dir)
+    expected = {ref: keys.codes(fresh.tables[ref[0]][ref[1]].to_numpy(dtype=object),
+                                pd.Index(fresh.tables[t[0]][t[1]].to_numpy(dtype=object)))
+                for ref, t in KEYED.items()}  # object columns: the pandas path, nothing kept
+    snap = save_snapshot(fresh, tmp_path / "snap")
+    assert sorted(p.name for p in snap.glob("*.keys.arrow")) == sorted(f"{t}.{c}.keys.arrow" for t, c in KEYED)
+    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
+    served = load_dataset(sample_dir)
+    def boom(*args, **kwargs):
+        raise AssertionError("hashed again")
+    monkeypatch.setattr(keys.pc, "index_in", boom)
+    for (table, col), (target, target_col) in KEYED.items():
+        got = keys.codes(served.tables[table][col], served.tables[target][target_col])
+        assert got.dtype == np.int64 and got.tolist() == expected[(table, col)].tolist(), (table, col)
+        got[:1] = -7  # the caller's own copy: the kept positions are not changed
+        assert keys.codes(served.tables[table][col], served.tables[target][target_col]).tolist() == \
+            expected[(table, col)].tolist()
+    monkeypatch.undo()
+    # a subset of clients (every third): translated from the kept positions, same as a fresh lookup
+    some = served.clients["client_id"].iloc[::3].reset_index(drop=True)
+    want = pd.Index(some.to_numpy(dtype=object)).get_indexer(served.payments["client_id"].to_numpy(dtype=object))
+    assert keys.codes(served.payments["client_id"], some).tolist() == want.tolist()
+
+
+def test_remember_checks_its_input():
+    from analysis import keys
+    text = pd.StringDtype("pyarrow")
+    values, universe = pd.Series(["b", "a", "z"], dtype=text), pd.Series(["a", "b"], dtype=text)
+    with pytest.raises(ValueError, match="2 positions for 3 values"):
+        keys.remember(values, universe, np.array([1, 0], dtype=np.int32))
+    keys.remember(values, universe, np.array([1, 0, -1], dtype=np.int32))
+    assert keys.codes(values, universe).tolist() == [1, 0, -1]
+    keys.remember(values.astype(object), universe.astype(object), np.array([9, 9, 9]))  # not Arrow: ignored
+    assert keys.codes(values.astype(object), universe.astype(object)).tolist() == [1, 0, -1]
+
+
 def test_snapshot_is_ignored_when_the_request_differs(tmp_path, monkeypatch):
     data = write_dir(tmp_path / "d", base_tables())
     snap = save_snapshot(load_dataset(data), tmp_path / "snap")
@@ -282,3 +325,24 @@ def test_civil_fields_of_a_long_column_equal_the_direct_arithmetic():
     year, month = total // 12, total % 12 + 1
     expected = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).dt.days_in_month.to_numpy()
     assert (months._days_in_month(total) == expected).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=6),
+       st.lists(st.tuples(st.sampled_from(["a", "b", "c", "e"]), st.integers(0, 50), st.sampled_from([5.0, -2.5, 0.1])),
+                max_size=15),
+       st.booleans())
+def test_refund_request_pairs_equal_the_inner_merge_on_client_id(asked, paid, arrow):
+    """Pairs built on integer codes = pandas' inner merge on the text key, rows and order."""
+    from analysis.saves import _request_payments
+    text = pd.StringDtype("pyarrow") if arrow else object
+    day = pd.Timestamp("2025-01-01", tz="UTC")
+    requests = pd.DataFrame({"client_id": pd.Series(asked, dtype=text),
+                             "created_at": [day + pd.Timedelta(days=i) for i in range(len(asked))]},
+                            index=pd.Index(np.arange(len(asked)) * 7 + 3))  # labels are not positions
+    payments = pd.DataFrame({"client_id": pd.Series([c for c, _, _ in paid], dtype=text),
+                             "paid_at": pd.to_datetime([day + pd.Timedelta(days=d) for _, d, _ in paid], utc=True),
+                             "amount": [a for _, _, a in paid]})
+    want = requests.reset_index(names="row").merge(payments, on="client_id")[["row", "created_at", "paid_at", "amount"]]
+    got = _request_payments(requests, payments)
+    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False, check_index_type=False)
