@@ -12,12 +12,13 @@ again (each table on first use, memory-mapped: text columns are used in place, n
 two kernels reading the same table share its pages), but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
 
-The snapshot also keeps, for every reference column whose target is a unique id (payments,
-tickets and outreach to clients, ticket events to tickets, calls to leads; ``KEYED``), each
-row's position in the referenced table (``keys.codes``, int32, one ``<table>.<column>.keys.arrow``
-file). They are computed once per run, while the tables are written, and handed to
-``analysis.keys`` when a notebook reads both tables, so that no notebook hashes the 21M
-payment client ids again.
+Integer keys: for every reference column whose target is a unique id (payments, tickets and
+outreach to clients, ticket events to tickets, calls to leads; ``KEYED``), the reference rule of
+validation finds each row's position in the referenced table. ``load_dataset`` keeps them
+(``Dataset.positions``, for the rows used) and hands them to ``analysis.keys``, so that
+``keys.codes`` on those columns is a copy, not a hash of 21M payment client ids. The snapshot
+writes them too (int32, one ``<table>.<column>.keys.arrow`` file), and a kernel hands them over
+when it has read both tables.
 """
 from __future__ import annotations
 
@@ -108,6 +109,8 @@ class Dataset:
     config: Config
     source: Path
     files: dict[str, str] = field(default_factory=dict)
+    # (table, column) -> each row's position in the referenced table (see ``KEYED``), when known
+    positions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def __getattr__(self, name: str):
         if name in TABLES:
@@ -162,7 +165,7 @@ def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
 
 def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, dict]:
     """Set aside rows timed at/after as-of; blank responses and resolutions not yet happened."""
-    used, aside = {}, {}
+    used, aside, kept = {}, {}, {}  # kept: the rows left of a table that lost some, in order
     for name, frame in tables.items():
         col = _ROW_TIME.get(name)
         if col is None:
@@ -172,6 +175,8 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
         # no row to set aside (the default as-of): the frame as it is, not a copy of it
         used[name] = frame.loc[~late].reset_index(drop=True) if late.any() else frame
         aside[name] = {AFTER_AS_OF: int(late.sum())} if late.any() else {}
+        if late.any():
+            kept[name] = np.flatnonzero(~late.to_numpy())
     masked = {}
     if "tickets" in used:
         t = used["tickets"]
@@ -196,7 +201,7 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
             leads = used["leads"] = leads.copy()
             for col, m in later.items():
                 leads.loc[m, col] = pd.NaT
-    return used, {"set_aside": aside, "masked": masked}
+    return used, {"set_aside": aside, "masked": masked, "kept": kept}
 
 
 def _snapshot_key(data_dir: Path, files: dict[str, Path], config: Config) -> dict:
@@ -208,7 +213,9 @@ def _snapshot_key(data_dir: Path, files: dict[str, Path], config: Config) -> dic
 
 def _write_keys(ds: Dataset, ref: tuple[str, str], target: tuple[str, str], path: Path) -> None:
     """Each row's position of ``ref`` in the ``target`` id column (-1: none), as int32."""
-    pos = keys.codes(ds.tables[ref[0]][ref[1]], ds.tables[target[0]][target[1]]).astype(np.int32)
+    pos = ds.positions.get(ref)
+    if pos is None:
+        pos = keys.codes(ds.tables[ref[0]][ref[1]], ds.tables[target[0]][target[1]]).astype(np.int32)
     feather.write_feather(pa.table({"pos": pos}), path, compression="uncompressed")
 
 
@@ -286,7 +293,8 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
             problems.append(problem)
         else:
             raw[name] = table
-    typed, found = validate_tables(raw, config)
+    found_at: dict = {}
+    typed, found = validate_tables(raw, config, found_at)
     problems += found
     if not problems and "payments" in typed:
         typed["payments"], found = convert_payments(
@@ -309,7 +317,38 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
     if "leads" in accounting:
         accounting["leads"]["not_yet_happened_at_as_of"] = {k[6:]: v for k, v in notes["masked"].items()
                                                             if k.startswith("leads.")}
+    positions = _reference_positions(typed, used, found_at, notes["kept"])
+    for (table, col), pos in positions.items():
+        target, target_col = KEYED[(table, col)]
+        keys.remember(used[table][col], used[target][target_col], pos)
     return Dataset(tables=used, accounting=accounting, as_of=cut,
                    as_of_source="given" if as_of is not None else "data",
                    data_range=_data_range(typed), config=config, source=data_dir,
-                   files={n: p.name for n, p in files.items()})
+                   files={n: p.name for n, p in files.items()}, positions=positions)
+
+
+def _reference_positions(typed: dict[str, pd.DataFrame], used: dict[str, pd.DataFrame], found_at: dict,
+                         kept: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
+    """Each ``KEYED`` reference column's row positions in its target table, for the tables as
+    used (int32, -1: no such row), from the positions the reference rule found in the typed
+    tables: the rows set aside at as-of are dropped on both sides and the target renumbered."""
+    out = {}
+    for ref, target in KEYED.items():
+        if ref not in found_at or ref[0] not in used or target[0] not in used:
+            continue
+        labels, pos = found_at[ref]
+        n = len(typed[ref[0]])
+        if (not typed[ref[0]].index.equals(pd.RangeIndex(n)) or typed[target[0]][target[1]].isna().any()
+                or len(labels) != typed[ref[0]][ref[1]].notna().sum()):
+            continue  # not every value was checked, labels are not rows, or positions skip empty ids
+        full = np.full(n, -1, dtype=np.int32)
+        full[np.asarray(labels, dtype=np.int64)] = pos.fill_null(-1).to_numpy(zero_copy_only=False)
+        if ref[0] in kept:
+            full = full[kept[ref[0]]]
+        if target[0] in kept:
+            back = kept[target[0]]
+            renumber = np.full(len(typed[target[0]]), -1, dtype=np.int32)
+            renumber[back] = np.arange(len(back), dtype=np.int32)
+            full = np.where(full >= 0, renumber[np.maximum(full, 0)], -1).astype(np.int32)
+        out[ref] = full
+    return out

@@ -17,6 +17,7 @@ once per run instead of once per notebook (``analysis.dataset``).
 """
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -78,7 +79,7 @@ def codes(values, universe) -> np.ndarray:
         return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
     key = (id(left), id(right))
     given = _GIVEN.get(key)
-    if given is not None and given[0] is left and given[1] is right:
+    if given is not None and given[0]() is left and given[1]() is right:
         return _widen(given[2])
     hit = _CODES.get(key)
     if hit is not None and hit[0] is left and hit[1] is right:
@@ -104,7 +105,7 @@ def _widen(kept: np.ndarray) -> np.ndarray:
 def remember(values, universe, positions: np.ndarray) -> None:
     """Hand over ``codes(values, universe)`` computed elsewhere: later calls on the same two
     Arrow-backed columns return these positions (and lookups in a subset of ``universe`` are
-    translated from them) without hashing ``values``. Kept for the life of the process.
+    translated from them) without hashing ``values``. Kept while both columns exist.
 
     ``positions`` must be exactly what ``codes`` gives (int32 or int64, -1 where absent), one
     per element of ``values``; a wrong length raises ValueError. Columns that are not
@@ -114,7 +115,10 @@ def remember(values, universe, positions: np.ndarray) -> None:
         return
     if len(positions) != len(left):
         raise ValueError(f"remember: {len(positions)} positions for {len(left)} values")
-    _GIVEN[(id(left), id(right))] = (left, right, positions)
+    for key, (a, b, _) in list(_GIVEN.items()):  # entries whose columns are gone (ids may be reused)
+        if a() is None or b() is None:
+            _GIVEN.pop(key, None)
+    _GIVEN[(id(left), id(right))] = (weakref.ref(left), weakref.ref(right), positions)
 
 
 # The last few ``codes`` results, keyed by the identity of the two Arrow arrays (immutable;
@@ -122,7 +126,9 @@ def remember(values, universe, positions: np.ndarray) -> None:
 # 18M event ticket ids or 21M payment client ids up in the same table many times.
 _CODES: OrderedDict = OrderedDict()
 _CODES_KEPT = 8
-# positions handed over by ``remember`` (not evicted: one per reference column of the dataset)
+# positions handed over by ``remember``, used while both columns live (weak references: a
+# dataset loaded again in the same kernel frees the old one's columns; the next ``remember``
+# drops the old positions)
 _GIVEN: dict = {}
 
 
@@ -131,8 +137,9 @@ def _through_cached(left, right) -> np.ndarray | None:
     in ``wider`` (e.g. the clients with a start among all clients): hash the small universe
     into the wide one and translate the positions, instead of hashing ``left`` again."""
     # copies of the kept entries (one C call each): another thread may add to the cache meanwhile
-    for held, wider, pos in list(_GIVEN.values()) + list(_CODES.values())[::-1]:
-        if held is not left or len(wider) < len(right):
+    kept = [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
+    for held, wider, pos in kept:
+        if held is not left or wider is None or len(wider) < len(right):
             continue
         into = pc.index_in(_value_set(right), value_set=_value_set(wider)).to_numpy(zero_copy_only=False)
         if pd.isna(into).any():

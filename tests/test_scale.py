@@ -74,6 +74,28 @@ def test_snapshot_hands_over_the_reference_positions(sample_dir, tmp_path, monke
     assert keys.codes(served.payments["client_id"], some).tolist() == want.tolist()
 
 
+@pytest.mark.parametrize("as_of", [None, "2025-03-01"])  # the data's own as-of; one that sets rows aside
+def test_loaded_dataset_keeps_the_positions_the_reference_rule_found(sample_dir, as_of, monkeypatch):
+    """Positions from validation, after the as-of cut renumbers both sides, equal a fresh
+    lookup on the rows used (empty client ids: -1), and keys.codes answers from them."""
+    from analysis import keys
+    from analysis.dataset import KEYED
+    ds = load_dataset(sample_dir, None, as_of)
+    if as_of:
+        assert ds.accounting["tickets"]["set_aside"] > 0 and ds.accounting["ticket_events"]["set_aside"] > 0
+    assert set(ds.positions) == set(KEYED)
+    def boom(*args, **kwargs):
+        raise AssertionError("hashed again")
+    for (table, col), (target, target_col) in KEYED.items():
+        values, universe = ds.tables[table][col], ds.tables[target][target_col]
+        want = pd.Index(universe.to_numpy(dtype=object)).get_indexer(values.to_numpy(dtype=object))
+        assert ds.positions[(table, col)].dtype == np.int32 and ds.positions[(table, col)].tolist() == want.tolist()
+        with monkeypatch.context() as m:
+            m.setattr(keys.pc, "index_in", boom)
+            assert keys.codes(values, universe).tolist() == want.tolist(), (table, col)
+    assert (ds.positions[("tickets", "client_id")] == -1).sum() == ds.tickets["client_id"].isna().sum() > 0
+
+
 def test_remember_checks_its_input():
     from analysis import keys
     text = pd.StringDtype("pyarrow")
@@ -346,3 +368,21 @@ def test_refund_request_pairs_equal_the_inner_merge_on_client_id(asked, paid, ar
     want = requests.reset_index(names="row").merge(payments, on="client_id")[["row", "created_at", "paid_at", "amount"]]
     got = _request_payments(requests, payments)
     pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False, check_index_type=False)
+
+
+def test_remembered_positions_do_not_keep_a_dataset_alive():
+    """A dataset loaded again in the same kernel: the old columns are freed, and the old
+    positions are dropped when new ones are handed over."""
+    import gc
+    import weakref
+    from analysis import keys
+    text = pd.StringDtype("pyarrow")
+    values, universe = pd.Series(["b", "a"], dtype=text), pd.Series(["a", "b"], dtype=text)
+    keys.remember(values, universe, np.array([1, 0], dtype=np.int32))
+    gone = weakref.ref(keys.arrow_text(values))
+    del values
+    gc.collect()
+    assert gone() is None  # not held by the kept entry
+    again = pd.Series(["a"], dtype=text)
+    keys.remember(again, universe, np.array([0], dtype=np.int32))
+    assert all(a() is not None and b() is not None for a, b, _ in keys._GIVEN.values())  # dead ones dropped
