@@ -176,10 +176,11 @@ def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: 
 
 def _load_and_save(data_dir, config, as_of, snapshot: Path) -> Dataset:
     """(in a child process) load and validate, write the snapshot, return the dataset without
-    its tables: the accounting, as-of and data range are all the runner keeps."""
+    its tables and key positions: the accounting, as-of and data range are all the runner keeps."""
     ds = load_dataset(data_dir, config, as_of)
     save_snapshot(ds, snapshot)
     ds.tables = {name: frame.iloc[:0] for name, frame in ds.tables.items()}
+    ds.positions = {}
     return ds
 
 
