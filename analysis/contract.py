@@ -302,10 +302,6 @@ def _arrow(s: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
     return keys.arrow_text(s.astype(TEXT))
 
 
-def _one_array(data: pyarrow.Array | pyarrow.ChunkedArray) -> pyarrow.Array:
-    return data.combine_chunks() if isinstance(data, pyarrow.ChunkedArray) else data
-
-
 def _unique(s: pd.Series) -> pd.Series:
     """Every row of a duplicated value fails (pandera's ``unique``, report all). The usual case,
     no duplicate, is proven by sorting the Arrow data once and comparing neighbours (at 21M ids
@@ -421,7 +417,7 @@ def validate_tables(raw: dict[str, RawTable], config: Config,
             problems += found
     # the referenced columns as they are (not deduplicated): a position is the first row holding
     # the key, and a repeated id is reported by its own uniqueness rule
-    known = {(t, c): _one_array(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
+    known = {(t, c): keys.one_array(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}
     # the tables' rules are independent and their heavy parts (Arrow hashing for uniqueness and
     # references) release the GIL: two threads; problems are collected in table order

@@ -29,9 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
@@ -64,7 +63,7 @@ _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
 
 
 class _SnapshotTables(Mapping):
-    """The tables of a snapshot, each read from its Parquet file the first time it is used: a
+    """The tables of a snapshot, each read from its Arrow file the first time it is used: a
     notebook pays only for the tables it touches."""
 
     def __init__(self, directory: Path, names: list[str], keyed: list[list[str]] = ()):
@@ -172,11 +171,12 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
             used[name], aside[name] = frame, {}
             continue
         late = frame[col] >= as_of
-        # no row to set aside (the default as-of): the frame as it is, not a copy of it
-        used[name] = frame.loc[~late].reset_index(drop=True) if late.any() else frame
-        aside[name] = {AFTER_AS_OF: int(late.sum())} if late.any() else {}
         if late.any():
+            used[name] = frame.loc[~late].reset_index(drop=True)
+            aside[name] = {AFTER_AS_OF: int(late.sum())}
             kept[name] = np.flatnonzero(~late.to_numpy())
+        else:  # no row to set aside (the default as-of): the frame as it is, not a copy of it
+            used[name], aside[name] = frame, {}
     masked = {}
     if "tickets" in used:
         t = used["tickets"]

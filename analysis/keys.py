@@ -11,9 +11,9 @@ sum or take minimums per key without pandas hashing the codes again, ``sorted_ra
 text order, ``same_as_previous`` to find blocks in sorted data, ``ns`` for timestamps as int64.
 ``codes`` keeps its last few results for the same two Arrow arrays (immutable data, so the same
 answer), because a notebook looks the same 21M payment client ids up in the same table from
-several functions. Positions computed elsewhere can be handed over with ``remember``: the run's
-snapshot keeps those of every reference column (e.g. each payment's row in clients), computed
-once per run instead of once per notebook (``analysis.dataset``).
+several functions. Positions computed elsewhere can be handed over with ``remember``:
+validation finds those of every reference column (e.g. each payment's row in clients) and
+``analysis.dataset`` hands them over, in the loading process and through the run's snapshot.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "isin", "codes", "remember", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "remember", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -43,7 +43,8 @@ def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
     return None
 
 
-def _value_set(data: pa.Array | pa.ChunkedArray) -> pa.Array:
+def one_array(data: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One contiguous Arrow array (what Arrow's set lookups take as their value set)."""
     return data.combine_chunks() if isinstance(data, pa.ChunkedArray) else data
 
 
@@ -59,7 +60,7 @@ def isin(values, keys) -> np.ndarray:
     if left is None or right is None:
         values = values if isinstance(values, (pd.Series, pd.Index)) else pd.Series(values)
         return np.asarray(values.isin(keys), dtype=bool)
-    found = pc.is_in(left, value_set=pc.unique(_value_set(right)).drop_null())
+    found = pc.is_in(left, value_set=pc.unique(one_array(right)).drop_null())
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
@@ -87,7 +88,7 @@ def codes(values, universe) -> np.ndarray:
         return _widen(hit[2])
     out = _through_cached(left, right)
     if out is None:
-        pos = pc.index_in(left, value_set=_value_set(right)).to_numpy(zero_copy_only=False)
+        pos = pc.index_in(left, value_set=one_array(right)).to_numpy(zero_copy_only=False)
         out = np.where(pd.isna(pos), -1, pos).astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
         small = out.astype("int32") if len(right) < 2**31 else out  # kept at half the size
@@ -141,7 +142,7 @@ def _through_cached(left, right) -> np.ndarray | None:
     for held, wider, pos in kept:
         if held is not left or wider is None or len(wider) < len(right):
             continue
-        into = pc.index_in(_value_set(right), value_set=_value_set(wider)).to_numpy(zero_copy_only=False)
+        into = pc.index_in(one_array(right), value_set=one_array(wider)).to_numpy(zero_copy_only=False)
         if pd.isna(into).any():
             continue  # a key of ``right`` outside ``wider``: no translation
         into = into.astype("int64")
