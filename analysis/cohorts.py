@@ -57,9 +57,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
 
 def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows of ``payments`` whose client has a start, that client's row in ``starts``, month of age)."""
-    pos = keys.codes(payments["client_id"], starts.index)
-    rows = np.flatnonzero(pos >= 0)
-    pos = pos[rows]
+    rows, pos = keys.found(payments["client_id"], starts.index)
     return rows, pos, months_since(starts["start"], pos, payments["paid_at"].take(rows))
 
 

@@ -81,17 +81,18 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
 def _revenue_since(leads: pd.DataFrame, since: pd.Series, payments: pd.DataFrame) -> pd.Series:
     """Per lead with a client and a conversion (index lead_id): the client's net payments at or
     after the conversion. Payments are matched on integer codes when each such client has one
-    lead; a client shared by several leads counts for each, as a join does."""
-    link = leads.set_index("lead_id")[["client_id"]].assign(since=since).dropna()
+    lead; a client shared by several leads counts for each, as a join does. ``since`` is per
+    lead in the order of ``leads``."""
+    has = np.flatnonzero(leads["client_id"].notna().to_numpy() & since.notna().to_numpy())
+    link = pd.DataFrame({"client_id": leads["client_id"].take(has).array, "since": since.take(has).array},
+                        index=pd.Index(leads["lead_id"].take(has).array, name="lead_id"))
     ids = link["client_id"]
     text = keys.arrow_text(ids)
     if text is None or pc.count_distinct(text).as_py() < len(ids):
         p = payments.merge(link.reset_index(), on="client_id")
         p = p[p["paid_at"] >= p["since"]]
         return p.groupby("lead_id")["amount"].sum()
-    pos = keys.codes(payments["client_id"], pd.Index(ids))
-    rows = np.flatnonzero(pos >= 0)
-    pos = pos[rows]
+    rows, pos = keys.found(payments["client_id"], pd.Index(ids))
     after = keys.ns(payments["paid_at"])[rows] >= keys.ns(link["since"])[pos]
     rows, pos = rows[after], pos[after]
     sums = pd.Series(payments["amount"].to_numpy()[rows]).groupby(keys.code_groups(pos, len(link)), observed=False).sum()
@@ -110,7 +111,9 @@ def billable_minutes(duration_s: pd.Series, increment_s: int = 60) -> pd.Series:
 def model_costs(calls: pd.DataFrame, outcomes: pd.DataFrame, prices: dict, increment_s: int = 60) -> pd.DataFrame:
     """Cost of each vendor's work under every pricing model (rows: vendor x model), with the
     units billed; in-house calls are not priced."""
-    c = calls[calls["vendor"].fillna("in-house") != "in-house"] if "vendor" in calls.columns else calls.assign(vendor="vendor")
+    c = calls[[col for col in ("vendor", "duration_s", "status", "result") if col in calls.columns]]  # no text ids
+    c = c[np.asarray(c["vendor"].fillna("in-house") != "in-house", dtype=bool)] if "vendor" in c.columns \
+        else c.assign(vendor="vendor")
     minutes = billable_minutes(c["duration_s"], increment_s)
     status_price = keys.lookup(c["status"], pd.Series(prices["per_status_minute"], dtype=float)).astype(float)
     per_vendor_calls = pd.DataFrame({"vendor": c["vendor"], "minutes": minutes, "hours": c["duration_s"] / 3600,

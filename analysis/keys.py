@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "remember", "lookup", "sorted_rank", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "remember", "lookup", "sorted_rank", "group_order", "order_by", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -78,25 +78,40 @@ def codes(values, universe) -> np.ndarray:
     left, right = arrow_text(values), arrow_text(universe)
     if left is None or right is None:
         return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
+    hit = _kept(left, right)
+    if hit is not None:
+        return _widen(hit)
+    return _fresh(values, universe, left, right, _through_cached(left, right))
+
+
+def _fresh(values, universe, left, right, through) -> np.ndarray:
+    """``codes`` not kept yet: translated (``through``) or hashed, then kept."""
     key = (id(left), id(right))
-    given = _GIVEN.get(key)
-    if given is not None and given[0]() is left and given[1]() is right:
-        return _widen(given[2])
-    hit = _CODES.get(key)
-    if hit is not None and hit[0] is left and hit[1] is right:
-        _CODES.move_to_end(key)
-        return _widen(hit[2])
-    out = _through_cached(left, right)
-    if out is None:
+    if through is not None:
+        small = through[1][through[0]]  # one gather over ``left`` (fancy indexing: np.take is slower)
+    else:
         pos = pc.index_in(left, value_set=one_array(right)).to_numpy(zero_copy_only=False)
-        out = np.where(pd.isna(pos), -1, pos).astype("int64")
+        small = np.where(pd.isna(pos), -1, pos).astype("int32" if len(right) < 2**31 else "int64")
+    out = small.astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
-        small = out.astype("int32") if len(right) < 2**31 else out  # kept at half the size
         small.flags.writeable = False
         _CODES[key] = (left, right, small)
         while len(_CODES) > _CODES_KEPT:
             _CODES.popitem(last=False)
     return out
+
+
+def _kept(left, right) -> np.ndarray | None:
+    """The positions of ``left`` in ``right`` handed over or kept for these two arrays, if any."""
+    key = (id(left), id(right))
+    given = _GIVEN.get(key)
+    if given is not None and given[0]() is left and given[1]() is right:
+        return given[2]
+    hit = _CODES.get(key)
+    if hit is not None and hit[0] is left and hit[1] is right:
+        _CODES.move_to_end(key)
+        return hit[2]
+    return None
 
 
 def _widen(kept: np.ndarray) -> np.ndarray:
@@ -133,23 +148,54 @@ _CODES_KEPT = 8
 _GIVEN: dict = {}
 
 
-def _through_cached(left, right) -> np.ndarray | None:
-    """codes(left, right) from a kept result codes(left, wider) when every key of ``right`` is
-    in ``wider`` (e.g. the clients with a start among all clients): hash the small universe
-    into the wide one and translate the positions, instead of hashing ``left`` again."""
+def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
+    """``codes(left, right)`` as (kept, back) from a kept result kept = codes(left, wider) when
+    every key of ``right`` is in ``wider`` (e.g. the clients with a start among all clients):
+    codes(left, right) = back[kept], where back (one entry per key of ``wider``, and a last
+    -1 that a kept -1 reads) is the position in ``right`` of each key of ``wider``. The small
+    universe is matched with the wide one instead of hashing ``left`` again."""
     # copies of the kept entries (one C call each): another thread may add to the cache meanwhile
     kept = [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
     for held, wider, pos in kept:
         if held is not left or wider is None or len(wider) < len(right):
             continue
-        into = pc.index_in(one_array(right), value_set=one_array(wider)).to_numpy(zero_copy_only=False)
-        if pd.isna(into).any():
-            continue  # a key of ``right`` outside ``wider``: no translation
-        into = into.astype("int64")
-        back = np.full(len(wider), -1, dtype="int64")
-        back[into[::-1]] = np.arange(len(into) - 1, -1, -1)  # the first position of a repeated key wins
-        return np.where(pos >= 0, back[np.maximum(pos, 0)], -1).astype("int64")
+        # hash the (smaller) right and look each key of wider up in it; a repeated key of
+        # right answers with its first position, as ``index_in`` does
+        into = pc.index_in(one_array(wider), value_set=one_array(right))
+        if len(right) and into.null_count > len(wider) - len(right):
+            continue  # a key of ``right`` outside ``wider`` (or repeated): no translation
+        back = np.empty(len(wider) + 1, dtype="int32" if len(right) < 2**31 else "int64")
+        back[:-1] = into.fill_null(-1).to_numpy(zero_copy_only=False)
+        back[-1] = -1
+        if len(right) and np.bincount(back[:-1][back[:-1] >= 0], minlength=len(right)).min() == 0:
+            continue  # some key of ``right`` not found in ``wider``
+        return pos, back
     return None
+
+
+def found(values, universe) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, positions): the rows of ``values`` whose key is in ``universe`` and its position
+    there, both int64 and in row order; the same as ``rows = flatnonzero(codes(values,
+    universe) >= 0)`` with ``codes(...)[rows]``, without the full-length int64 codes when a
+    kept lookup in a wider table answers (a boolean pass over the kept positions).
+
+    >>> rows, pos = found(pd.Series(["b", "x", None, "a"], dtype=pd.StringDtype("pyarrow")),
+    ...                   pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow")))
+    >>> rows.tolist(), pos.tolist()
+    ([0, 3], [1, 0])
+    """
+    left, right = arrow_text(values), arrow_text(universe)
+    if left is not None and right is not None and _kept(left, right) is None:
+        through = _through_cached(left, right)
+        if through is not None:
+            kept, back = through
+            rows = np.flatnonzero((back >= 0)[kept])
+            return rows, back[kept[rows]].astype("int64")
+        pos = _fresh(values, universe, left, right, None)
+    else:
+        pos = codes(values, universe)
+    rows = np.flatnonzero(pos >= 0)
+    return rows, pos[rows]
 
 
 def _is_arrow_backed(values) -> bool:
@@ -199,7 +245,16 @@ NAT = np.iinfo("int64").min  # NaT as int64 nanoseconds: below every instant
 
 
 def ns(values) -> np.ndarray:
-    """int64 nanoseconds since the epoch (UTC) of a timestamp column; NaT -> ``NAT``."""
+    """int64 nanoseconds since the epoch (UTC) of a timestamp column; NaT -> ``NAT``.
+
+    A column already in nanoseconds (naive, read as UTC, or with any time zone: pandas keeps
+    those as UTC nanoseconds) is returned as a read-only view of its values, without a copy."""
+    dtype = getattr(values, "dtype", None)
+    if isinstance(values, (pd.Series, pd.Index)) and (
+            dtype == np.dtype("M8[ns]") or (isinstance(dtype, pd.DatetimeTZDtype) and dtype.unit == "ns")):
+        out = values.array.asi8.view()
+        out.flags.writeable = False
+        return out
     return pd.DatetimeIndex(pd.to_datetime(values, utc=True)).as_unit("ns").asi8
 
 
@@ -218,6 +273,38 @@ def code_groups(codes: np.ndarray, size: int) -> pd.Categorical:
     [2.0, 0.0, 5.0]
     """
     return pd.Categorical.from_codes(np.asarray(codes), categories=pd.RangeIndex(size))
+
+
+def group_order(codes: np.ndarray, size: int) -> np.ndarray:
+    """The stable order of rows by integer code in [0, size): ``np.argsort(codes,
+    kind="stable")``, by a counting sort in O(n + size) (pandas' ``groupsort_indexer``, what its
+    groupby uses) instead of a comparison sort; codes of -1 come first, as argsort puts them.
+
+    >>> group_order(np.array([2, 0, 2, 1, 0]), 3).tolist()
+    [1, 4, 3, 0, 2]
+    """
+    codes = np.asarray(codes)
+    if _groupsort is None or not len(codes):
+        return np.argsort(codes, kind="stable").astype("int64")
+    return _groupsort(codes.astype(np.intp, copy=False), int(size))[0].astype("int64", copy=False)
+
+
+try:  # pandas' counting sort (the same result as a stable argsort; checked by the tests)
+    from pandas._libs.algos import groupsort_indexer as _groupsort
+except ImportError:  # pragma: no cover - another pandas: the comparison sort
+    _groupsort = None
+
+
+def order_by(codes: np.ndarray, size: int, at: np.ndarray) -> np.ndarray:
+    """``np.lexsort((at, codes))`` for integer codes in [0, size): rows by code, then by
+    ``at``, then in table order. A stable sort on ``at`` (fast when ``at`` comes in sorted runs,
+    as timestamps of an event log do) followed by the counting sort of ``group_order``.
+
+    >>> order_by(np.array([1, 0, 1, 0]), 2, np.array([5, 7, 3, 7])).tolist()
+    [1, 3, 2, 0]
+    """
+    by_time = np.argsort(np.asarray(at), kind="stable")
+    return by_time[group_order(np.asarray(codes)[by_time], size)]
 
 
 def same_as_previous(values) -> np.ndarray:

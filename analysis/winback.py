@@ -28,9 +28,10 @@ __all__ = ["activities", "dormancy_events", "winback_outcomes", "winback_rates",
 
 def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on: str, by: str = "client_id",
                  **kw) -> pd.DataFrame:
-    """merge_asof by ``by`` that keeps the left frame's row order and index."""
+    """merge_asof by ``by`` that keeps the left frame's row order and index (``right`` is sorted
+    on ``right_on``, stable, unless it already is)."""
     l = left.reset_index(names="_row").sort_values(left_on, kind="stable")
-    r = right.sort_values(right_on, kind="stable")
+    r = right if right[right_on].is_monotonic_increasing else right.sort_values(right_on, kind="stable")
     out = pd.merge_asof(l, r, left_on=left_on, right_on=right_on, by=by, **kw)
     return out.set_index("_row").reindex(left.index)
 
@@ -49,7 +50,7 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     client, at = np.concatenate(client), np.concatenate(at)
     later = at >= keys.ns(starts["start"])[client]
     client, at = client[later], at[later]
-    order = np.lexsort((at, keys.sorted_rank(starts.index)[client]))  # client_id order, then time
+    order = keys.order_by(keys.sorted_rank(starts.index)[client], len(starts), at)  # client_id order, then time
     client, at = client[order], at[order]
     new = np.r_[True, (client[1:] != client[:-1]) | (at[1:] != at[:-1])] if len(at) else np.zeros(0, bool)
     client, at = client[new], at[new]  # one activity per instant
@@ -91,7 +92,13 @@ def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.
     code = keys.codes(payments["client_id"], universe)  # once for every payment; -1: not an event's client
     charge = payments["amount"].to_numpy() > 0
     mean_all = payments["amount"][charge].mean()
-    charges = payments.loc[charge & (code >= 0), ["paid_at", "amount"]].assign(_c=code[charge & (code >= 0)])
+    # the events' clients' payments in time order (stable: table order at one instant), so that
+    # per-client running sums run in time order and the as-of merges need no further sort
+    keep = np.flatnonzero(code >= 0)
+    keep = keep[np.argsort(keys.ns(payments["paid_at"])[keep], kind="stable")]  # one linear pass if already so
+    p = pd.DataFrame({"paid_at": payments["paid_at"].array.take(keep), "amount": payments["amount"].to_numpy()[keep],
+                      "_c": code[keep]})
+    charges = p[p["amount"].to_numpy() > 0]
     first_back = _sorted_asof(out[["_c", "dormant_at"]], charges[["_c", "paid_at"]].assign(back=charges["paid_at"]),
                               "dormant_at", "paid_at", by="_c", direction="forward", allow_exact_matches=True)
     out["return_at"] = first_back["back"]
@@ -106,15 +113,12 @@ def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.
         first = pairs.sort_values(["event", "at", "channel"], kind="stable").drop_duplicates("event")
         out.loc[first["event"].to_numpy(), "channel"] = first["channel"].to_numpy()
     # check size: the client's mean charge before D against the mean of all charges
-    c = charges.sort_values(["_c", "paid_at"], kind="stable")
-    cum = c.assign(total=c.groupby("_c")["amount"].cumsum(), n=c.groupby("_c").cumcount() + 1)
+    cum = charges.assign(total=charges.groupby("_c")["amount"].cumsum(), n=charges.groupby("_c").cumcount() + 1)
     before = _sorted_asof(out[["_c", "dormant_at"]], cum[["_c", "paid_at", "total", "n"]],
                           "dormant_at", "paid_at", by="_c", direction="backward", allow_exact_matches=False)
     out["mean_check_before"] = before["total"] / before["n"]
     out["band"] = np.where(out["mean_check_before"] > mean_all, "above", "below")
     # revenue recovered: net payments (refunds included) in [D, D + k days)
-    p = payments.loc[code >= 0, ["paid_at", "amount"]].assign(_c=code[code >= 0])
-    p = p.sort_values(["_c", "paid_at"], kind="stable")
     cum_all = p[["_c", "paid_at"]].assign(cum=p.groupby("_c")["amount"].cumsum())
     at_d = _window_sum(out, cum_all, out["dormant_at"])
     for k in (90, 180):

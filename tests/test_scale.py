@@ -269,6 +269,61 @@ def test_codes_equals_get_indexer_also_through_a_kept_wider_universe(values, uni
     assert keys.codes(v, u).tolist() == got.tolist()          # a kept result, the same answer
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
+       st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4), st.booleans())
+def test_found_equals_the_found_rows_of_codes(values, universe, through):
+    from analysis import keys
+    v = pd.Series(values, dtype=TEXT)
+    if through:
+        keys.remember(v, pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT),
+                      pd.Index(list("abcde")).get_indexer(v.astype(object).where(v.notna(), None)).astype("int32"))
+        keys.codes(v, pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT))
+    u = pd.Index(universe, dtype=TEXT)
+    expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
+    rows, pos = keys.found(v, u)
+    assert rows.tolist() == np.flatnonzero(expected >= 0).tolist()
+    assert pos.tolist() == expected[expected >= 0].tolist()
+    assert rows.dtype == pos.dtype == np.dtype("int64")
+
+
+def test_found_hand_case_through_handed_over_positions():
+    from analysis import keys
+    clients = pd.Index(["c1", "c2", "c3", "c4"], dtype=TEXT)
+    pay = pd.Series(["c3", "c1", "c3", "c4", "c2"], dtype=TEXT)
+    keys.remember(pay, clients, np.array([2, 0, 2, 3, 1], dtype="int32"))  # as validation finds them
+    starts = pd.Index(["c3", "c2"], dtype=TEXT)                             # a subset, in its own order
+    rows, pos = keys.found(pay, starts)
+    assert rows.tolist() == [0, 2, 4] and pos.tolist() == [0, 0, 1]        # c3 -> 0, c2 -> 1; c1, c4 not started
+    assert keys.codes(pay, starts).tolist() == [0, -1, 0, -1, 1]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 4)), max_size=60))
+def test_group_order_and_order_by_equal_the_stable_sorts(rows):
+    from analysis import keys
+    code = np.array([r[0] for r in rows], dtype="int64")
+    at = np.array([r[1] for r in rows], dtype="int64")
+    assert keys.group_order(code, 6).tolist() == np.argsort(code, kind="stable").tolist()
+    ok = code >= 0
+    assert keys.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
+
+
+def test_order_by_hand_case_and_ns_is_a_read_only_view():
+    from analysis import keys
+    # code 1 at times 5, 3; code 0 at 7, 7 (a tie: table order) -> rows 1, 3 (code 0), 2, 0 (code 1 by time)
+    assert keys.order_by(np.array([1, 0, 1, 0]), 2, np.array([5, 7, 3, 7])).tolist() == [1, 3, 2, 0]
+    assert keys.group_order(np.array([], dtype="int64"), 3).tolist() == []
+    t = pd.Series(pd.to_datetime(["2024-01-01 00:00:01", None], utc=True))
+    got = keys.ns(t)
+    assert got.tolist() == [1_704_067_201 * 10**9, keys.NAT] and not got.flags.writeable
+    naive = pd.Series(pd.to_datetime(["2024-01-01 00:00:01"]))
+    assert keys.ns(naive).tolist() == [1_704_067_201 * 10**9]           # naive read as UTC
+    berlin = t.dt.tz_convert("Europe/Berlin")
+    assert keys.ns(berlin).tolist() == got.tolist()                     # the same instants
+    assert keys.ns(t.astype("datetime64[ms, UTC]")).tolist() == got.tolist()  # other units: converted
+
+
 def test_codes_hand_case_with_a_repeated_key_and_a_key_outside_the_wider_universe():
     from analysis import keys
     v = pd.Series(["b", "a", "x", None, "b"], dtype=TEXT)
