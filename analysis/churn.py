@@ -72,7 +72,7 @@ def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
     in days from the start to the churn date or to as-of (fractional, from hours)."""
     pos = keys.codes(payments["client_id"], starts.index)
     charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
-    last = payments["paid_at"][charge].groupby(keys.code_groups(pos[charge], len(starts)), observed=False).max()
+    last = keys.time_extreme(payments["paid_at"][charge], pos[charge], len(starts), largest=True)
     last = pd.Series(last.array, index=starts.index)
     churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
     churn_at = churn_at.where(churn_at <= as_of)

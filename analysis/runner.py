@@ -35,13 +35,19 @@ from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
 from analysis.errors import InputError
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
-__all__ = ["KERNEL_NAME", "RUNNER_PARAMETERS", "Outcome", "parse_parameter", "plan_parameters",
-           "run", "export_html"]
+__all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "Outcome", "parse_parameter", "plan_parameters",
+           "run", "export_html", "kernel_environment"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
 RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path")
 FRAGMENT_DIR = "_metrics"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # 'offline': lab without CDN scripts
+# glibc malloc settings for the notebooks' kernels (kept when already set in the environment):
+# arrays up to 1 GiB come from the heap, and up to 256 MiB freed at its top is kept. Without
+# them every array above 32 MiB (a column of 4M+ rows) is a fresh mapping that goes back to the
+# system when freed; on a VM with free page reporting (this project's machines) each of its
+# pages is then faulted in from the host again, 1.5-2 s per GB (docs/benchmarks.md).
+KERNEL_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**28)}
 
 
 @dataclass
@@ -110,6 +116,14 @@ def export_html(notebook: Path, target: Path) -> None:
     target.write_text(body, encoding="utf-8")
 
 
+def kernel_environment(env: dict) -> dict:
+    """Add ``KERNEL_MALLOC`` to ``env`` (the environment a kernel or the load child starts with)
+    where not set already; glibc reads them when the process starts. Returns ``env``."""
+    for name, value in KERNEL_MALLOC.items():
+        env.setdefault(name, value)
+    return env
+
+
 def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
              snapshot: str | None = None) -> Outcome:
     """Run one notebook (in a worker process) and export its HTML; never raises.
@@ -117,6 +131,7 @@ def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
     ``snapshot``: the run's validated dataset, handed to the kernel in its environment so that
     the notebook's ``load_dataset`` reads it instead of validating the data again."""
     os.environ.pop("MPLBACKEND", None)  # with Agg inherited, inline figures vanish (DESIGN §9)
+    kernel_environment(os.environ)
     if snapshot:
         os.environ[SNAPSHOT_ENV] = snapshot
     start = time.perf_counter()
@@ -188,8 +203,17 @@ def _validate_once(data_dir, config, as_of, snapshot: Path) -> Dataset:
     """Validate the data once for the whole run, in a child process: the memory the pandas and
     Arrow pools keep after a large load goes back to the system when it exits, instead of
     staying in the runner while the notebooks run. The notebooks read the snapshot."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
+    saved = dict(os.environ)
+    kernel_environment(os.environ)  # the child starts with the kernels' malloc settings (as fast)
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
+    finally:
+        for name in KERNEL_MALLOC:  # the runner's own environment as it was
+            if name in saved:
+                os.environ[name] = saved[name]
+            else:
+                os.environ.pop(name, None)
 
 
 def _clear(out_dir: Path) -> None:

@@ -309,6 +309,23 @@ def test_group_order_and_order_by_equal_the_stable_sorts(rows):
     assert keys.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
 
 
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.none(), st.integers(0, 10**6))), max_size=40),
+       st.sampled_from(["UTC", "Europe/Berlin", None]), st.booleans())
+def test_time_extreme_equals_the_grouped_min_and_max(rows, tz, largest):
+    from analysis import keys
+    code = np.array([r[0] for r in rows], dtype="int64")
+    t = pd.Series(pd.to_datetime([None if r[1] is None else r[1] * 10**9 for r in rows], utc=tz is not None),
+                  dtype="datetime64[ns]" if tz is None else None)
+    if tz not in (None, "UTC"):
+        t = t.dt.tz_convert(tz)
+    grouped = t.groupby(keys.code_groups(code, 5), observed=False)
+    expected = grouped.max() if largest else grouped.min()
+    got = keys.time_extreme(t, code, 5, largest=largest)
+    assert got.dtype == t.dtype and got.index.tolist() == [0, 1, 2, 3, 4]
+    pd.testing.assert_series_equal(got, pd.Series(expected.array), check_exact=True)
+
+
 def test_order_by_hand_case_and_ns_is_a_read_only_view():
     from analysis import keys
     # code 1 at times 5, 3; code 0 at 7, 7 (a tie: table order) -> rows 1, 3 (code 0), 2, 0 (code 1 by time)
@@ -394,10 +411,13 @@ def test_tier_paths_leave_a_step_without_a_tier_out():
 
 
 def test_civil_fields_of_a_long_column_equal_the_direct_arithmetic():
-    # above 4,096 values spanning few days, each day is converted once and looked up
+    # above 4,096 values spanning few days, each day is converted once and looked up; below,
+    # each value goes through the arithmetic: both give the same fields (month length included)
     rng = np.random.default_rng(3)
-    days = rng.integers(-30, 2_000, 20_000)
-    assert all((a == b).all() for a, b in zip(months._civil(days), months._civil_of(days)))
+    ns = rng.integers(-30 * 86_400 * 10**9, 2_000 * 86_400 * 10**9, 20_000)
+    looked_up = months._fields(ns, days_in_month=True)
+    direct = [np.concatenate(parts) for parts in zip(*(months._fields(c, True) for c in np.array_split(ns, 10)))]
+    assert all((a == b).all() for a, b in zip(looked_up, direct))
     total = rng.integers(23_990, 24_400, 20_000)  # months since year 0, leap Februaries included
     year, month = total // 12, total % 12 + 1
     expected = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).dt.days_in_month.to_numpy()
