@@ -31,7 +31,7 @@ def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) 
     code, ids = pd.factorize(tickets["client_id"].take(rows))  # group on integer codes, not on the text
     first = keys.time_extreme(tickets["created_at"].take(rows), code, len(ids))
     out = pd.Series(first.array, index=pd.Index(ids, name="client_id"), name="first_contact_at")
-    return out.iloc[np.argsort(keys.sorted_rank(out.index), kind="stable")]
+    return out.iloc[keys.sorted_order(out.index)]
 
 
 def contact_groups(starts: pd.DataFrame, tickets: pd.DataFrame, window_days: int) -> pd.DataFrame:

@@ -31,7 +31,7 @@ def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
     first = np.full(len(ids) * len(STAGES), _NOT_YET)
     np.minimum.at(first, lead * len(STAGES) + stage[rows], at[rows])  # first call per (lead, stage)
     first = np.where(first == _NOT_YET, keys.NAT, first).reshape(len(ids), len(STAGES))
-    order = np.argsort(keys.sorted_rank(ids), kind="stable") if len(ids) else np.zeros(0, "int64")  # lead_id order
+    order = keys.sorted_order(ids)  # lead_id order
     wide = pd.DataFrame({name: keys.from_ns(first[order, i])
                          for i, name in enumerate(STAGES)}, index=pd.Index(ids, name="lead_id")[order])
     wide.columns.name = "stage"

@@ -117,7 +117,7 @@ def tier_paths(segments: pd.DataFrame) -> pd.Series:
         spelled += [spelled[p] + (ARROW if k else "") + labels[cc] for p, cc in zip(prev, code)]
         path[t] = base + np.searchsorted(pair, path[t] * (len(labels) + 1) + c + 1)
     out = pd.Series(np.asarray(spelled, dtype=object)[path], index=pd.Index(ids, name="ticket_id"), name="path")
-    return out.iloc[np.argsort(keys.sorted_rank(out.index))] if len(out) else out
+    return out.iloc[keys.sorted_order(out.index)] if len(out) else out
 
 
 def path_frequencies(paths: pd.Series, top: int = 10) -> pd.DataFrame:

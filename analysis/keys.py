@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "remember", "lookup", "sorted_rank", "group_order", "order_by", "time_extreme", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -99,6 +99,12 @@ def _fresh(values, universe, left, right, through) -> np.ndarray:
         while len(_CODES) > _CODES_KEPT:
             _CODES.popitem(last=False)
     return out
+
+
+def forget() -> None:
+    """Drop every kept ``codes`` result (positions handed over by ``remember`` stay): for a
+    benchmark that times the same work again from the same start."""
+    _CODES.clear()
 
 
 def _kept(left, right) -> np.ndarray | None:
@@ -220,22 +226,31 @@ def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
     return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)
 
 
-def sorted_rank(values) -> np.ndarray:
-    """int64 rank of each element of ``values`` (unique keys) in ascending order: where it
-    would stand after sorting, to order rows by a text key while working on integer positions.
-    Arrow sorts text by its bytes, as pandas' ``sort_values`` does on Arrow strings.
+def sorted_order(values) -> np.ndarray:
+    """int64 positions that put ``values`` (unique keys) in ascending order, as
+    ``np.argsort(sorted_rank(values))`` without the second sort. Arrow sorts text by its bytes,
+    as pandas' ``sort_values`` does on Arrow strings.
 
-    >>> sorted_rank(pd.Series(["b", "c", "a"], dtype=pd.StringDtype("pyarrow"))).tolist()
-    [1, 2, 0]
+    >>> sorted_order(pd.Series(["b", "c", "a"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [2, 0, 1]
     """
     data = arrow_text(values)
     if data is not None:
         n = len(data)
         if data.null_count == 0 and (n < 2 or pc.all(pc.greater(data[1:], data[:-1])).as_py()):
             return np.arange(n, dtype="int64")  # already strictly increasing: no sort
-        order = np.asarray(pc.sort_indices(data), dtype="int64")
-    else:
-        order = np.argsort(np.asarray(values), kind="stable").astype("int64")
+        return np.asarray(pc.sort_indices(data), dtype="int64")
+    return np.argsort(np.asarray(values), kind="stable").astype("int64")
+
+
+def sorted_rank(values) -> np.ndarray:
+    """int64 rank of each element of ``values`` (unique keys) in ascending order: where it
+    would stand after sorting, to order rows by a text key while working on integer positions.
+
+    >>> sorted_rank(pd.Series(["b", "c", "a"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [1, 2, 0]
+    """
+    order = sorted_order(values)
     rank = np.empty(len(order), dtype="int64")
     rank[order] = np.arange(len(order), dtype="int64")
     return rank
