@@ -326,6 +326,30 @@ def test_time_extreme_equals_the_grouped_min_and_max(rows, tz, largest):
     pd.testing.assert_series_equal(got, pd.Series(expected.array), check_exact=True)
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["L1", "L2", "VIP"]),
+                          st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))), max_size=40),
+       st.sampled_from([0.9, 0.5, 0.1]))
+def test_few_group_quantile_equals_pandas_grouped_quantile(rows, q):
+    from analysis.stats import _few_group_quantile, duration_stats
+    v = pd.Series([r[1] for r in rows], dtype="float64")
+    by = pd.Series(pd.Categorical([r[0] for r in rows], categories=["L1", "L1.5", "L2", "VIP"]))  # L1.5: empty
+    expected = v.groupby(by, observed=False).quantile(q)
+    got = _few_group_quantile(v, by, expected.index, q)
+    assert np.array_equal(got.to_numpy(), expected.to_numpy(), equal_nan=True)   # bit for bit
+    stats = duration_stats(v, by)
+    assert np.array_equal(stats["p90_min"].to_numpy(), v.groupby(by, observed=False).quantile(0.9).to_numpy(), equal_nan=True)
+
+
+def test_few_group_quantile_hand_case():
+    from analysis.stats import _few_group_quantile
+    # L1: 10, 20, 30, 40 -> h = 0.9 * 3 = 2.7: 30 + (40 - 30) * 0.7 = 37; L2: one value 5 -> 5; VIP: only a null -> null
+    v = pd.Series([10.0, 40.0, 5.0, 30.0, 20.0, np.nan])
+    by = pd.Series(pd.Categorical(["L1", "L1", "L2", "L1", "L1", "VIP"], categories=["L1", "L2", "VIP"]))
+    got = _few_group_quantile(v, by, pd.CategoricalIndex(["L1", "L2", "VIP"]), 0.9)
+    assert got.iloc[0] == pytest.approx(37.0) and got.iloc[1] == 5.0 and np.isnan(got.iloc[2])
+
+
 def test_order_by_hand_case_and_ns_is_a_read_only_view():
     from analysis import keys
     # code 1 at times 5, 3; code 0 at 7, 7 (a tie: table order) -> rows 1, 3 (code 0), 2, 0 (code 1 by time)
