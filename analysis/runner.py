@@ -43,11 +43,11 @@ RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path")
 FRAGMENT_DIR = "_metrics"
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # 'offline': lab without CDN scripts
 # glibc malloc settings for the notebooks' kernels (kept when already set in the environment):
-# arrays up to 1 GiB come from the heap, and up to 256 MiB freed at its top is kept. Without
+# arrays up to 1 GiB come from the heap, and up to 64 MiB freed at its top is kept. Without
 # them every array above 32 MiB (a column of 4M+ rows) is a fresh mapping that goes back to the
 # system when freed; on a VM with free page reporting (this project's machines) each of its
 # pages is then faulted in from the host again, 1.5-2 s per GB (docs/benchmarks.md).
-KERNEL_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**28)}
+KERNEL_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**26)}
 
 
 @dataclass
