@@ -100,9 +100,11 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     top = max(1, min(top, max_age) if max_age else top)
     cohort_code, cohort_names = pd.factorize(starts["cohort"])
     amount = pd.Series(payments["amount"].to_numpy()[rows])
-    sums = amount.groupby([cohort_code[pos], age]).sum()
-    sums.index = sums.index.set_levels(pd.Index(cohort_names)[sums.index.levels[0]], level=0)
-    sums = (sums.rename_axis(["cohort", "age"]).unstack("age")
+    ages = int(age.max()) + 1 if len(age) else 1
+    cell = cohort_code[pos] * ages + age  # one integer key per (cohort, age): pandas' sums, no MultiIndex
+    sums = amount.groupby(keys.code_groups(cell, len(cohort_names) * ages), observed=False).sum()
+    sums = (pd.DataFrame(sums.to_numpy().reshape(len(cohort_names), ages), index=pd.Index(cohort_names),
+                         columns=range(ages))
             .reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
     cumulative = sums.cumsum(axis=1)
     cumulative.columns = range(1, top + 1)
