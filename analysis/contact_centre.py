@@ -52,7 +52,7 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
         cold = np.flatnonzero(np.asarray(calls["vendor"].fillna("in-house") != "in-house", dtype=bool) & (row >= 0))
         at = keys.ns(calls["started_at"])[cold]
         at = np.where(at == keys.NAT, np.iinfo("int64").max, at)  # a missing time sorts last
-        cold = cold[np.lexsort((at, row[cold]))]  # per lead, earliest first (stable: table order on ties)
+        cold = cold[keys.order_by(row[cold], len(leads), at)]  # per lead, earliest first (table order on ties)
         first = cold[np.r_[True, row[cold][1:] != row[cold][:-1]]] if len(cold) else cold
         pick = np.full(len(leads), -1, dtype="int64")
         pick[row[first]] = first

@@ -168,13 +168,11 @@ def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
         # hash the (smaller) right and look each key of wider up in it; a repeated key of
         # right answers with its first position, as ``index_in`` does
         into = pc.index_in(one_array(wider), value_set=one_array(right))
-        if len(right) and into.null_count > len(wider) - len(right):
-            continue  # a key of ``right`` outside ``wider`` (or repeated): no translation
         back = np.empty(len(wider) + 1, dtype="int32" if len(right) < 2**31 else "int64")
         back[:-1] = into.fill_null(-1).to_numpy(zero_copy_only=False)
         back[-1] = -1
         if len(right) and np.bincount(back[:-1][back[:-1] >= 0], minlength=len(right)).min() == 0:
-            continue  # some key of ``right`` not found in ``wider``
+            continue  # a key of ``right`` outside ``wider`` (or repeated): no translation
         return pos, back
     return None
 

@@ -203,17 +203,17 @@ def _validate_once(data_dir, config, as_of, snapshot: Path) -> Dataset:
     """Validate the data once for the whole run, in a child process: the memory the pandas and
     Arrow pools keep after a large load goes back to the system when it exits, instead of
     staying in the runner while the notebooks run. The notebooks read the snapshot."""
-    saved = dict(os.environ)
+    saved = {name: os.environ.get(name) for name in KERNEL_MALLOC}
     kernel_environment(os.environ)  # the child starts with the kernels' malloc settings (as fast)
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
             return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
     finally:
-        for name in KERNEL_MALLOC:  # the runner's own environment as it was
-            if name in saved:
-                os.environ[name] = saved[name]
-            else:
+        for name, value in saved.items():  # the runner's own environment as it was
+            if value is None:
                 os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _clear(out_dir: Path) -> None:

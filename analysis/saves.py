@@ -51,10 +51,9 @@ def _request_payments(requests: pd.DataFrame, payments: pd.DataFrame) -> pd.Data
     gives), built on integer client codes instead of hashing the text of every payment."""
     client = pd.Index(requests["client_id"].unique())
     asked = keys.codes(requests["client_id"], client)
-    paid = keys.codes(payments["client_id"], client)  # -1: a client with no request
-    rows = np.flatnonzero(paid >= 0)
-    rows = rows[np.argsort(paid[rows], kind="stable")]  # by client, payment order kept
-    count = np.bincount(paid[rows], minlength=len(client))
+    rows, paid = keys.found(payments["client_id"], client)  # payments of clients with a request
+    rows = rows[keys.group_order(paid, len(client))]  # by client, payment order kept
+    count = np.bincount(paid, minlength=len(client))
     first = np.cumsum(count) - count
     n = count[asked]
     request = np.repeat(np.arange(len(requests)), n)
