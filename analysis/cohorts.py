@@ -36,19 +36,21 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     else:
         row, uniques = pd.factorize(payments["client_id"])
         universe = pd.Series(uniques)
-    paid = payments["paid_at"][charge]
-    first = keys.time_extreme(paid, row[charge], len(universe)).dropna()  # per client with a charge, in row order
+        charge &= row >= 0  # a null client_id (-1) has no start
+    # on int64 nanoseconds: the first instant per client row, a charge at it adds to first_charge
+    row, paid = row[charge], keys.ns(payments["paid_at"])[charge]
+    first = keys.ns_extreme(paid, row, len(universe))
+    has = np.flatnonzero(first != keys.NAT)  # clients with a charge, in row order
+    at_start = np.flatnonzero(paid == first[row])
     dense = np.full(len(universe), -1, dtype="int64")
-    dense[first.index.to_numpy()] = np.arange(len(first))
-    code = dense[row[charge]]
-    at_start = paid.array == first.array.take(code)
-    out = pd.DataFrame(index=pd.Index(universe.take(first.index.to_numpy()).array, name="client_id"))
-    out["start"] = first.array
+    dense[has] = np.arange(len(has))
+    out = pd.DataFrame(index=pd.Index(universe.take(has).array, name="client_id"))
+    out["start"] = keys.as_times(first[has], payments["paid_at"].dtype).array
     out["cohort"] = month_label(out["start"])
-    out["first_charge"] = payments["amount"][charge][at_start].groupby(
-        keys.code_groups(code[at_start], len(first)), observed=False).sum().to_numpy()
+    out["first_charge"] = pd.Series(payments["amount"].to_numpy()[charge][at_start]).groupby(
+        keys.code_groups(dense[row[at_start]], len(has)), observed=False).sum().to_numpy()
     if clients is not None and "segment" in clients.columns:
-        segment = clients["segment"].take(first.index.to_numpy()).set_axis(out.index) if by_client_row \
+        segment = clients["segment"].take(has).set_axis(out.index) if by_client_row \
             else clients.set_index("client_id")["segment"].reindex(out.index)
         out["segment"] = segment.fillna("(none)")
     return out.sort_index()

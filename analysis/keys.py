@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -324,21 +324,42 @@ def time_extreme(values: pd.Series, codes: np.ndarray, size: int, largest: bool 
     """``values.groupby(code_groups(codes, size), observed=False).min()`` (``.max()`` when
     ``largest``) of a timestamp column: per code 0..size-1 (the index) the earliest (latest)
     value, NaT for a code without one; nulls and codes of -1 are left out; the dtype of
-    ``values``. One ``np.minimum.at`` pass over int64 nanoseconds instead of pandas' grouped
-    reduction (0.2 s against 0.7 s for 20M rows).
+    ``values``. One ``np.minimum.at`` pass over int64 nanoseconds (``ns_extreme``) instead of
+    pandas' grouped reduction (0.2 s against 0.7 s for 20M rows).
 
     >>> t = pd.Series(pd.to_datetime(["2024-03-01", "2024-01-01", None, "2024-02-01"], utc=True))
     >>> time_extreme(t, np.array([1, 1, 0, -1]), 3).dt.strftime("%m-%d").tolist()
     [nan, '01-01', nan]
     """
-    at, codes = ns(values), np.asarray(codes)
+    return as_times(ns_extreme(ns(values), codes, size, largest), values.dtype)
+
+
+def ns_extreme(at: np.ndarray, codes: np.ndarray, size: int, largest: bool = False) -> np.ndarray:
+    """``time_extreme`` on int64 nanoseconds (``NAT`` in and out): per code 0..size-1 the
+    smallest (largest) value. A code left at the starting value has none (for the smallest
+    that needs a count per code only when a value is the largest int64, ``pd.Timestamp.max``).
+
+    >>> ns_extreme(np.array([5, 3, NAT, 7]), np.array([1, 1, 0, -1]), 3).tolist() == [NAT, 3, NAT]
+    True
+    """
+    at, codes = np.asarray(at), np.asarray(codes)
     ok = (codes >= 0) & (at != NAT)
     if not ok.all():
         at, codes = at[ok], codes[ok]
-    out = np.full(size, NAT if largest else np.iinfo("int64").max, dtype="int64")
+    start = NAT if largest else np.iinfo("int64").max
+    out = np.full(size, start, dtype="int64")
     (np.maximum if largest else np.minimum).at(out, codes, at)
-    out[np.bincount(codes, minlength=size)[:size] == 0] = NAT
-    stamps, dtype = from_ns(out), values.dtype
+    if largest or not (at == start).any():  # NAT is never a value (left out above)
+        out[out == start] = NAT
+    else:
+        out[np.bincount(codes, minlength=size)[:size] == 0] = NAT
+    return out
+
+
+def as_times(values: np.ndarray, dtype) -> pd.Series:
+    """int64 nanoseconds (``NAT`` -> NaT) as a timestamp Series of ``dtype`` (naive, or aware
+    in its time zone)."""
+    stamps = from_ns(values)
     stamps = stamps.tz_convert(dtype.tz) if isinstance(dtype, pd.DatetimeTZDtype) else stamps.tz_localize(None)
     return pd.Series(stamps).astype(dtype)
 

@@ -108,6 +108,25 @@ def test_lifetimes_censor_at_as_of():
     assert d["churned"] and d["churn_at"] == pd.Timestamp("2024-02-24", tz="UTC") and d["duration_days"] == 45.0
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400 * 86_400), st.one_of(st.none(), st.integers(-40 * 86_400, 500 * 86_400))),
+                min_size=1, max_size=25))
+def test_durations_equal_lifelines_datetimes_to_durations(rows):
+    # the same durations and flags as lifelines, with null ends, ends after the fill date and
+    # ends before the start (lifelines warns there; the numbers are still compared)
+    import warnings
+    from lifelines.utils import datetimes_to_durations
+    base = pd.Timestamp("2023-01-01", tz="UTC")
+    start = pd.Series([base + pd.Timedelta(seconds=a) for a, _ in rows])
+    end = pd.Series([pd.NaT if b is None else base + pd.Timedelta(seconds=a + b) for a, b in rows], dtype=start.dtype)
+    fill = base + pd.Timedelta(days=300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        want_t, want_c = datetimes_to_durations(start, end, fill_date=fill, freq="h")
+    got_t, got_c = churn.durations(start, end, fill, freq="h")
+    assert got_t.tolist() == want_t.tolist() and got_c.tolist() == list(want_c)
+
+
 def test_kaplan_meier_and_rmst_hand_computed():
     # durations 2, 3, 3+, 5, 8+: S = 4/5 = 0.8 at 2; 0.8 x 3/4 = 0.6 at 3; 0.6 x 1/2 = 0.3 at 5
     kmf = KaplanMeierFitter().fit([2, 3, 3, 5, 8], [1, 1, 0, 1, 0])

@@ -326,6 +326,16 @@ def test_time_extreme_equals_the_grouped_min_and_max(rows, tz, largest):
     pd.testing.assert_series_equal(got, pd.Series(expected.array), check_exact=True)
 
 
+def test_time_extreme_tells_an_empty_code_from_the_latest_instant():
+    # the earliest starts from the largest int64, which is also pd.Timestamp.max: a code whose
+    # only value is that instant keeps it, a code without values gets NaT
+    from analysis import keys
+    t = pd.Series([pd.Timestamp.max, pd.Timestamp("2024-01-01")])
+    got = keys.time_extreme(t, np.array([0, 2]), 3)
+    assert got.iloc[0] == pd.Timestamp.max and got.isna().iloc[1] and got.iloc[2] == pd.Timestamp("2024-01-01")
+    assert keys.time_extreme(t, np.array([0, 2]), 3, largest=True).isna().tolist() == [False, True, False]
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["L1", "L2", "VIP"]),
                           st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))), max_size=40),
@@ -422,6 +432,43 @@ def test_months_since_equals_months_between_of_the_taken_starts(rows):
     # the definition: the largest m with start + m months <= time
     taken = pd.Series(starts.array.take(pos))
     assert (months.add_months(taken, got) <= times).all() and (months.add_months(taken, got + 1) > times).all()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 400), st.integers(27, 30), st.integers(0, 86_399),
+                          st.integers(-30, 60), st.integers(0, 86_399)), min_size=1, max_size=40),
+       st.booleans())
+def test_months_since_by_key_at_clamped_month_ends(rows, aware):
+    # starts on days 28-31, times on the last day of a later (often shorter) month: the rows
+    # the key corrects by their fields (Jan 31 10:00 -> Feb 29 09:00 is month 0, 11:00 month 1)
+    month0 = pd.Timestamp("1999-01-01")
+    start = [month0 + pd.DateOffset(months=m) for m, *_ in rows]
+    start = [x + pd.Timedelta(days=min(d, x.days_in_month - 1), seconds=s) for x, (_, d, s, _, _) in zip(start, rows)]
+    end = [x.normalize().replace(day=1) + pd.DateOffset(months=k) for x, (*_, k, _) in zip(start, rows)]
+    end = [x + pd.Timedelta(days=x.days_in_month - 1, seconds=s) for x, (*_, s) in zip(end, rows)]
+    starts = pd.Series(pd.to_datetime(start, utc=aware))
+    pos = np.arange(len(rows))[::-1]
+    times = pd.Series(pd.to_datetime(end, utc=aware)).take(pos).reset_index(drop=True)
+    got = months.months_since(starts, pos, times)
+    taken = pd.Series(starts.array.take(pos))
+    assert got.tolist() == months.months_between(taken, times).tolist()
+    assert (months.add_months(taken, got) <= times).all() and (months.add_months(taken, got + 1) > times).all()
+
+
+def test_months_since_hand_cases_and_spans_beyond_the_key():
+    starts = pd.Series(pd.to_datetime(["2024-01-31 10:00", "2024-03-31 00:00"], utc=True))
+    times = pd.Series(pd.to_datetime(["2024-02-29 09:00", "2024-02-29 11:00", "2024-04-30 00:00",
+                                      "2024-03-30 23:59", "2024-01-31 09:59"], utc=True))
+    pos = np.array([0, 0, 1, 1, 0])
+    # Feb 29 09:00 is before Jan 31 10:00 + 1 month (= Feb 29 10:00): month 0; 11:00 is month 1;
+    # Mar 31 + 1 month = Apr 30 00:00: month 1; a minute before Mar 31: month -1; Jan 31 09:59: -1
+    assert months.months_since(starts, pos, times).tolist() == [0, 1, 1, -1, -1]
+    # 1700 -> 2200 spans 6,000 months, past what one key holds: the fields give the same answer
+    far = pd.Series(pd.to_datetime(["1700-03-31 12:00", "2200-02-28 13:00", "2200-02-28 11:00"]))
+    assert months._months_by_key(far.to_numpy().view("int64")[:1], np.zeros(2, dtype="int64"),
+                                 far.to_numpy().view("int64")[1:]) is None
+    got = months.months_since(far.iloc[:1], np.array([0, 0]), far.iloc[1:].reset_index(drop=True))
+    assert got.tolist() == [(2200 - 1700) * 12 - 1, (2200 - 1700) * 12 - 2]
 
 
 def test_tier_paths_leave_a_step_without_a_tier_out():
