@@ -75,6 +75,10 @@ def codes(values, universe) -> np.ndarray:
     ...       pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
     [1, -1, -1, 0]
     """
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):  # each category looked up once
+        cat = pd.Series(values).cat
+        inner = np.append(codes(pd.Series(cat.categories), universe), -1)  # a null's code, -1, reads the last
+        return inner[cat.codes.to_numpy()]
     left, right = arrow_text(values), arrow_text(universe)
     if left is None or right is None:
         return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
@@ -372,7 +376,10 @@ def same_as_previous(values) -> np.ndarray:
     if n < 2:
         return out
     data = arrow_text(values)
-    if data is not None:
+    if isinstance(getattr(values, "dtype", None), pd.CategoricalDtype):  # equal codes, -1 (null) never
+        code = pd.Series(values).cat.codes.to_numpy()
+        out[1:] = (code[1:] == code[:-1]) & (code[1:] >= 0)
+    elif data is not None:
         eq = pc.equal(data[1:], data[:-1])
         out[1:] = np.asarray(pc.fill_null(eq, False).to_numpy(zero_copy_only=False), dtype=bool)
     else:

@@ -326,6 +326,20 @@ def test_time_extreme_equals_the_grouped_min_and_max(rows, tz, largest):
     pd.testing.assert_series_equal(got, pd.Series(expected.array), check_exact=True)
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["c1", "c2", "c10", None]), max_size=15), st.lists(st.sampled_from(["c1", "c2", "c3"]),
+       min_size=1, max_size=3, unique=True))
+def test_codes_and_neighbours_of_a_categorical_equal_those_of_its_text(values, universe):
+    # activities' client_id is categorical over the starts' ids: looking it up or comparing
+    # neighbours gives what the same ids as text give
+    from analysis import keys
+    text = pd.Series(values, dtype=TEXT)
+    cat = text.astype(pd.CategoricalDtype(pd.Index(["c10", "c2", "c1"], dtype=TEXT)))
+    where = pd.Index(universe, dtype=TEXT)
+    assert keys.codes(cat, where).tolist() == keys.codes(text, where).tolist()
+    assert keys.same_as_previous(cat).tolist() == keys.same_as_previous(text).tolist()
+
+
 def test_time_extreme_tells_an_empty_code_from_the_latest_instant():
     # the earliest starts from the largest int64, which is also pd.Timestamp.max: a code whose
     # only value is that instant keeps it, a code without values gets NaT

@@ -182,7 +182,14 @@ def test_winback_properties(rows, days):
     as_of = base + pd.Timedelta(days=760)
     starts = cohorts.client_starts(p)
     act = winback.activities(p, None, starts)
+    # the activities: each client's distinct charge instants, by client id then time (the id
+    # categorical over the starts' ids)
+    ref = p.drop_duplicates(["client_id", "paid_at"]).sort_values(["client_id", "paid_at"])
+    assert act["client_id"].astype(object).tolist() == ref["client_id"].tolist()
+    assert act["at"].tolist() == ref["paid_at"].tolist()
+    assert act["client_id"].cat.categories.tolist() == starts.index.tolist()
     ev = winback.dormancy_events(act, as_of, days)
+    assert ev["client_id"].dtype == starts.index.dtype
     # each dormancy follows an activity by exactly `days`, with no activity strictly between
     assert ((ev["dormant_at"] - ev["last_activity"]) == pd.Timedelta(days=days)).all()
     o = winback.winback_outcomes(ev, p, None, as_of, 90)
