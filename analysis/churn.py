@@ -28,7 +28,7 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     """Per client with a start: deadline (start + 1 month + grace), eligible, churned (null when
     not eligible)."""
     deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
-    pos = keys.codes(payments["client_id"], starts.index)
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
     charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
     pos, paid = pos[charge], keys.ns(payments["paid_at"])[charge]
     # on int64 nanoseconds (a start is never null; a null paid_at, the smallest int64, is never
@@ -73,7 +73,7 @@ def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Se
 def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
     """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
     in days from the start to the churn date or to as-of (fractional, from hours)."""
-    pos = keys.codes(payments["client_id"], starts.index)
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
     charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
     last = keys.ns_extreme(keys.ns(payments["paid_at"])[charge], pos[charge], len(starts), largest=True)
     last = pd.Series(keys.as_times(last, payments["paid_at"].dtype).array, index=starts.index)

@@ -29,7 +29,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     charge = np.asarray(payments["amount"] > 0, dtype=bool)
     # group on integer keys, not on the text: each payment's row in clients (one Arrow lookup,
     # shared with later calls), else the payments' own codes when a charge has no client row
-    row = keys.codes(payments["client_id"], clients["client_id"]) if clients is not None else None
+    row = keys.codes(payments["client_id"], clients["client_id"], read_only=True) if clients is not None else None
     by_client_row = row is not None and bool((row[charge] >= 0).all())
     if by_client_row:
         universe = clients["client_id"]
@@ -56,8 +56,13 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     return out.sort_index()
 
 
-def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows of ``payments`` whose client has a start, that client's row in ``starts``, month of age)."""
+def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:
+    """(rows of ``payments`` whose client has a start, that client's row in ``starts``, month of
+    age). When every payment's client has one (the usual case: refunds come from payers), rows
+    is ``slice(None)``, every row, and nothing is copied to select them."""
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
+    if len(pos) and pos.min() >= 0:
+        return slice(None), pos, months_since(starts["start"], pos, payments["paid_at"])
     rows, pos = keys.found(payments["client_id"], starts.index)
     return rows, pos, months_since(starts["start"], pos, payments["paid_at"].take(rows))
 
@@ -67,8 +72,9 @@ def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
     [start + m months, start + (m + 1) months); payments before the start get a negative age.
     ``pos`` is the client's row in ``starts`` (an integer key to group on)."""
     rows, pos, age = _ages(payments, starts)
-    p = payments.take(rows)
-    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"], "age": age, "pos": pos}, index=p.index)
+    p = payments if isinstance(rows, slice) else payments.take(rows)
+    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"], "age": age, "pos": pos.astype("int64")},
+                        index=p.index)
 
 
 def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
@@ -96,14 +102,17 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     if not len(starts):
         return pd.DataFrame(), size
     rows, pos, age = _ages(payments, starts)
-    grown = age >= 0
-    rows, pos, age = rows[grown], pos[grown], age[grown]
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
     cohort_code, cohort_names = pd.factorize(starts["cohort"])
     amount = pd.Series(payments["amount"].to_numpy()[rows])
-    ages = int(age.max()) + 1 if len(age) else 1
-    cell = cohort_code[pos] * ages + age  # one integer key per (cohort, age): pandas' sums, no MultiIndex
+    ages = max(int(age.max()) if len(age) else 0, 0) + 1
+    # one integer key per (cohort, age) (pandas' sums, no MultiIndex); a payment before its
+    # client's start (age < 0) gets no cell (-1), which leaves every cell's sum as it is
+    cell = cohort_code[pos]
+    cell *= ages
+    cell += age
+    cell[age < 0] = -1
     sums = amount.groupby(keys.code_groups(cell, len(cohort_names) * ages), observed=False).sum()
     sums = (pd.DataFrame(sums.to_numpy().reshape(len(cohort_names), ages), index=pd.Index(cohort_names),
                          columns=range(ages))

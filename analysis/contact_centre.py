@@ -47,7 +47,7 @@ def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFra
     lookup of the calls' lead ids), not by text joins."""
     ids = leads["lead_id"]
     out = pd.DataFrame({"created_at": leads["created_at"].array}, index=pd.Index(ids, name="lead_id"))
-    row = keys.codes(calls["lead_id"], ids)  # the call's lead row, -1 for a lead not in leads
+    row = keys.codes(calls["lead_id"], ids, read_only=True)  # the call's lead row, -1 for a lead not in leads
     if "vendor" in calls.columns:
         cold = np.flatnonzero(np.asarray(calls["vendor"].fillna("in-house") != "in-house", dtype=bool) & (row >= 0))
         at = keys.ns(calls["started_at"])[cold]

@@ -65,7 +65,7 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     then the events in their table order.
     """
     ids = tickets["ticket_id"]
-    row = keys.codes(events["ticket_id"], ids)  # the event's ticket row, -1 when not in tickets
+    row = keys.codes(events["ticket_id"], ids, read_only=True)  # the event's ticket row, -1 when not in tickets
     known = row >= 0
     entered = np.flatnonzero(np.bincount(row[known], minlength=len(tickets)) > 0)
     moved = np.flatnonzero(_is(events["event"], "assigned") & known)
@@ -154,11 +154,11 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     stations are shown. Counted on integer ticket rows.
     """
     ids = tickets["ticket_id"]
-    groups = np.bincount(keys.codes(segments["ticket_id"], ids), minlength=len(tickets))  # every segment is in tickets
+    groups = np.bincount(keys.codes(segments["ticket_id"], ids, read_only=True), minlength=len(tickets))  # every segment is in tickets
     held = groups > 0
     frame = pd.DataFrame({"group_stations": groups[held]})
     if "agent_id" in events.columns:
-        row = keys.codes(events["ticket_id"], ids)
+        row = keys.codes(events["ticket_id"], ids, read_only=True)
         pick = _is(events["event"], "assigned") & events["agent_id"].notna().to_numpy() & (row >= 0)
         pick &= held[np.maximum(row, 0)]
         t, at = row[pick], keys.ns(events["at"])[pick]
@@ -188,7 +188,7 @@ def agent_replies(events: pd.DataFrame) -> pd.Series:
 def reply_counts(tickets: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``tickets``: its number of agent_reply events (int64) and whether it has any
     event at all (bool); counted on integer ticket rows."""
-    row = keys.codes(events["ticket_id"], tickets["ticket_id"])
+    row = keys.codes(events["ticket_id"], tickets["ticket_id"], read_only=True)
     known = row >= 0
     has = np.bincount(row[known], minlength=len(tickets)) > 0
     replies = np.bincount(row[known & _is(events["event"], "agent_reply")], minlength=len(tickets))

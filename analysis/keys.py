@@ -64,12 +64,14 @@ def isin(values, keys) -> np.ndarray:
     return np.asarray(found.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def codes(values, universe) -> np.ndarray:
+def codes(values, universe, read_only: bool = False) -> np.ndarray:
     """int64 position of each element of ``values`` in ``universe`` (unique keys), -1 where
     absent or null: integer keys to sort, group and join on instead of text.
 
     When both are Arrow-backed the result is kept (as int32) for the next call on the same two
     arrays: a pure function of immutable data, so the same answer, without hashing again.
+    ``read_only``: a caller that only reads the positions gets the kept int32 array itself
+    (read-only; no int64 copy, 168 MB for 21M payments), else int64 as without it.
 
     >>> codes(pd.Series(["b", "x", None, "a"], dtype=pd.StringDtype("pyarrow")),
     ...       pd.Index(["a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
@@ -84,11 +86,11 @@ def codes(values, universe) -> np.ndarray:
         return np.asarray(pd.Index(universe).get_indexer(pd.Index(values)), dtype="int64")
     hit = _kept(left, right)
     if hit is not None:
-        return _widen(hit)
-    return _fresh(values, universe, left, right, _through_cached(left, right))
+        return hit if read_only else _widen(hit)
+    return _fresh(values, universe, left, right, _through_cached(left, right), read_only)
 
 
-def _fresh(values, universe, left, right, through) -> np.ndarray:
+def _fresh(values, universe, left, right, through, read_only: bool = False) -> np.ndarray:
     """``codes`` not kept yet: translated (``through``) or hashed, then kept."""
     key = (id(left), id(right))
     if through is not None:
@@ -96,9 +98,9 @@ def _fresh(values, universe, left, right, through) -> np.ndarray:
     else:
         pos = pc.index_in(left, value_set=one_array(right)).to_numpy(zero_copy_only=False)
         small = np.where(pd.isna(pos), -1, pos).astype("int32" if len(right) < 2**31 else "int64")
-    out = small.astype("int64")
+    small.flags.writeable = False
+    out = small if read_only else small.astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
-        small.flags.writeable = False
         _CODES[key] = (left, right, small)
         while len(_CODES) > _CODES_KEPT:
             _CODES.popitem(last=False)

@@ -28,7 +28,7 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
     ob = outreach[outreach["campaign"] == "onboarding"]
     if "reached" in ob.columns:
         ob = ob[ob["reached"].fillna(False).astype(bool)]
-    pos = keys.codes(payments["client_id"], reg.index)  # integer keys; charges of others drop out
+    pos = keys.codes(payments["client_id"], reg.index, read_only=True)  # integer keys; charges of others drop out
     rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
     pos, paid = pos[rows], payments["paid_at"].take(rows)
     first_at = keys.time_extreme(paid, pos, len(reg))  # NaT: no charge
@@ -101,7 +101,7 @@ def revenue_share(tickets: pd.DataFrame, payments: pd.DataFrame, start: pd.Times
     """
     t = tickets[tickets["client_id"].notna() & (tickets["created_at"] >= start) & (tickets["created_at"] < end)]
     contact = t.groupby("client_id")["created_at"].min()
-    pos = keys.codes(payments["client_id"], contact.index)  # the contacted client's row, -1 for others
+    pos = keys.codes(payments["client_id"], contact.index, read_only=True)  # the contacted client's row, -1 for others
     rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
     pos, paid = pos[rows], keys.ns(payments["paid_at"])[rows]
     at = keys.ns(contact)[pos]

@@ -93,7 +93,7 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
       client-months (a constant hazard, no horizon): what subscription dashboards report.
     """
     g = pd.Series("all", index=life.index) if groups is None else groups.reindex(life.index)
-    pos = keys.codes(payments["client_id"], life.index)  # integer keys, not the text
+    pos = keys.codes(payments["client_id"], life.index, read_only=True)  # integer keys, not the text
     keep = pos >= 0
     net = payments["amount"][keep].groupby(keys.code_groups(pos[keep], len(life)), observed=False).sum()
     net = pd.Series(net.to_numpy(), index=life.index)

@@ -41,11 +41,11 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     from the client's start on. Worked on integer client rows and int64 nanoseconds; client_id
     is categorical over the starts' ids (its codes are the client's row in ``starts``), not a
     copy of the text per activity (24M activities at 1M clients)."""
-    pos = keys.codes(payments["client_id"], starts.index)
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
     charge = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
     client, at = [pos[charge]], [keys.ns(payments["paid_at"])[charge]]
     if tickets is not None and "client_id" in tickets.columns:
-        t = keys.codes(tickets["client_id"], starts.index)  # a null client is -1: left out
+        t = keys.codes(tickets["client_id"], starts.index, read_only=True)  # a null client is -1: left out
         asked = np.flatnonzero(t >= 0)
         client.append(t[asked])
         at.append(keys.ns(tickets["created_at"])[asked])
@@ -186,7 +186,7 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
         last[keys.codes(act["client_id"].take(ends), starts.index)] = np.maximum.reduceat(act_ns, opens)
     active = (last != keys.NAT) & (last + pd.Timedelta(days=dormancy_days).value > as_of.value)
     eligible = np.flatnonzero(active & (starts["start"] <= m9).to_numpy())
-    pos = keys.codes(payments["client_id"], starts.index)
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
     paid = keys.ns(payments["paid_at"])
     amount = payments["amount"].to_numpy()
 

@@ -78,6 +78,21 @@ def test_observed_zero_stays_zero_and_unobserved_is_blank():
     assert m.loc["2024-01", 1] == 0.0 and list(m.columns) == [1]
 
 
+def test_payments_before_the_start_or_without_one_stay_out_of_the_matrix():
+    # y: a refund of -5 on Jan 5 comes before its first charge (Jan 10, 10.0): age -1, no cell;
+    # w: only a refund, so no start, and its payment is not any client's (the rows found path)
+    as_of = pd.Timestamp("2024-02-20", tz="UTC")
+    p = pay(("y", "2024-01-05T00:00Z", -5.0), ("y", "2024-01-10T00:00Z", 10.0))
+    m, size = cohorts.ltv_matrix(p, cohorts.client_starts(p), as_of)
+    assert m.loc["2024-01", 1] == 10.0 and size.to_dict() == {"2024-01": 1}
+    q = pd.concat([p, pay(("w", "2024-01-07T00:00Z", -3.0))], ignore_index=True)
+    m2, size2 = cohorts.ltv_matrix(q, cohorts.client_starts(q), as_of)
+    pd.testing.assert_frame_equal(m2, m)
+    assert size2.to_dict() == {"2024-01": 1}
+    ages = cohorts.payment_ages(q, cohorts.client_starts(q))
+    assert ages["age"].tolist() == [-1, 0] and ages["pos"].dtype == "int64"
+
+
 def test_first_month_churn_counts_only_clients_old_enough():
     # d: Jan 10, no renewal -> Jan 10 + 1 month + 14 days = Feb 24 <= as-of: churned
     # e: Mar 1, no renewal -> Apr 1 + 14 = Apr 15 00:00 = as-of: eligible (<=), churned
