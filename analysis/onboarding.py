@@ -24,20 +24,27 @@ __all__ = ["funnel_flags", "funnel", "days_to_first_charge", "first_check_by_rea
 
 def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per registration: reached, paid, signed_up_at, first_charge_at, first_charge."""
-    reg = clients.loc[clients["signed_up_at"] < as_of, ["client_id", "signed_up_at"]].set_index("client_id")
-    ob = outreach[outreach["campaign"] == "onboarding"]
-    if "reached" in ob.columns:
-        ob = ob[ob["reached"].fillna(False).astype(bool)]
+    signed = np.flatnonzero(np.asarray(clients["signed_up_at"] < as_of, dtype=bool))
+    reg = clients[["client_id", "signed_up_at"]].take(signed).set_index("client_id")
+    # reached: a (reached) onboarding contact with the client, found through the outreach's
+    # client rows (kept from validation's reference check) instead of hashing the ids again
+    sel = np.asarray((outreach["campaign"] == "onboarding").fillna(False), dtype=bool)
+    if "reached" in outreach.columns:
+        sel &= np.asarray(outreach["reached"].fillna(False), dtype=bool)
+    contacted = np.zeros(len(clients) + 1, dtype=bool)  # the last entry: an id not in clients (-1)
+    contacted[keys.codes(outreach["client_id"], clients["client_id"], read_only=True)[sel]] = True
+    # the first charge per registration, on int64 nanoseconds
     pos = keys.codes(payments["client_id"], reg.index, read_only=True)  # integer keys; charges of others drop out
     rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
-    pos, paid = pos[rows], payments["paid_at"].take(rows)
-    first_at = keys.time_extreme(paid, pos, len(reg))  # NaT: no charge
-    at_first = paid.array == first_at.array.take(pos)
+    pos, paid = pos[rows], keys.ns(payments["paid_at"])[rows]
+    first = keys.ns_extreme(paid, pos, len(reg))  # NAT: no charge
+    at_first = np.flatnonzero(paid == first[pos])
+    at_first = at_first[paid[at_first] != keys.NAT]  # a null time is no first charge
     out = reg.copy()
-    out["reached"] = keys.isin(reg.index, ob["client_id"])
-    out["first_charge_at"] = first_at.array
+    out["reached"] = contacted[signed]
+    out["first_charge_at"] = keys.as_times(first, payments["paid_at"].dtype).array
     out["paid"] = out["first_charge_at"].notna()
-    amount = pd.Series(payments["amount"].to_numpy()[rows][at_first])
+    amount = pd.Series(payments["amount"].to_numpy()[rows[at_first]])
     out["first_charge"] = amount.groupby(keys.code_groups(pos[at_first], len(reg)), observed=False).sum(
         min_count=1).to_numpy()  # null without a charge
     return out
