@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "referenced", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -158,6 +158,30 @@ _CODES_KEPT = 8
 # dataset loaded again in the same kernel frees the old one's columns; the next ``remember``
 # drops the old positions)
 _GIVEN: dict = {}
+
+
+def referenced(values) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray] | None:
+    """(positions, table) for a text column whose positions in some table's key column were
+    handed over (``remember``, from validation's reference check: each call's lead row) or
+    kept: ``codes(values, table)`` as int32 (read-only), and that table's keys as Arrow text.
+    None when there are none. Lets a function that has only ``values`` group them on integer
+    rows without hashing the text again.
+
+    >>> v = pd.Series(["b", "a", "b"], dtype=pd.StringDtype("pyarrow"))
+    >>> t = pd.Series(["a", "b", "c"], dtype=pd.StringDtype("pyarrow"))
+    >>> remember(v, t, np.array([1, 0, 1], dtype="int32"))
+    >>> pos, table = referenced(v)
+    >>> pos.tolist(), table.to_pylist()
+    ([1, 0, 1], ['a', 'b', 'c'])
+    """
+    left = arrow_text(values)
+    if left is None:
+        return None
+    kept = [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
+    for held, table, pos in kept:
+        if held is left and table is not None:
+            return pos, table
+    return None
 
 
 def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
