@@ -109,10 +109,12 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     ages = max(int(age.max()) if len(age) else 0, 0) + 1
     # one integer key per (cohort, age) (pandas' sums, no MultiIndex); a payment before its
     # client's start (age < 0) gets no cell (-1), which leaves every cell's sum as it is
-    cell = cohort_code[pos]
-    cell *= ages
-    cell += age
-    cell[age < 0] = -1
+    cell = np.empty(len(age), dtype="int32" if len(cohort_names) * ages < 2**31 else "int64")
+    for b in keys.blocks(len(age)):
+        c = cohort_code[pos[b]] * ages
+        c += age[b]
+        c[age[b] < 0] = -1
+        cell[b] = c
     sums = amount.groupby(keys.code_groups(cell, len(cohort_names) * ages), observed=False).sum()
     sums = (pd.DataFrame(sums.to_numpy().reshape(len(cohort_names), ages), index=pd.Index(cohort_names),
                          columns=range(ages))

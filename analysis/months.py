@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import keys
+
 __all__ = ["add_months", "months_between", "months_since", "month_label"]
 
 
@@ -170,9 +172,8 @@ def _months_by_key(s: np.ndarray, pos: np.ndarray, t: np.ndarray) -> np.ndarray 
     if not len(t):
         return np.zeros(0, dtype="int64")
     s_day, s_tod = np.divmod(s, _DAY_NS)
-    t_day = t // _DAY_NS
-    lo = min(int(s_day.min()), int(t_day.min()))
-    hi = max(int(s_day.max()), int(t_day.max()))
+    lo = min(int(s_day.min()), int(t.min()) // _DAY_NS)
+    hi = max(int(s_day.max()), int(t.max()) // _DAY_NS)
     if (hi - lo) // 28 > _KEY_MONTHS:
         return None
     every = np.arange(hi - lo + 1, dtype="int64")  # days since ``lo``
@@ -184,18 +185,25 @@ def _months_by_key(s: np.ndarray, pos: np.ndarray, t: np.ndarray) -> np.ndarray 
     # per day: K(x) - (x - lo * DAY)
     shift = (total - total[0]) * width + (day - 1 - every) * _DAY_NS
     length = _days_in_month(total)
-    s_day -= lo
-    t_day -= lo  # in place: fresh arrays
-    key = t - lo * _DAY_NS
-    key += shift[t_day]
+    short_end = (day == length) & (length < 31)  # the last day of a month of fewer than 31 days
+    s_day -= lo  # in place: a fresh array
     start_key = s - lo * _DAY_NS
     start_key += shift[s_day]
-    key -= start_key[pos]
-    out = np.floor_divide(key, width, out=key)
-    fix = np.flatnonzero(((day == length) & (length < 31))[t_day])  # times on the last day of a short month
-    if len(fix):
-        p, d = pos[fix], t_day[fix]
-        out[fix] += (day[s_day[p]] > day[d]) & (s_tod[p] <= t[fix] - (d + lo) * _DAY_NS)
+    out = np.empty(len(t), dtype="int64")
+    for rows in keys.blocks(len(t)):  # temporaries of one block stay in the CPU cache and the heap
+        tb, pb = t[rows], pos[rows]
+        t_day = tb // _DAY_NS
+        t_day -= lo
+        key = shift[t_day]
+        key += tb
+        key -= lo * _DAY_NS
+        key -= start_key[pb]
+        o = out[rows]
+        np.floor_divide(key, width, out=o)
+        fix = np.flatnonzero(short_end[t_day])
+        if len(fix):
+            p, d = pb[fix], t_day[fix]
+            o[fix] += (day[s_day[p]] > day[d]) & (s_tod[p] <= tb[fix] - (d + lo) * _DAY_NS)
     return out
 
 

@@ -50,14 +50,29 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
         client.append(t[asked])
         at.append(keys.ns(tickets["created_at"])[asked])
     client, at = np.concatenate(client), np.concatenate(at)
-    later = at >= keys.ns(starts["start"])[client]
-    client, at = client[later], at[later]
+    # sorted by client_id, then time: a stable sort on time (linear when the tables come in time
+    # order), then a counting sort on the client's rank (``keys.order_by`` without its last
+    # gathers: the sorted clients are each one repeated by its count, read in sequence)
     ids = starts.index
-    rank = None if ids.is_monotonic_increasing else keys.sorted_rank(ids)  # starts come sorted by id
-    order = keys.order_by(client if rank is None else rank[client], len(starts), at)  # client_id order, then time
-    client, at = client[order], at[order]
-    new = np.r_[True, (client[1:] != client[:-1]) | (at[1:] != at[:-1])] if len(at) else np.zeros(0, bool)
-    client, at = client[new], at[new]  # one activity per instant
+    by_rank = None if ids.is_monotonic_increasing else keys.sorted_order(ids)  # starts come sorted by id
+    by_time = np.argsort(at, kind="stable")
+    at = at[by_time]
+    row = np.arange(len(starts), dtype="int32" if len(starts) < 2**31 else "int64")
+    if by_rank is None:
+        code = client[by_time]
+    else:
+        rank = np.empty_like(row)
+        rank[by_rank] = row
+        code = rank[client][by_time]
+    order, counts = keys.group_order(code, len(starts), counts=True)
+    at = at[order]
+    client = np.repeat(row if by_rank is None else by_rank.astype(row.dtype), counts)
+    # from the client's start on, one activity per instant (an instant before the start is never
+    # equal to a later one of the same client, so duplicates can be found before that cut)
+    keep = at >= keys.ns(starts["start"])[client]
+    if len(at):
+        keep[1:] &= (client[1:] != client[:-1]) | (at[1:] != at[:-1])
+    client, at = client[keep], at[keep]
     kind = pd.CategoricalDtype(pd.Index(ids, dtype=ids.dtype, name=None))
     return pd.DataFrame({"client_id": pd.Categorical.from_codes(client, dtype=kind), "at": keys.from_ns(at)})
 

@@ -188,6 +188,10 @@ def test_winback_properties(rows, days):
     assert act["client_id"].astype(object).tolist() == ref["client_id"].tolist()
     assert act["at"].tolist() == ref["paid_at"].tolist()
     assert act["client_id"].cat.categories.tolist() == starts.index.tolist()
+    # starts in another order (not sorted by id): the same activities, coded on that order
+    shuffled = winback.activities(p, None, starts.iloc[::-1])
+    assert shuffled["client_id"].astype(object).tolist() == ref["client_id"].tolist()
+    assert shuffled["at"].tolist() == ref["paid_at"].tolist()
     ev = winback.dormancy_events(act, as_of, days)
     assert ev["client_id"].dtype == starts.index.dtype
     # each dormancy follows an activity by exactly `days`, with no activity strictly between
