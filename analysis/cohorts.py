@@ -53,7 +53,14 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
         segment = clients["segment"].take(has).set_axis(out.index) if by_client_row \
             else clients.set_index("client_id")["segment"].reindex(out.index)
         out["segment"] = segment.fillna("(none)")
-    return out.sort_index()
+    order = keys.sorted_order(out.index)  # by client_id (no sort when the clients come so)
+    if not (np.diff(order) == 1).all():
+        out = out.take(order)
+    if by_client_row:  # each client row's place among the starts, for lookups in them
+        back = np.full(len(universe) + 1, -1, dtype="int32" if len(universe) < 2**31 else "int64")
+        back[has[order]] = np.arange(len(has))
+        keys.remember_subset(universe, out.index, back)
+    return out
 
 
 def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:

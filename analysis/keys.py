@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "lookup", "referenced", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -149,6 +149,25 @@ def remember(values, universe, positions: np.ndarray) -> None:
     _GIVEN[(id(left), id(right))] = (weakref.ref(left), weakref.ref(right), positions)
 
 
+def remember_subset(wider, subset, back: np.ndarray) -> None:
+    """Hand over where each key of ``wider`` stands in ``subset`` (unique keys, each one of
+    ``wider``): ``back`` has one entry per key of ``wider`` (its position in ``subset``, -1
+    where absent) and a last -1. A lookup of values in ``subset`` is then translated from a
+    kept lookup of the same values in ``wider`` without matching the two key columns (the
+    starts of ``client_starts`` are a subset of the clients, 0.3 s to match at 1M). Kept while
+    both columns exist; columns that are not Arrow-backed text are ignored."""
+    a, b = arrow_text(wider), arrow_text(subset)
+    if a is None or b is None or not (_is_arrow_backed(wider) and _is_arrow_backed(subset)):
+        return
+    if len(back) != len(a) + 1 or back[-1] != -1:
+        raise ValueError(f"remember_subset: {len(back)} entries for {len(a)} keys (and a last -1)")
+    for key, (x, y, _) in list(_BACK.items()):  # entries whose columns are gone
+        if x() is None or y() is None:
+            _BACK.pop(key, None)
+    back.flags.writeable = False
+    _BACK[(id(a), id(b))] = (weakref.ref(a), weakref.ref(b), back)
+
+
 # The last few ``codes`` results, keyed by the identity of the two Arrow arrays (immutable;
 # held here so that their ids cannot be reused while cached): the notebooks look the same
 # 18M event ticket ids or 21M payment client ids up in the same table many times.
@@ -158,6 +177,8 @@ _CODES_KEPT = 8
 # dataset loaded again in the same kernel frees the old one's columns; the next ``remember``
 # drops the old positions)
 _GIVEN: dict = {}
+# translations handed over by ``remember_subset`` (weak references, as ``_GIVEN``)
+_BACK: dict = {}
 
 
 def referenced(values) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray] | None:
@@ -195,6 +216,9 @@ def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
     for held, wider, pos in kept:
         if held is not left or wider is None or len(wider) < len(right):
             continue
+        given = _BACK.get((id(wider), id(right)))
+        if given is not None and given[0]() is wider and given[1]() is right:
+            return pos, given[2]  # handed over by ``remember_subset``
         # hash the (smaller) right and look each key of wider up in it; a repeated key of
         # right answers with its first position, as ``index_in`` does
         into = pc.index_in(one_array(wider), value_set=one_array(right))
