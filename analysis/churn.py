@@ -29,13 +29,15 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     not eligible)."""
     deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
     pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
-    pos, paid = pos[charge], keys.ns(payments["paid_at"])[charge]
-    # on int64 nanoseconds (a start is never null; a null paid_at, the smallest int64, is never
-    # after a start, so it is never in a window, as with NaT)
-    in_window = (paid > keys.ns(starts["start"])[pos]) & (paid <= keys.ns(deadline)[pos])
+    amount, paid = payments["amount"].to_numpy(), keys.ns(payments["paid_at"])
+    start, end = keys.ns(starts["start"]), keys.ns(deadline)
     renewed = np.zeros(len(starts), dtype=bool)
-    renewed[pos[in_window]] = True
+    # on int64 nanoseconds, in blocks (a start is never null; a null paid_at, the smallest
+    # int64, is never after a start, so it is never in a window, as with NaT)
+    for b in keys.blocks(len(pos)):
+        p, t = pos[b], paid[b]
+        charge = (amount[b] > 0) & (p >= 0)  # a -1 reads the last client below, and is left out here
+        renewed[p[charge & (t > start[p]) & (t <= end[p])]] = True
     eligible = deadline <= as_of
     churned = pd.Series(~renewed, index=starts.index).astype("boolean").where(eligible)
     return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)
@@ -74,8 +76,8 @@ def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
     """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
     in days from the start to the churn date or to as-of (fractional, from hours)."""
     pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    charge = (payments["amount"].to_numpy() > 0) & (pos >= 0)
-    last = keys.ns_extreme(keys.ns(payments["paid_at"])[charge], pos[charge], len(starts), largest=True)
+    last = keys.ns_extreme(keys.ns(payments["paid_at"]), pos, len(starts), largest=True,
+                           where=payments["amount"].to_numpy() > 0)
     last = pd.Series(keys.as_times(last, payments["paid_at"].dtype).array, index=starts.index)
     churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
     churn_at = churn_at.where(churn_at <= as_of)

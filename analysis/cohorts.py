@@ -30,7 +30,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     # group on integer keys, not on the text: each payment's row in clients (one Arrow lookup,
     # shared with later calls), else the payments' own codes when a charge has no client row
     row = keys.codes(payments["client_id"], clients["client_id"], read_only=True) if clients is not None else None
-    by_client_row = row is not None and bool((row[charge] >= 0).all())
+    by_client_row = row is not None and not (charge & (row < 0)).any()
     if by_client_row:
         universe = clients["client_id"]
     else:
@@ -38,16 +38,18 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
         universe = pd.Series(uniques)
         charge &= row >= 0  # a null client_id (-1) has no start
     # on int64 nanoseconds: the first instant per client row, a charge at it adds to first_charge
-    row, paid = row[charge], keys.ns(payments["paid_at"])[charge]
-    first = keys.ns_extreme(paid, row, len(universe))
+    paid = keys.ns(payments["paid_at"])
+    first = keys.ns_extreme(paid, row, len(universe), where=charge)
     has = np.flatnonzero(first != keys.NAT)  # clients with a charge, in row order
-    at_start = np.flatnonzero(paid == first[row])
+    # the charges at their client's first instant (in blocks: no whole-length temporaries)
+    at_start = np.concatenate([np.flatnonzero(charge[b] & (paid[b] == first[row[b]])) + b.start
+                               for b in keys.blocks(len(paid))] or [np.zeros(0, dtype="int64")])
     dense = np.full(len(universe), -1, dtype="int64")
     dense[has] = np.arange(len(has))
     out = pd.DataFrame(index=pd.Index(universe.take(has).array, name="client_id"))
     out["start"] = keys.as_times(first[has], payments["paid_at"].dtype).array
     out["cohort"] = month_label(out["start"])
-    out["first_charge"] = pd.Series(payments["amount"].to_numpy()[charge][at_start]).groupby(
+    out["first_charge"] = pd.Series(payments["amount"].to_numpy()[at_start]).groupby(
         keys.code_groups(dense[row[at_start]], len(has)), observed=False).sum().to_numpy()
     if clients is not None and "segment" in clients.columns:
         segment = clients["segment"].take(has).set_axis(out.index) if by_client_row \

@@ -410,25 +410,40 @@ def time_extreme(values: pd.Series, codes: np.ndarray, size: int, largest: bool 
     return as_times(ns_extreme(ns(values), codes, size, largest), values.dtype)
 
 
-def ns_extreme(at: np.ndarray, codes: np.ndarray, size: int, largest: bool = False) -> np.ndarray:
+def ns_extreme(at: np.ndarray, codes: np.ndarray, size: int, largest: bool = False,
+               where: np.ndarray | None = None) -> np.ndarray:
     """``time_extreme`` on int64 nanoseconds (``NAT`` in and out): per code 0..size-1 the
-    smallest (largest) value. A code left at the starting value has none (for the smallest
-    that needs a count per code only when a value is the largest int64, ``pd.Timestamp.max``).
+    smallest (largest) value; rows with a code of -1, a ``NAT`` value or a False ``where`` are
+    left out. Worked in blocks (``blocks``), without a whole-length mask or copy. A code left at
+    the starting value has none (for the smallest that needs a second pass, marking the codes
+    with a value, only when a value is the largest int64, ``pd.Timestamp.max``).
 
     >>> ns_extreme(np.array([5, 3, NAT, 7]), np.array([1, 1, 0, -1]), 3).tolist() == [NAT, 3, NAT]
     True
     """
     at, codes = np.asarray(at), np.asarray(codes)
-    ok = (codes >= 0) & (at != NAT)
-    if not ok.all():
-        at, codes = at[ok], codes[ok]
     start = NAT if largest else np.iinfo("int64").max
     out = np.full(size, start, dtype="int64")
-    (np.maximum if largest else np.minimum).at(out, codes, at)
-    if largest or not (at == start).any():  # NAT is never a value (left out above)
+    reduce, at_start = (np.maximum if largest else np.minimum), False
+
+    def kept(b: slice) -> tuple[np.ndarray, np.ndarray]:
+        a, c = at[b], codes[b]
+        ok = (c >= 0) & (a != NAT)
+        if where is not None:
+            ok &= where[b]
+        return (a, c) if ok.all() else (a[ok], c[ok])
+
+    for b in blocks(len(at)):
+        a, c = kept(b)
+        reduce.at(out, c, a)
+        at_start = at_start or (not largest and bool((a == start).any()))
+    if not at_start:  # NAT is never a value (left out above)
         out[out == start] = NAT
     else:
-        out[np.bincount(codes, minlength=size)[:size] == 0] = NAT
+        has = np.zeros(size, dtype=bool)
+        for b in blocks(len(at)):
+            has[kept(b)[1]] = True
+        out[~has] = NAT
     return out
 
 

@@ -379,6 +379,25 @@ def test_lookups_in_the_starts_translated_from_the_clients_equal_fresh_ones(rows
         keys.remember_subset(clients["client_id"], starts.index, np.array([0, -1], dtype="int32"))
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.none(), st.integers(0, 50)), st.booleans()), max_size=30),
+       st.booleans(), st.sampled_from([2, 7, 1 << 18]))
+def test_ns_extreme_in_blocks_with_a_row_mask_equals_the_masked_grouped_extreme(rows, largest, block):
+    from analysis import keys
+    code = np.array([r[0] for r in rows], dtype="int64")
+    at = np.array([keys.NAT if r[1] is None else r[1] for r in rows], dtype="int64")
+    where = np.array([r[2] for r in rows], dtype=bool)
+    old = keys.BLOCK
+    try:
+        keys.BLOCK = block
+        got = keys.ns_extreme(at, code, 5, largest=largest, where=where)
+    finally:
+        keys.BLOCK = old
+    ok = where & (code >= 0) & (at != keys.NAT)
+    want = pd.Series(at[ok]).groupby(code[ok]).agg("max" if largest else "min").reindex(range(5))
+    assert got.tolist() == [keys.NAT if pd.isna(v) else int(v) for v in want]
+
+
 def test_time_extreme_tells_an_empty_code_from_the_latest_instant():
     # the earliest starts from the largest int64, which is also pd.Timestamp.max: a code whose
     # only value is that instant keeps it, a code without values gets NaT
