@@ -30,14 +30,19 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
     pos = keys.codes(payments["client_id"], starts.index, read_only=True)
     amount, paid = payments["amount"].to_numpy(), keys.ns(payments["paid_at"])
-    start, end = keys.ns(starts["start"]), keys.ns(deadline)
+    # each client's window (start, deadline] as one 16-byte item: one random read per payment
+    # fetches both ends (two separate lookups take twice the cache misses at 1M clients)
+    window = np.empty((len(starts), 2), dtype="int64")
+    window[:, 0], window[:, 1] = keys.ns(starts["start"]), keys.ns(deadline)
+    window = window.view("V16").ravel()
     renewed = np.zeros(len(starts), dtype=bool)
     # on int64 nanoseconds, in blocks (a start is never null; a null paid_at, the smallest
     # int64, is never after a start, so it is never in a window, as with NaT)
     for b in keys.blocks(len(pos)):
         p, t = pos[b], paid[b]
         charge = (amount[b] > 0) & (p >= 0)  # a -1 reads the last client below, and is left out here
-        renewed[p[charge & (t > start[p]) & (t <= end[p])]] = True
+        w = window[p].view("int64").reshape(-1, 2)
+        renewed[p[charge & (t > w[:, 0]) & (t <= w[:, 1])]] = True
     eligible = deadline <= as_of
     churned = pd.Series(~renewed, index=starts.index).astype("boolean").where(eligible)
     return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)

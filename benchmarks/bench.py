@@ -10,7 +10,8 @@ For each size (clients; the "scale" profile gives about 21 payments and 5 ticket
 - metrics: one process loads the data, then runs each family with the package and with DuckDB
   (2 threads, straight on the Parquet files), three times each (the median is shown; the
   package forgets its kept lookups before each time), checks that both give the same numbers
-  and prints both times and their ratio;
+  and prints both times and their ratio; then what one row costs the machine (a random read
+  from a per-client table, a streaming pass: ``memory_floor``);
 - notebooks: a whole run with one worker, so each notebook's seconds are its own;
 - run: the whole `python -m analysis run` with the default 2 workers, HTML included.
 Seconds are wall time; "RSS GB" is the peak of the summed resident memory of the process tree
@@ -136,6 +137,31 @@ def run_families(data_dir: Path) -> list[dict]:
 _DONE = re.compile(r"\[\d+/\d+\] (\S+): (\w+) in ([\d.]+) s")
 
 
+def memory_floor(table_rows: int, rows: int, seed: int = 0) -> dict:
+    """What one row costs this machine, in nanoseconds (best of five): reading each of ``rows``
+    rows' entry in a per-client table of ``table_rows`` int64 at a random position (what every
+    payment's lookup of its client does; uniform positions, seeded), and one streaming pass
+    (adding 1 to ``rows`` int64). Tables of 100k clients (0.8 MB) stay in the CPU's caches,
+    tables of 1M (8 MB) mostly do not: the families that look each payment's client up pay that
+    difference per row, whatever the code."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    table = rng.integers(0, 2**62, table_rows)
+    at = rng.integers(0, table_rows, rows).astype(np.int32)
+    out = np.zeros(rows, dtype=np.int64)
+
+    def best(f) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1e9 / rows
+
+    return {"table_rows": table_rows, "rows": rows, "random_read_ns": best(lambda: table[at]),
+            "stream_ns": best(lambda: np.add(out, 1, out=out))}
+
+
 def run_suite(data_dir: Path, out_dir: Path, jobs: int) -> tuple[dict, dict[str, float]]:
     log = out_dir.with_suffix(".log")
     with open(log, "w") as fh:
@@ -176,6 +202,10 @@ def print_table(results: dict) -> None:
             ratio = f["package_s"] / f["duckdb_s"] if f["duckdb_s"] > 0 else float("nan")
             print(f"{'metric ' + f['family']:34} {f['package_s']:9.2f} {_rate(f['rows'], f['package_s']):>12} "
                   f"{f['peak_gb']:7.2f} {'':>7} {f['duckdb_s']:9.2f} {ratio:6.1f} {'yes' if f['same'] else 'NO'}")
+        if "floor" in r:
+            x = r["floor"]
+            print(f"(this machine, per row: a random read from a {x['table_rows']:,}-row per-client table "
+                  f"{x['random_read_ns']:.1f} ns, a streaming pass {x['stream_ns']:.2f} ns)")
         needs = {rep.name: rep.needs for rep in REPORTS}
         total = sum(r["rows"].values())
         for name, sec in r.get("notebooks", {}).get("per_notebook", {}).items():
@@ -202,6 +232,10 @@ def print_table(results: dict) -> None:
                               big["notebooks"]["per_notebook"][name]))
         if "run" in small and "run" in big:
             pairs.append(("whole run, 2 workers", small["run"]["seconds"], big["run"]["seconds"]))
+        if "floor" in small and "floor" in big:  # what x10 rows cost the hardware alone
+            a, b = small["floor"], big["floor"]
+            pairs.append(("(random reads per client, x10 rows)", a["random_read_ns"] * a["rows"], b["random_read_ns"] * b["rows"]))
+            pairs.append(("(streaming pass, x10 rows)", a["stream_ns"] * a["rows"], b["stream_ns"] * b["rows"]))
         for name, a, b in pairs:
             print(f"{name:34} {b / a if a > 0 else float('nan'):6.1f}x")
 
@@ -237,6 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         if "metrics" in stages:
             print(f"[{size:,}] metric families vs DuckDB ...", flush=True)
             r["metrics"] = run_families(data)
+            r["floor"] = memory_floor(rows.get("clients", size), rows.get("payments", 0) or 1)
         if "notebooks" in stages:
             print(f"[{size:,}] whole run with 1 worker (per-notebook seconds) ...", flush=True)
             m, per = run_suite(data, CACHE / f"run-{size}-jobs1", jobs=1)

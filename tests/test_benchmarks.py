@@ -69,3 +69,18 @@ def test_bench_metrics_stage_runs_end_to_end(tmp_path):
     rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert [r["family"] for r in rows] == [f.name for f in FAMILIES]
     assert all(r["same"] and r["rows"] > 0 and r["package_s"] >= 0 and r["duckdb_s"] >= 0 for r in rows)
+
+
+def test_memory_floor_measures_both_passes_and_the_table_shows_them(capsys):
+    """The per-row cost of the machine is measured at the sizes asked for and printed beside
+    the families, with its x10 ratio (figures only: no time is asserted)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench
+    small, big = bench.memory_floor(100, 1_000), bench.memory_floor(1_000, 10_000)
+    assert (small["table_rows"], small["rows"], big["rows"]) == (100, 1_000, 10_000)
+    assert {"random_read_ns", "stream_ns"} <= set(small)
+    sizes = {"100": {"rows": {"payments": 1_000}, "floor": small}, "1000": {"rows": {"payments": 10_000}, "floor": big}}
+    bench.print_table({"machine": "m", "sizes": sizes})
+    out = capsys.readouterr().out
+    assert "a random read from a 1,000-row per-client table" in out
+    assert "(random reads per client, x10 rows)" in out and "(streaming pass, x10 rows)" in out
