@@ -71,10 +71,14 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     moved = np.flatnonzero(_is(events["event"], "assigned") & known)
     ticket = np.concatenate([entered, row[moved]])
     at = np.concatenate([keys.ns(tickets["created_at"])[entered], keys.ns(events["at"])[moved]])
-    step = np.concatenate([np.zeros(len(entered), "int8"), np.ones(len(moved), "int8")])
     tier = np.concatenate([tier_codes(tickets["first_tier"], config)[entered],
                            tier_codes(events["tier"], config)[moved]])
-    order = np.lexsort((step, at, keys.sorted_rank(ids)[ticket]))  # stable: ticket_id, time, entry first
+    # stable: ticket_id, time, entry first, then the events' table order. The entries come first
+    # in these arrays, so a stable sort on (ticket_id, time) keeps each ticket's entry before its
+    # events at the same instant: the order np.lexsort((step, at, rank)) gives, by a stable sort
+    # on time and a counting sort on the ticket's rank (keys.order_by)
+    rank = ticket if keys.increasing(ids) else keys.sorted_rank(ids)[ticket]
+    order = keys.order_by(rank, len(tickets), at)
     ticket, at, tier = ticket[order], at[order], tier[order]
     first = np.r_[True, ticket[1:] != ticket[:-1]] if len(ticket) else np.zeros(0, bool)
     new = first | np.r_[True, tier[1:] != tier[:-1]] if len(ticket) else first

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -278,6 +278,20 @@ def lookup(values: pd.Series, table: pd.Series) -> pd.Series:
     return out.where(~missing).rename(values.name) if missing.any() else out.rename(values.name)
 
 
+def increasing(values) -> bool:
+    """Are ``values`` (unique keys) in strictly ascending order? On Arrow text one vectorised
+    comparison of neighbours (bytes order, as ``sorted_order``), no Python object per row.
+
+    >>> increasing(pd.Series(["a", "b"], dtype=pd.StringDtype("pyarrow"))), increasing(pd.Series([2, 1]))
+    (True, False)
+    """
+    data = arrow_text(values)
+    if data is None:
+        v = pd.Index(values)
+        return bool(v.is_monotonic_increasing and v.is_unique)
+    return data.null_count == 0 and (len(data) < 2 or pc.all(pc.greater(data[1:], data[:-1])).as_py())
+
+
 def sorted_order(values) -> np.ndarray:
     """int64 positions that put ``values`` (unique keys) in ascending order, as
     ``np.argsort(sorted_rank(values))`` without the second sort. Arrow sorts text by its bytes,
@@ -288,9 +302,8 @@ def sorted_order(values) -> np.ndarray:
     """
     data = arrow_text(values)
     if data is not None:
-        n = len(data)
-        if data.null_count == 0 and (n < 2 or pc.all(pc.greater(data[1:], data[:-1])).as_py()):
-            return np.arange(n, dtype="int64")  # already strictly increasing: no sort
+        if increasing(values):
+            return np.arange(len(data), dtype="int64")  # already strictly increasing: no sort
         return np.asarray(pc.sort_indices(data), dtype="int64")
     return np.argsort(np.asarray(values), kind="stable").astype("int64")
 

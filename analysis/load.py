@@ -78,10 +78,17 @@ def daily_load(tickets: pd.DataFrame, config: Config, days: pd.DatetimeIndex,
     table nor tickets.agent_id exists.
     """
     days = pd.DatetimeIndex(days)
-    resolved = tickets[tickets["resolved_at"].notna()]
+    used = [c for c in ("resolved_at", "first_tier", "final_tier", "agent_id") if c in tickets.columns]
+    resolved = tickets.loc[tickets["resolved_at"].notna().to_numpy(), used]  # the columns used, not every one
     day = local_day(resolved["resolved_at"], config)
     tier = resolving_tier(resolved, config)
-    counts = pd.crosstab(day, tier, dropna=False).reindex(index=days, columns=config.tier_ids, fill_value=0)
+    # resolved per (day, tier): a count per integer cell (the crosstab of day and tier, reindexed
+    # to ``days`` and the ladder, without grouping 4M timestamps and categories)
+    at, width = days.get_indexer(day), len(config.tier_ids)
+    code = tier.cat.codes.to_numpy()
+    cell = at[(at >= 0) & (code >= 0)] * width + code[(at >= 0) & (code >= 0)]
+    counts = pd.DataFrame(np.bincount(cell, minlength=len(days) * width).reshape(len(days), width).astype("int64"),
+                          index=days, columns=pd.Index(config.tier_ids))
     working = days.isin(working_days(days.min(), days.max(), config)) if len(days) else np.zeros(0, bool)
     if agents is not None:
         staff = agents_on_duty(agents, days, config).mul(working.astype("int64"), axis=0)

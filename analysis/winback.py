@@ -54,7 +54,7 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     # order), then a counting sort on the client's rank (``keys.order_by`` without its last
     # gathers: the sorted clients are each one repeated by its count, read in sequence)
     ids = starts.index
-    by_rank = None if ids.is_monotonic_increasing else keys.sorted_order(ids)  # starts come sorted by id
+    by_rank = None if keys.increasing(ids) else keys.sorted_order(ids)  # starts come sorted by id
     by_time = np.argsort(at, kind="stable")
     at = at[by_time]
     row = np.arange(len(starts), dtype="int32" if len(starts) < 2**31 else "int64")

@@ -145,3 +145,19 @@ def test_backlog_at_day_end(ds, segments):
     # in its entry tier L1 without them
     assert with_events.loc["2026-01-31"].to_dict() == {"L1": 0, "L1.5": 0, "L2": 1}
     assert without.loc["2026-01-31"].to_dict() == {"L1": 1, "L1.5": 0, "L2": 0}
+
+
+def test_segments_do_not_depend_on_the_tickets_row_order(ds, segments):
+    # tickets sorted by id take the counting sort on their rows, others on the ids' ranks: the
+    # same segments either way (ties: an assignment at the entry instant comes after the entry)
+    shuffled = ds.tickets.iloc[[3, 0, 5, 1, 4, 2]].reset_index(drop=True)
+    again = escalation.tier_segments(shuffled, ds.ticket_events, ds.config, ds.as_of)
+    pd.testing.assert_frame_equal(again, segments, check_exact=True)
+    tied = ds.ticket_events.copy()
+    tied.loc[tied["ticket_id"] == "A", "at"] = pd.Timestamp(D + "10:00Z")  # every A event at A's creation
+    seg = escalation.tier_segments(ds.tickets, tied, ds.config, ds.as_of)
+    a = seg[seg["ticket_id"] == "A"]
+    # entry L1 at 10:00, then the events in table order at 10:00: assigned L1 (same tier, merged),
+    # assigned L2: L1 for 0 minutes, then L2 until the 12:00 resolution
+    assert a["tier"].tolist() == ["L1", "L2"] and a["seq"].tolist() == [0, 1]
+    assert (a["end"].iloc[0] == a["start"].iloc[1] == pd.Timestamp(D + "10:00Z"))
