@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "present", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -254,6 +254,20 @@ def found(values, universe) -> tuple[np.ndarray, np.ndarray]:
         pos = codes(values, universe)
     rows = np.flatnonzero(pos >= 0)
     return rows, pos[rows]
+
+
+def present(universe, values) -> np.ndarray:
+    """``isin(universe, values)`` for unique keys ``universe``: True for each key that some
+    value equals (nulls match nothing), from ``codes(values, universe)``, which validation's
+    reference check has usually kept (each ticket event's ticket row): no text is hashed.
+
+    >>> present(pd.Series(["a", "b", "c"], dtype=pd.StringDtype("pyarrow")),
+    ...         pd.Series(["c", None, "x", "c"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [False, False, True]
+    """
+    out = np.zeros(len(universe) + 1, dtype=bool)  # the last entry: a value not in ``universe`` (-1)
+    out[codes(values, universe, read_only=True)] = True
+    return out[:-1]
 
 
 def _is_arrow_backed(values) -> bool:

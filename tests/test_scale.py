@@ -398,6 +398,18 @@ def test_ns_extreme_in_blocks_with_a_row_mask_equals_the_masked_grouped_extreme(
     assert got.tolist() == [keys.NAT if pd.isna(v) else int(v) for v in want]
 
 
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from(["t1", "t2", "t3", "t9", None]), max_size=15), st.booleans())
+def test_present_equals_isin_for_unique_keys(values, handed_over):
+    # with positions handed over (as validation does for references) or hashed: as isin
+    from analysis import keys
+    universe = pd.Series(["t3", "t1", "t2", "t4"], dtype=TEXT)
+    v = pd.Series(values, dtype=TEXT)
+    if handed_over:
+        keys.remember(v, universe, keys.codes(v, universe).astype("int32"))
+    assert keys.present(universe, v).tolist() == universe.isin(v.dropna()).tolist()
+
+
 def test_time_extreme_tells_an_empty_code_from_the_latest_instant():
     # the earliest starts from the largest int64, which is also pd.Timestamp.max: a code whose
     # only value is that instant keeps it, a code without values gets NaT
