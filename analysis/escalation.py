@@ -95,6 +95,9 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
                         "start": pd.Series(keys.from_ns(at)), "end": pd.Series(keys.from_ns(end))})
     seg["ownership_min"] = minutes(seg["start"], seg["end"], config.business_hours)
     seg["open"] = seg["end"].isna()
+    # each segment's ticket row, for later lookups of these ids in the tickets (the backlog's
+    # tickets without a segment, reassignments) without hashing them again
+    keys.remember(seg["ticket_id"], ids, ticket.astype("int32" if len(tickets) < 2**31 else "int64"))
     return seg
 
 

@@ -140,7 +140,7 @@ def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
         codes.append(tier_codes(segments["tier"], config))
         starts.append(keys.ns(segments["start"]))
         ends.append(keys.ns(segments["end"]))
-        rest = ~keys.isin(tickets["ticket_id"], segments["ticket_id"])  # no events: entry tier throughout
+        rest = ~keys.present(tickets["ticket_id"], segments["ticket_id"])  # no events: entry tier throughout
     if rest.any():
         codes.append(tier_codes(tickets["first_tier"], config)[rest])
         starts.append(keys.ns(tickets["created_at"])[rest])
