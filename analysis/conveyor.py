@@ -21,29 +21,13 @@ _NOT_YET = np.iinfo("int64").max  # no call at that stage while taking minimums
 STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
 
 
-def _lead_codes(lead_id: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, pd.Index]:
-    """(code of each selected call's lead in 0..n-1, the n lead ids): from the calls' lead rows
-    kept by validation when there are any (no text hashed; leads in their table's order), else
-    ``pd.factorize`` (leads in order of first call). Either way the caller orders by lead_id."""
-    ref = keys.referenced(lead_id)
-    if ref is not None:
-        pos, table = ref
-        row = pos[rows]
-        if not len(row) or row.min() >= 0:
-            called = np.flatnonzero(np.bincount(row, minlength=len(table)))  # leads with a call, in table order
-            dense = np.full(len(table), -1, dtype="int64")
-            dense[called] = np.arange(len(called))
-            return dense[row], pd.Index(pd.array(table.take(called), dtype=lead_id.dtype))
-    return pd.factorize(lead_id.take(rows))  # integer lead codes, not text groups
-
-
 def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
     """Per lead (rows) and stage (columns, in order): the first call at that stage (NaT: not
     reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
     stage = keys.codes(calls["stage"], pd.Index(list(STAGES), dtype=calls["stage"].dtype))
     at = keys.ns(calls["started_at"])
     rows = np.flatnonzero((stage >= 0) & (at != keys.NAT))
-    lead, ids = _lead_codes(calls["lead_id"], rows)
+    lead, ids = keys.factorize(calls["lead_id"], rows)  # integer lead codes (from the kept lead rows), not text groups
     first = np.full(len(ids) * len(STAGES), _NOT_YET)
     np.minimum.at(first, lead * len(STAGES) + stage[rows], at[rows])  # first call per (lead, stage)
     first = np.where(first == _NOT_YET, keys.NAT, first).reshape(len(ids), len(STAGES))

@@ -107,7 +107,7 @@ def tier_paths(segments: pd.DataFrame) -> pd.Series:
 
     Built on integers: each step extends the ticket's path id by one tier code, and only the
     distinct paths are spelled out as text."""
-    ticket, ids = pd.factorize(segments["ticket_id"], sort=False)
+    ticket, ids = keys.factorize(segments["ticket_id"])  # from the kept ticket rows when tier_segments made them
     tiers = pd.Series(segments["tier"], copy=False).astype("category")
     labels = [str(v) for v in tiers.cat.categories]
     tier = tiers.cat.codes.to_numpy().astype("int64")

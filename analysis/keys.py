@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "present", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "present", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "factorize", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -203,6 +203,29 @@ def referenced(values) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray] | None:
         if held is left and table is not None:
             return pos, table
     return None
+
+
+def factorize(values: pd.Series, rows: np.ndarray | None = None) -> tuple[np.ndarray, pd.Index]:
+    """(codes, uniques) as ``pd.factorize(values.take(rows))`` (all rows when None), except
+    that the uniques' order is left open: a column whose rows in a table of unique keys are kept
+    (``referenced``, e.g. each call's lead row from validation) is coded from them, its uniques
+    in that table's order, without hashing the text; otherwise ``pd.factorize`` (order of first
+    appearance, nulls -1). Callers order the result themselves.
+
+    >>> c, u = factorize(pd.Series(["b", "a", "b"], dtype=pd.StringDtype("pyarrow")))
+    >>> u[c].tolist()
+    ['b', 'a', 'b']
+    """
+    ref = referenced(values)
+    if ref is not None:
+        row, table = ref
+        row = row if rows is None else row[rows]
+        if not len(row) or row.min() >= 0:  # every value is a key of the table (no null)
+            used = np.flatnonzero(np.bincount(row, minlength=len(table)))  # in table order
+            dense = np.full(len(table), -1, dtype="int64")
+            dense[used] = np.arange(len(used))
+            return dense[row], pd.Index(pd.array(table.take(used), dtype=values.dtype))
+    return pd.factorize(values if rows is None else values.take(rows))
 
 
 def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
