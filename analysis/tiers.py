@@ -50,8 +50,13 @@ def _tier_index(tier_ids: tuple[str, ...]) -> pd.Index:
 
 
 def tier_codes(values: pd.Series, config: Config) -> np.ndarray:
-    """Each tier's position in the ladder (0 = first line), -1 where outside the config."""
-    return as_tier(values, config).cat.codes.to_numpy().astype("int64")
+    """Each tier's position in the ladder (0 = first line), -1 where outside the config: the
+    codes of ``as_tier``. For Arrow-backed text, the kept lookup itself (int32, read-only: no
+    categorical built and no copy of 18M event tiers); else int64."""
+    s = pd.Series(values, copy=False)
+    if not isinstance(s.dtype, pd.CategoricalDtype) and keys.arrow_text(s) is not None and s.dtype != object:
+        return keys.codes(s, _tier_index(tuple(config.tier_ids)), read_only=True)
+    return as_tier(s, config).cat.codes.to_numpy().astype("int64")
 
 
 def entry_tier(tickets: pd.DataFrame, config: Config) -> pd.Series:

@@ -619,3 +619,14 @@ def test_remembered_positions_do_not_keep_a_dataset_alive():
     again = pd.Series(["a"], dtype=text)
     keys.remember(again, universe, np.array([0], dtype=np.int32))
     assert all(a() is not None and b() is not None for a, b, _ in keys._GIVEN.values())  # dead ones dropped
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["L1", "L2", "VIP", "L9", None]), max_size=12))
+def test_tier_codes_are_the_ladder_codes_of_as_tier(values):
+    # Arrow text answers from the kept lookup, object text through the categorical: the same codes
+    from analysis.config import Config, Tier
+    from analysis.tiers import as_tier, tier_codes
+    cfg = Config(tiers=[Tier(id="L1"), Tier(id="L2"), Tier(id="VIP")])
+    for s in (pd.Series(values, dtype=TEXT), pd.Series(values, dtype=object)):
+        assert tier_codes(s, cfg).tolist() == as_tier(s, cfg).cat.codes.tolist()
