@@ -28,7 +28,7 @@ def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) 
     if exclude_topics and "topic" in tickets.columns:
         keep &= ~np.asarray(tickets["topic"].isin(exclude_topics), dtype=bool)
     rows = np.flatnonzero(keep)
-    code, ids = pd.factorize(tickets["client_id"].take(rows))  # group on integer codes, not on the text
+    code, ids = keys.factorize(tickets["client_id"], rows)  # integer codes (the kept client rows), not the text
     first = keys.time_extreme(tickets["created_at"].take(rows), code, len(ids))
     out = pd.Series(first.array, index=pd.Index(ids, name="client_id"), name="first_contact_at")
     return out.iloc[keys.sorted_order(out.index)]
