@@ -201,3 +201,16 @@ def test_winback_properties(rows, days):
     overall = winback.winback_rates(o).loc["all"]
     assert rates["events"].sum() == overall["events"] and rates["won_back"].sum() == overall["won_back"]
     assert ((rates["rate"].dropna() >= 0) & (rates["rate"].dropna() <= 1)).all()
+
+
+def test_no_payer_gives_no_activity_no_dormancy_and_a_null_rate():
+    # only a refund: no start, so no activity; the chain still runs (it used to fail on the
+    # empty activity table) and the win-back rate is null, not 0
+    p = frame(["client_id", "paid_at", "amount"], ("A", "2024-01-01", -5.0), times=["paid_at"])
+    starts = cohorts.client_starts(p)
+    act = winback.activities(p, None, starts)
+    events = winback.dormancy_events(act, AS_OF, 90)
+    assert len(starts) == len(act) == len(events) == 0
+    rates = winback.winback_rates(winback.winback_outcomes(events, p, None, AS_OF, 90))
+    assert rates.loc["all", "events"] == 0 and np.isnan(rates.loc["all", "rate"])
+    assert winback.early_warning(p, act, starts, AS_OF, 90).empty
