@@ -59,7 +59,7 @@ def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -
     if not (np.diff(order) == 1).all():
         out = out.take(order)
     if by_client_row:  # each client row's place among the starts, for lookups in them
-        back = np.full(len(universe) + 1, -1, dtype="int32" if len(universe) < 2**31 else "int64")
+        back = np.full(len(universe) + 1, -1, dtype=keys.row_dtype(len(universe)))
         back[has[order]] = np.arange(len(has))
         keys.remember_subset(universe, out.index, back)
     return out
@@ -118,7 +118,7 @@ def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp
     ages = max(int(age.max()) if len(age) else 0, 0) + 1
     # one integer key per (cohort, age) (pandas' sums, no MultiIndex); a payment before its
     # client's start (age < 0) gets no cell (-1), which leaves every cell's sum as it is
-    cell = np.empty(len(age), dtype="int32" if len(cohort_names) * ages < 2**31 else "int64")
+    cell = np.empty(len(age), dtype=keys.row_dtype(len(cohort_names) * ages))
     for b in keys.blocks(len(age)):
         c = cohort_code[pos[b]] * ages
         c += age[b]

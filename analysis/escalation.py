@@ -97,7 +97,7 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     seg["open"] = seg["end"].isna()
     # each segment's ticket row, for later lookups of these ids in the tickets (the backlog's
     # tickets without a segment, reassignments) without hashing them again
-    keys.remember(seg["ticket_id"], ids, ticket.astype("int32" if len(tickets) < 2**31 else "int64"))
+    keys.remember(seg["ticket_id"], ids, ticket.astype(keys.row_dtype(len(tickets))))
     return seg
 
 

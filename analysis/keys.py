@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_text", "one_array", "isin", "codes", "present", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "factorize", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "NAT", "from_ns"]
+__all__ = ["arrow_text", "one_array", "isin", "codes", "present", "found", "forget", "remember", "remember_subset", "lookup", "referenced", "factorize", "increasing", "sorted_order", "sorted_rank", "group_order", "order_by", "time_extreme", "ns_extreme", "as_times", "blocks", "BLOCK", "ns", "code_groups", "same_as_previous", "same_as_next", "row_dtype", "NAT", "from_ns"]
 
 
 def arrow_text(values) -> pa.Array | pa.ChunkedArray | None:
@@ -97,7 +97,7 @@ def _fresh(values, universe, left, right, through, read_only: bool = False) -> n
         small = through[1][through[0]]  # one gather over ``left`` (fancy indexing: np.take is slower)
     else:
         pos = pc.index_in(left, value_set=one_array(right)).to_numpy(zero_copy_only=False)
-        small = np.where(pd.isna(pos), -1, pos).astype("int32" if len(right) < 2**31 else "int64")
+        small = np.where(pd.isna(pos), -1, pos).astype(row_dtype(len(right)))
     small.flags.writeable = False
     out = small if read_only else small.astype("int64")
     if _is_arrow_backed(values) and _is_arrow_backed(universe):
@@ -181,6 +181,18 @@ _GIVEN: dict = {}
 _BACK: dict = {}
 
 
+def _entries() -> list[tuple]:
+    """(values, table, positions) of every lookup handed over (first) or kept (newest first);
+    a handed-over column that is gone reads as None. Copies (one C call each): another thread
+    may add to the cache meanwhile."""
+    return [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
+
+
+def row_dtype(n: int) -> str:
+    """The integer type of positions in a table of ``n`` rows: int32, or int64 from 2**31."""
+    return "int32" if n < 2**31 else "int64"
+
+
 def referenced(values) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray] | None:
     """(positions, table) for a text column whose positions in some table's key column were
     handed over (``remember``, from validation's reference check: each call's lead row) or
@@ -198,8 +210,7 @@ def referenced(values) -> tuple[np.ndarray, pa.Array | pa.ChunkedArray] | None:
     left = arrow_text(values)
     if left is None:
         return None
-    kept = [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
-    for held, table, pos in kept:
+    for held, table, pos in _entries():
         if held is left and table is not None:
             return pos, table
     return None
@@ -234,9 +245,7 @@ def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
     codes(left, right) = back[kept], where back (one entry per key of ``wider``, and a last
     -1 that a kept -1 reads) is the position in ``right`` of each key of ``wider``. The small
     universe is matched with the wide one instead of hashing ``left`` again."""
-    # copies of the kept entries (one C call each): another thread may add to the cache meanwhile
-    kept = [(a(), b(), pos) for a, b, pos in list(_GIVEN.values())] + list(_CODES.values())[::-1]
-    for held, wider, pos in kept:
+    for held, wider, pos in _entries():
         if held is not left or wider is None or len(wider) < len(right):
             continue
         given = _BACK.get((id(wider), id(right)))
@@ -245,7 +254,7 @@ def _through_cached(left, right) -> tuple[np.ndarray, np.ndarray] | None:
         # hash the (smaller) right and look each key of wider up in it; a repeated key of
         # right answers with its first position, as ``index_in`` does
         into = pc.index_in(one_array(wider), value_set=one_array(right))
-        back = np.empty(len(wider) + 1, dtype="int32" if len(right) < 2**31 else "int64")
+        back = np.empty(len(wider) + 1, dtype=row_dtype(len(right)))
         back[:-1] = into.fill_null(-1).to_numpy(zero_copy_only=False)
         back[-1] = -1
         if len(right) and np.bincount(back[:-1][back[:-1] >= 0], minlength=len(right)).min() == 0:
@@ -279,17 +288,22 @@ def found(values, universe) -> tuple[np.ndarray, np.ndarray]:
     return rows, pos[rows]
 
 
-def present(universe, values) -> np.ndarray:
+def present(universe, values, where: np.ndarray | None = None) -> np.ndarray:
     """``isin(universe, values)`` for unique keys ``universe``: True for each key that some
-    value equals (nulls match nothing), from ``codes(values, universe)``, which validation's
-    reference check has usually kept (each ticket event's ticket row): no text is hashed.
+    value equals (nulls match nothing; with ``where``, only the values where it is True), from
+    ``codes(values, universe)``, which validation's reference check has usually kept (each
+    ticket event's ticket row): no text is hashed.
 
     >>> present(pd.Series(["a", "b", "c"], dtype=pd.StringDtype("pyarrow")),
     ...         pd.Series(["c", None, "x", "c"], dtype=pd.StringDtype("pyarrow"))).tolist()
     [False, False, True]
+    >>> present(pd.Series(["a", "b"], dtype=pd.StringDtype("pyarrow")),
+    ...         pd.Series(["a", "b"], dtype=pd.StringDtype("pyarrow")), where=np.array([False, True])).tolist()
+    [False, True]
     """
     out = np.zeros(len(universe) + 1, dtype=bool)  # the last entry: a value not in ``universe`` (-1)
-    out[codes(values, universe, read_only=True)] = True
+    pos = codes(values, universe, read_only=True)
+    out[pos if where is None else pos[where]] = True
     return out[:-1]
 
 
@@ -503,6 +517,17 @@ def as_times(values: np.ndarray, dtype) -> pd.Series:
     stamps = from_ns(values)
     stamps = stamps.tz_convert(dtype.tz) if isinstance(dtype, pd.DatetimeTZDtype) else stamps.tz_localize(None)
     return pd.Series(stamps).astype(dtype)
+
+
+def same_as_next(values) -> np.ndarray:
+    """Boolean array: does each element equal the one after it (the last: False; nulls never)?
+
+    >>> same_as_next(pd.Series(["a", "a", "b"], dtype=pd.StringDtype("pyarrow"))).tolist()
+    [True, False, False]
+    """
+    out = np.zeros(len(values), dtype=bool)
+    out[:-1] = same_as_previous(values)[1:]
+    return out
 
 
 def same_as_previous(values) -> np.ndarray:

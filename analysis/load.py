@@ -86,7 +86,8 @@ def daily_load(tickets: pd.DataFrame, config: Config, days: pd.DatetimeIndex,
     # to ``days`` and the ladder, without grouping 4M timestamps and categories)
     at, width = days.get_indexer(day), len(config.tier_ids)
     code = tier.cat.codes.to_numpy()
-    cell = at[(at >= 0) & (code >= 0)] * width + code[(at >= 0) & (code >= 0)]
+    known = (at >= 0) & (code >= 0)
+    cell = at[known] * width + code[known]
     counts = pd.DataFrame(np.bincount(cell, minlength=len(days) * width).reshape(len(days), width).astype("int64"),
                           index=days, columns=pd.Index(config.tier_ids))
     working = days.isin(working_days(days.min(), days.max(), config)) if len(days) else np.zeros(0, bool)

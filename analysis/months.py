@@ -213,13 +213,12 @@ def months_since(starts: pd.Series, pos: np.ndarray, times: pd.Series) -> np.nda
     as many payments per client share one start); else through the calendar fields."""
     starts, times = pd.Series(starts), pd.Series(times)
     if _utc_like(starts) and _utc_like(times) and not starts.isna().any() and not times.isna().any():
-        ns = (c.array.asi8 if c.dt.tz is not None else c.to_numpy().view("int64") for c in (starts, times))
-        out = _months_by_key(next(ns), np.asarray(pos), next(ns))
+        out = _months_by_key(keys.ns(starts), np.asarray(pos), keys.ns(times))
         if out is not None:
             return out
-    fs, ft = _ns_fields(pd.Series(starts)), _ns_fields(pd.Series(times), days_in_month=True)
+    fs, ft = _ns_fields(starts), _ns_fields(times, days_in_month=True)
     if fs is None or ft is None:
-        start = pd.Series(pd.Series(starts).array.take(pos), index=pd.Series(times).index)
+        start = pd.Series(starts.array.take(pos), index=times.index)
         return months_between(start, times).to_numpy()
     return _whole_months(tuple(f[pos] for f in fs), ft)
 

@@ -31,8 +31,7 @@ def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.Dat
     sel = np.asarray((outreach["campaign"] == "onboarding").fillna(False), dtype=bool)
     if "reached" in outreach.columns:
         sel &= np.asarray(outreach["reached"].fillna(False), dtype=bool)
-    contacted = np.zeros(len(clients) + 1, dtype=bool)  # the last entry: an id not in clients (-1)
-    contacted[keys.codes(outreach["client_id"], clients["client_id"], read_only=True)[sel]] = True
+    contacted = keys.present(clients["client_id"], outreach["client_id"], where=sel)
     # the first charge per registration, on int64 nanoseconds
     pos = keys.codes(payments["client_id"], reg.index, read_only=True)  # integer keys; charges of others drop out
     rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))

@@ -57,7 +57,7 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
     by_rank = None if keys.increasing(ids) else keys.sorted_order(ids)  # starts come sorted by id
     by_time = np.argsort(at, kind="stable")
     at = at[by_time]
-    row = np.arange(len(starts), dtype="int32" if len(starts) < 2**31 else "int64")
+    row = np.arange(len(starts), dtype=keys.row_dtype(len(starts)))
     if by_rank is None:
         code = client[by_time]
     else:
@@ -80,8 +80,7 @@ def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.
 def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
     """One row per dormancy: client_id, last_activity, dormant_at (D). ``act`` as ``activities``
     gives it (sorted by client, then time)."""
-    same_next = np.r_[keys.same_as_previous(act["client_id"])[1:], False][:len(act)]  # no activity: none
-    nxt = act["at"].shift(-1).where(same_next)
+    nxt = act["at"].shift(-1).where(keys.same_as_next(act["client_id"]))
     d = act["at"] + pd.Timedelta(days=dormancy_days)
     is_event = (nxt.isna() | (nxt >= d)) & (d <= as_of)
     client = act.loc[is_event, "client_id"]
@@ -193,7 +192,7 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     cut = pd.Series([as_of])
     m3, m9 = add_months(cut, -3).iloc[0], add_months(cut, -9).iloc[0]
     # last activity per client: the latest instant of each client's block in ``act``
-    ends = np.flatnonzero(~np.r_[keys.same_as_previous(act["client_id"])[1:], False][:len(act)])
+    ends = np.flatnonzero(~keys.same_as_next(act["client_id"]))
     opens = np.r_[0, ends[:-1] + 1] if len(ends) else ends
     act_ns = keys.ns(act["at"])
     last = np.full(len(starts), keys.NAT)
