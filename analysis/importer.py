@@ -15,7 +15,9 @@ A column rule may take a ``column`` or a constant ``value``; ``map`` values (``d
 values not in the map: without it such a row is set aside with the reason); ``format`` and
 ``timezone`` for timestamps; ``minutes_after`` (a duration in minutes after another output
 timestamp, e.g. Zendesk's first reply time); ``negate``, ``suffix``, ``fallback`` (another column
-when the first is empty). ``filters`` set rows aside before mapping, each with its reason. Every
+when the first is empty, or absent from the source). ``column`` and ``fallback`` may each be a list
+of names that exports spell differently (e.g. Stripe's ``Created (UTC)`` and older ``Created``):
+the first one the source has is used. ``filters`` set rows aside before mapping, each with its reason. Every
 row read is written or set aside, and the counts are printed per table with the reasons.
 """
 from __future__ import annotations
@@ -41,7 +43,7 @@ class _Strict(BaseModel):
 
 
 class Rule(_Strict):
-    column: str | None = None
+    column: str | list[str] | None = None
     value: Any = None
     map: dict[str, Any] | None = None
     default: Any = Field(default=None)
@@ -51,7 +53,7 @@ class Rule(_Strict):
     minutes_after: str | None = None
     negate: bool = False
     suffix: str | None = None
-    fallback: str | None = None
+    fallback: str | list[str] | None = None
     lower: bool = False
 
 
@@ -160,11 +162,27 @@ class _Book:
             entry[1] = (entry[1] + list(rows.astype(str)))[:5]
 
 
-def _need(frame: pd.DataFrame, column: str, what: str) -> pd.Series:
-    if column not in frame.columns:
+def _names(column: str | list[str]) -> list[str]:
+    return [column] if isinstance(column, str) else list(column)
+
+
+def _present(frame: pd.DataFrame, column: str | list[str]) -> str | None:
+    """The first of the alternative names ``column`` that the source has, or None."""
+    return next((c for c in _names(column) if c in frame.columns), None)
+
+
+def _need(frame: pd.DataFrame, column: str | list[str], what: str) -> pd.Series:
+    found = _present(frame, column)
+    if found is None:
         known = ", ".join(c for c in frame.columns if c != "_source_row")
-        raise InputError(f"{what}: the source has no column {column!r}; its columns are: {known}")
-    return frame[column]
+        wanted = " or ".join(repr(c) for c in _names(column))
+        raise InputError(f"{what}: the source has no column {wanted}; its columns are: {known}")
+    return frame[found]
+
+
+def _text(s: pd.Series) -> pd.Series:
+    s = s.astype("string").str.strip()
+    return s.mask(s == "")
 
 
 _OFFSET = r"(?:[+-]\d{2}:?\d{2}|Z)$"
@@ -191,10 +209,12 @@ def _apply_rule(frame: pd.DataFrame, rule: str | Rule, out: pd.DataFrame, name: 
     rule = Rule(column=rule) if isinstance(rule, str) else rule
     keep = pd.Series(True, index=frame.index)
     if rule.column is not None:
-        s = _need(frame, rule.column, f"{table}.{name}").astype("string").str.strip()
-        s = s.mask(s == "")
-        if rule.fallback is not None:
-            s = s.fillna(_need(frame, rule.fallback, f"{table}.{name} fallback").astype("string").str.strip())
+        if rule.fallback is not None and _present(frame, rule.column) is None:  # an optional column
+            s = _text(_need(frame, rule.fallback, f"{table}.{name} fallback"))
+        else:
+            s = _text(_need(frame, rule.column, f"{table}.{name}"))
+            if rule.fallback is not None:
+                s = s.fillna(_text(_need(frame, rule.fallback, f"{table}.{name} fallback")))
     else:
         s = pd.Series(rule.value, index=frame.index, dtype="object")
     if rule.lower:
@@ -208,14 +228,14 @@ def _apply_rule(frame: pd.DataFrame, rule: str | Rule, out: pd.DataFrame, name: 
             mapped = mapped.where(~unmapped, rule.default)
         else:
             for value, rows in frame.loc[unmapped, "_source_row"].groupby(s[unmapped], sort=True):
-                book.set_aside(table, f"{name}: value {value!r} of {rule.column} is not in the mapping", rows)
+                book.set_aside(table, f"{name}: value {value!r} of {_present(frame, rule.column)} is not in the mapping", rows)
             keep &= ~unmapped
         s = mapped
     if rule.format or rule.timezone:
         t = _timestamps(s, rule.format, rule.timezone or "UTC")
         bad = s.notna() & t.isna()
         if bad.any():
-            book.set_aside(table, f"{name}: {rule.column} is not a timestamp"
+            book.set_aside(table, f"{name}: {_present(frame, rule.column) or _present(frame, rule.fallback)} is not a timestamp"
                            + (f" of the format {rule.format}" if rule.format else ""), frame.loc[bad, "_source_row"])
             keep &= ~bad
         s = t

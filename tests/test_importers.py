@@ -60,6 +60,33 @@ def test_stripe_export(tmp_path):
         "cus_A": pd.Timestamp("2026-01-03T10:00Z"), "cus_B": pd.Timestamp("2026-01-15T08:00Z")}
 
 
+def test_stripe_export_without_refund_dates_uses_the_charge_date(tmp_path):
+    # the preset's own description: without "Refunded date (UTC)" a refund is dated at its charge
+    src = pd.read_csv(EXPORTS / "stripe_payments.csv", dtype=str).drop(columns=["Refunded date (UTC)"])
+    src.to_csv(tmp_path / "export.csv", index=False)
+    run_import("stripe", [str(tmp_path / "export.csv")], tmp_path / "d", log=lambda *_: None)
+    paid = load_dataset(tmp_path / "d", config(tmp_path)).payments.set_index("payment_id")["paid_at"]
+    assert paid["ch_2-refund"] == paid["ch_2"] == pd.Timestamp("2026-02-03T10:00Z")
+    assert paid["ch_3-refund"] == paid["ch_3"]
+
+
+def test_stripe_export_with_the_older_created_column(tmp_path):
+    # older exports name the charge date "Created" instead of "Created (UTC)"
+    src = pd.read_csv(EXPORTS / "stripe_payments.csv", dtype=str).rename(columns={"Created (UTC)": "Created"})
+    src.to_csv(tmp_path / "export.csv", index=False)
+    run_import("stripe", [str(tmp_path / "export.csv")], tmp_path / "d", log=lambda *_: None)
+    paid = load_dataset(tmp_path / "d", config(tmp_path)).payments.set_index("payment_id")["paid_at"]
+    assert paid["ch_1"] == pd.Timestamp("2026-01-03T10:00Z")
+    assert paid["ch_2-refund"] == pd.Timestamp("2026-02-10T12:00Z") and paid["ch_3-refund"] == paid["ch_3"]
+
+
+def test_a_column_rule_with_no_source_column_names_the_alternatives(tmp_path):
+    src = pd.read_csv(EXPORTS / "stripe_payments.csv", dtype=str).drop(columns=["Created (UTC)"])
+    src.to_csv(tmp_path / "export.csv", index=False)
+    with pytest.raises(InputError, match="'Created \\(UTC\\)' or 'Created'"):
+        run_import("stripe", [str(tmp_path / "export.csv")], tmp_path / "d", log=lambda *_: None)
+
+
 def test_generic_event_log(tmp_path):
     report = run_import("eventlog", [str(EXPORTS / "eventlog.csv")], tmp_path / "d", log=lambda *_: None)
     assert report["tables"]["tickets"]["set_aside"] == 1             # the event without a case
