@@ -1,13 +1,15 @@
 """Command line: `python -m analysis run|validate|import|generate ...` (DESIGN §3, §6).
 
-Exit codes: 0 success; 1 a notebook failed; 2 invalid input or arguments (message, no traceback).
+Exit codes: 0 success; 1 a notebook failed, or the run's files could not be written (nothing
+published); 2 invalid input or arguments, an --out that cannot be written or is locked by another
+run (message, no traceback).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from analysis.errors import InputError
+from analysis.errors import InputError, PublishError
 
 __all__ = ["main"]
 
@@ -26,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="notebook parameter (after the config's); repeatable")
     run.add_argument("--jobs", type=int, default=2, help="notebooks run at once (default 2)")
     run.add_argument("--archive", help="also copy the run into ARCHIVE/<as-of>/")
+    run.add_argument("--wait", action="store_true",
+                     help="when another run holds the lock on OUT, wait for it instead of exiting with 2")
 
     val = sub.add_parser("validate", help="check a data directory against the contract and print the accounting")
     val.add_argument("--data", required=True)
@@ -57,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise InputError("--jobs must be at least 1")
             return run(args.data, args.out, as_of=args.as_of, config_path=args.config, only=args.only,
-                       parameters=args.param, jobs=args.jobs, archive=args.archive)
+                       parameters=args.param, jobs=args.jobs, archive=args.archive, wait=args.wait)
         if args.command == "validate":
             from analysis.dataset import load_dataset
             ds = load_dataset(args.data, args.config, args.as_of)
@@ -79,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 2
 
 

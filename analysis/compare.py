@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analysis import present
 from analysis.config import Config
 from analysis.dataset import parse_day
 from analysis.errors import InputError
@@ -52,7 +53,8 @@ def periods(before_from: str, before_to: str, after_from: str, after_to: str, as
 
     All four empty: the last ``default_days`` days before as-of against the same number of days
     just before them. Otherwise all four must be given and each range non-empty; a range ending
-    after as-of is cut at as-of (the data after it is not seen) and its ``note`` says so.
+    after as-of is cut at as-of (the data after it is not seen) and its ``note`` says so; a range
+    that starts at or after as-of is left empty (every metric null) and its ``note`` says so.
     """
     given = [before_from, before_to, after_from, after_to]
     if not any(given):
@@ -69,9 +71,12 @@ def periods(before_from: str, before_to: str, after_from: str, after_to: str, as
         if hi > as_of:
             note = f"the {label} range was given up to {hi:%Y-%m-%d} and is cut at the as-of date {as_of:%Y-%m-%d}"
             hi = as_of
-        if lo >= hi:
-            raise InputError(f"before/after: the {label} range from {lo:%Y-%m-%d} to {hi:%Y-%m-%d} is empty"
-                             + (f" ({note})" if note else ""))
+        if lo >= hi and not note:
+            raise InputError(f"before/after: the {label} range from {lo:%Y-%m-%d} to {hi:%Y-%m-%d} is empty")
+        if lo >= hi:  # it starts at or after as-of: no data is seen in it, every metric is null
+            note = (f"the {label} range starts on {lo:%Y-%m-%d}, at or after the as-of date {as_of:%Y-%m-%d}: "
+                    "no ticket is seen in it, so nothing is compared")
+            hi = lo
         out.append(Period(label, lo, hi, note))
     return out[0], out[1]
 
@@ -254,7 +259,7 @@ def change_sentence(row: dict) -> str:
     return text + "."
 
 
-def sentences_markdown(table: pd.DataFrame) -> str:
+def sentences_markdown(table: pd.DataFrame) -> present.Md:
     """A Markdown list of the sentences, grouped by tier (all tiers first), leaving out what was
     measurable in neither period (and a tier with no tickets in either), and naming in one line
     what was measurable in only one."""
@@ -264,14 +269,14 @@ def sentences_markdown(table: pd.DataFrame) -> str:
         idle = rows["metric"].isin(["tickets", "tier_share"]) & (rows["before"] == 0) & (rows["after"] == 0)
         measurable = rows[rows["before"].notna() & rows["after"].notna() & ~idle]
         if len(measurable):
-            lines.append(f"**{'All tiers' if tier == 'all' else tier}**")
-            lines += [f"- {s}" for s in measurable["sentence"]]
+            lines.append(present.md("**{tier}**", tier="All tiers" if tier == "all" else tier))
+            lines += [present.md("- {sentence}", sentence=s) for s in measurable["sentence"]]
             lines.append("")
         only = rows[rows["before"].isna() ^ rows["after"].isna()]
         one_sided += [f"{label} ({tier})" for label in only["label"]]
     if one_sided:
-        lines.append("Measurable in one period only (no comparison): " + "; ".join(one_sided) + ".")
-    return "\n".join(lines)
+        lines.append(present.md("Measurable in one period only (no comparison): {items}.", items="; ".join(one_sided)))
+    return present.join(lines)
 
 
 def comparison_metrics(table: pd.DataFrame, before: Period, after: Period) -> dict:

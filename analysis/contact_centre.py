@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from analysis import keys
+from analysis import keys, present
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
@@ -255,28 +255,35 @@ def contact_centre_metrics(economics: pd.DataFrame, scenario_result: dict, pilot
 def headline(economics: pd.DataFrame) -> str:
     """'generic converts 2.2% (CPA 2,276 per minute), specialist 3.5% (CPA 1,640 per minute).'"""
     parts = []
-    for v, r in economics.xs("per_minute", level="model").to_dict("index").items():
+    per_minute = economics.xs("per_minute", level="model") if len(economics) else economics
+    for v, r in per_minute.to_dict("index").items():
         parts.append(f"{v} converts {r['conversion']:.1%} of {int(r['leads']):,} leads (CPA at per-minute pricing "
                      f"{r['cpa']:,.0f})" if pd.notna(r["cpa"]) else f"{v}: no conversions")
     return "; ".join(parts) + "." if parts else "No outsourced calls."
 
 
-def scenario_text(calc: dict, ratio: float, conv_before: float, conv_after: float) -> str:
+def scenario_text(calc: dict, ratio: float, conv_before: float, conv_after: float) -> present.Md:
     """The calculator's arithmetic in words, with the implied cost per processed lead."""
-    return (f"CPA = cost per processed lead / conversion: before {calc['cpa_before']:,.2f}, after {calc['cpa_after']:,.2f}, a change of **{calc['cpa_change']:+.2%}**. "
-            f"With conversion x{conv_after / conv_before:.3f}, that change needs the cost per processed lead x{ratio:.4f}: "
-            f"if the minute price is 10% higher, the minutes per lead must be x{ratio / 1.1:.3f} "
-            f"({1 - ratio / 1.1:.1%} fewer), e.g. shorter calls by operators who know the product. "
-            f"The same base then brings {calc['extra_clients']:,.0f} more clients and {calc['extra_revenue']:,.0f} more revenue.")
+    return present.md(
+        "CPA = cost per processed lead / conversion: before {before:,.2f}, after {after:,.2f}, a change of "
+        "**{change:+.2%}**. With conversion x{conv:.3f}, that change needs the cost per processed lead x{ratio:.4f}: "
+        "if the minute price is 10% higher, the minutes per lead must be x{minutes:.3f} ({fewer:.1%} fewer), e.g. "
+        "shorter calls by operators who know the product. The same base then brings {clients:,.0f} more clients "
+        "and {revenue:,.0f} more revenue.", before=calc["cpa_before"], after=calc["cpa_after"],
+        change=calc["cpa_change"], conv=conv_after / conv_before, ratio=ratio, minutes=ratio / 1.1,
+        fewer=1 - ratio / 1.1, clients=calc["extra_clients"], revenue=calc["extra_revenue"])
 
 
-def pilot_text(p: dict) -> str:
+def pilot_text(p: dict) -> present.Md:
     """The pilot read-out in words."""
     lo, hi = p["centre_break_even_price_range"]
-    return (f"Trial with {p['vendor']}: {p['conversions']:,} of {p['leads']:,} leads converted, "
-            f"**{p['conversion']:.1%}** (95% CI {p['conversion_low']:.1%}-{p['conversion_high']:.1%}). "
-            f"At the per-minute price the centre spends {p['centre_cost_per_lead']:,.2f} per lead, so it breaks even "
-            f"at **{p['centre_break_even_price']:,.0f} per converted client** ({lo:,.0f}-{hi:,.0f} over the interval); "
-            f"the company breaks even up to {p['client_break_even_price']:,.0f} (revenue per client x margin). "
-            + ("A price between the two suits both sides." if p["deal_possible"] else
-               "No price suits both sides at this conversion."))
+    return present.md(
+        "Trial with {vendor}: {conversions:,} of {leads:,} leads converted, **{conversion:.1%}** (95% CI "
+        "{low:.1%}-{high:.1%}). At the per-minute price the centre spends {cost:,.2f} per lead, so it breaks even at "
+        "**{price:,.0f} per converted client** ({lo:,.0f}-{hi:,.0f} over the interval); the company breaks even up "
+        "to {client:,.0f} (revenue per client x margin). {verdict}", vendor=p["vendor"], conversions=p["conversions"],
+        leads=p["leads"], conversion=p["conversion"], low=p["conversion_low"], high=p["conversion_high"],
+        cost=p["centre_cost_per_lead"], price=p["centre_break_even_price"], lo=lo, hi=hi,
+        client=p["client_break_even_price"],
+        verdict="A price between the two suits both sides." if p["deal_possible"] else
+        "No price suits both sides at this conversion.")

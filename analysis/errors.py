@@ -1,7 +1,7 @@
 """The suite's exceptions: one type for bad input (exit 2), carrying a message for the user."""
 from __future__ import annotations
 
-__all__ = ["InputError", "DataError"]
+__all__ = ["InputError", "DataError", "PublishError"]
 
 
 class InputError(Exception):
@@ -19,3 +19,8 @@ class DataError(InputError):
 
     def __reduce__(self):  # rebuilt from its findings when it crosses a process boundary
         return (type(self), (self.problems, self.source))
+
+
+class PublishError(Exception):
+    """The run could not write or publish its reports (a full disk, a read-only file system):
+    nothing was published, OUT holds the previous run unchanged; exit code 1."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +55,18 @@ class RawTable:
 
 
 def find_table_files(data_dir: Path, names: list[str]) -> tuple[dict[str, Path], list[Problem]]:
-    """Locate each table's file; two files for one table is a problem (which one is meant?)."""
+    """Locate each table's file; two files for one table is a problem (which one is meant?), and
+    so is a table's name that is not a readable file (a directory, a broken link, no permission):
+    DESIGN §3, a path that should be a table file is never silently taken as an absent table."""
     found: dict[str, Path] = {}
     problems: list[Problem] = []
     for name in names:
+        for path in (data_dir / f"{name}{suf}" for suf in TABLE_SUFFIXES):
+            if (path.exists() or path.is_symlink()) and not (path.is_file() and os.access(path, os.R_OK)):
+                what = ("a directory" if path.is_dir() else "a broken link" if not path.exists()
+                        else "not readable" if path.is_file() else "not a regular file")
+                problems.append(Problem(str(path), "(file)", f"the path of table {name} is {what}, not a readable "
+                                        "table file", 0))
         hits = [data_dir / f"{name}{suf}" for suf in TABLE_SUFFIXES if (data_dir / f"{name}{suf}").is_file()]
         if len(hits) > 1:
             problems.append(Problem(", ".join(p.name for p in hits), "(file)",

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["jsonable", "record", "read_fragment", "merge", "write_json", "data_section"]
+__all__ = ["jsonable", "dumps", "record", "read_fragment", "merge", "write_json", "data_section"]
 
 
 def jsonable(value: Any) -> Any:
@@ -37,9 +37,13 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def dumps(obj: Any) -> str:
+    """The suite's JSON text: JSON-safe values, keys sorted, two-space indent, a final newline."""
+    return json.dumps(jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    Path(path).write_text(json.dumps(jsonable(obj), indent=2, sort_keys=True, ensure_ascii=False) + "\n",
-                          encoding="utf-8")
+    Path(path).write_text(dumps(obj), encoding="utf-8")
 
 
 def record(path: str | Path | None, metrics: dict, headline: str = "") -> dict:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import keys
+from analysis import keys, present
 from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.months import add_months
@@ -156,19 +156,21 @@ def onboarding_headline(table: pd.DataFrame) -> str:
             f"{r['paid among reached']:.1%} if reached vs {r['paid among not reached']:.1%} if not.")
 
 
-def revenue_share_text(result: dict) -> str:
+def revenue_share_text(result: dict) -> present.Md:
     """The (E - N) / S figure with its arithmetic and caveats, in plain words."""
     e, n, s = result["E"], result["N"], result["S"]
     last = pd.Timestamp(result["to_exclusive"]) - pd.Timedelta(days=1)
     period = f"{result['from']} to {last:%Y-%m-%d}"
     share = result["share"]
-    head = (f"From {period}, {result['contacted']:,} clients wrote to support. E = {e:,} of them paid after writing, "
-            f"N = {n:,} of those were new (no charge before), S = {s:,} had paid before writing. "
-            + (f"Share = (E - N) / S = ({e:,} - {n:,}) / {s:,} = **{share:.1%}**." if s else "S is 0: no share."))
+    head = present.md("From {period}, {contacted:,} clients wrote to support. E = {e:,} of them paid after writing, "
+                      "N = {n:,} of those were new (no charge before), S = {s:,} had paid before writing. ",
+                      period=period, contacted=result["contacted"], e=e, n=n, s=s)
+    head += (present.md("Share = (E - N) / S = ({e:,} - {n:,}) / {s:,} = **{share:.1%}**.", e=e, n=n, s=s, share=share)
+             if s else present.md("S is 0: no share."))
     caveats = [
         "It counts clients, not money: a client who paid once more counts as much as one who doubled the check.",
         "There is no comparison group: clients who did not write may pay again at the same rate, so this is not "
         "revenue caused by support (the source itself dropped the measure as too crude).",
         "It depends on the period: a longer period leaves more time to pay again after writing.",
     ]
-    return head + "\n\n" + "\n".join(f"- {c}" for c in caveats)
+    return present.join([head, "", *(present.md("- {caveat}", caveat=c) for c in caveats)])

@@ -1,14 +1,12 @@
 """Figure helpers: every chart titled and labelled, sized for an HTML report."""
 from __future__ import annotations
 
-import hashlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
 
-__all__ = ["style", "table", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
+__all__ = ["style", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
            "daily_lines", "staffing_lines", "change_forest", "no_data", "cohort_heatmap", "ltv_by_horizon",
            "km_curves", "hazard_forest", "rate_by_cohort", "funnel_bars"]
 
@@ -16,19 +14,13 @@ FIGSIZE = (8, 3.6)
 
 
 def style() -> None:
-    """The suite's look: seaborn whitegrid, compact fonts, PNG at a modest resolution."""
+    """The suite's look: seaborn whitegrid, compact fonts, PNG at a modest resolution. Text is
+    never parsed as mathtext: labels come from the data (a segment "$5 plan, $10 plan" is text,
+    and one like "$\\x$" would otherwise fail the figure)."""
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.9)
     plt.rcParams["figure.dpi"] = 90
+    plt.rcParams["text.parse_math"] = False
     pd.set_option("display.precision", 3)
-
-
-def table(frame: pd.DataFrame, title: str, precision: int = 3):
-    """A table with its title as caption, numbers to ``precision`` decimals, empty cells blank
-    (nothing to measure), for display in a report."""
-    uuid = hashlib.sha1(title.encode()).hexdigest()[:8]  # stable ids: the same report gives the same HTML
-    styler = frame.style.set_uuid(uuid).set_caption(title).format(precision=precision, na_rep="", thousands=",")
-    return styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
-                                                                      "font-size: 1.05em; text-align: left;"}])
 
 
 def histogram(values: pd.Series, title: str, xlabel: str, log_x: bool = False, bins: int = 50):
@@ -55,7 +47,10 @@ def accounting_bars(table: pd.DataFrame, title: str = "Rows read, used and set a
     """Horizontal stacked bars of rows used and set aside per table (quality.accounting_table)."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
     t = table[["rows used", "rows set aside"]]
-    t.plot.barh(stacked=True, ax=ax, color=[sns.color_palette()[0], sns.color_palette()[3]])
+    if len(t):
+        t.plot.barh(stacked=True, ax=ax, color=[sns.color_palette()[0], sns.color_palette()[3]])
+    else:
+        no_data(ax, "no table given")
     ax.set_title(title)
     ax.set_xlabel("rows")
     ax.set_ylabel("")
@@ -65,6 +60,16 @@ def accounting_bars(table: pd.DataFrame, title: str = "Rows read, used and set a
 
 def no_data(ax, text: str = "no values") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
+
+
+def _intervals(ax, at, low, high, horizontal: bool) -> None:
+    """Interval lines from ``low`` to ``high`` with end caps at positions ``at``. Unlike
+    errorbar's distances from the estimate, a percentile bootstrap interval need not contain its
+    estimate (small samples, medians): it is drawn where it lies."""
+    lines, caps = (ax.hlines, "|") if horizontal else (ax.vlines, "_")
+    lines(at, low, high, color="black", lw=1, zorder=3)
+    for end in (low, high):
+        ax.plot(*((end, at) if horizontal else (at, end)), caps, color="black", ms=6, zorder=3)
 
 
 def trend_with_targets(frame: pd.DataFrame, value: str, title: str, ylabel: str, target: str | None = None,
@@ -99,7 +104,7 @@ def rate_bars(table: pd.DataFrame, rate: str, title: str, n: str, xlabel: str = 
     if len(t):
         labels = [str(i) if not isinstance(i, tuple) else " / ".join(map(str, i)) for i in t.index]
         y = np.arange(len(t))[::-1]
-        err = np.vstack([t[rate] - t[f"{rate}_low"], t[f"{rate}_high"] - t[rate]])
+        err = np.clip(np.vstack([t[rate] - t[f"{rate}_low"], t[f"{rate}_high"] - t[rate]]), 0, None)  # Wilson ends at 0 or 1 may round past the rate
         ax.barh(y, t[rate], color=sns.color_palette()[0], xerr=err, capsize=3)
         ax.set_yticks(y, labels)
         for yi, r, hi, k in zip(y, t[rate], t[f"{rate}_high"], t[n]):
@@ -162,8 +167,8 @@ def change_forest(table: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(8, 0.35 * max(len(t), 2) + 1.2))
     if len(t):
         y = np.arange(len(t))[::-1]
-        err = np.vstack([t["relative_change"] - t["relative_ci_low"], t["relative_ci_high"] - t["relative_change"]])
-        ax.errorbar(t["relative_change"], y, xerr=err, fmt="o", capsize=3)
+        _intervals(ax, y, t["relative_ci_low"], t["relative_ci_high"], horizontal=True)
+        ax.plot(t["relative_change"], y, "o", zorder=4)
         ax.axvline(0, color="grey", lw=1)
         ax.set_yticks(y, [f"{m} ({tier})" for m, tier in zip(t["label"], t["tier"])])
         ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
@@ -203,8 +208,9 @@ def ltv_by_horizon(table: pd.DataFrame, title: str, groups: list[str]):
     for i, g in enumerate(groups):
         d = t[t["group"] == g].set_index("horizon").reindex(horizons)
         x = np.arange(len(horizons)) + (i - (len(groups) - 1) / 2) * width
-        err = np.vstack([d["ltv"] - d["ci_low"], d["ci_high"] - d["ltv"]])
-        ax.bar(x, d["ltv"], width, yerr=err, capsize=3, label=g)
+        ax.bar(x, d["ltv"], width, label=g)
+        known = d["ci_low"].notna().to_numpy()
+        _intervals(ax, x[known], d["ci_low"][known], d["ci_high"][known], horizontal=False)
     if len(t):
         months = [int(h[4:-1]) for h in horizons]
         ax.set_xticks(np.arange(len(horizons)), [f"{m} month{'s' if m != 1 else ''}" for m in months])
@@ -243,7 +249,7 @@ def hazard_forest(effects: pd.DataFrame, title: str):
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(est), 2) + 1.3))
     if len(est):
         y = np.arange(len(est))[::-1]
-        err = np.vstack([est["hazard_ratio"] - est["ci_low"], est["ci_high"] - est["hazard_ratio"]])
+        err = np.clip(np.vstack([est["hazard_ratio"] - est["ci_low"], est["ci_high"] - est["hazard_ratio"]]), 0, None)
         ax.errorbar(est["hazard_ratio"], y, xerr=err, fmt="o", capsize=3)
         ax.set_yticks(y, est.index)
         ax.axvline(1, color="grey", lw=1)

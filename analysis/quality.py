@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import keys
+from analysis import keys, present
 from analysis.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.dataset import Dataset
 from analysis.durations import calendar_minutes
@@ -185,24 +185,27 @@ def headline(ds: Dataset) -> str:
             f"(after as-of {ds.as_of_date}); data from {period}.")
 
 
-def headline_block(ds: Dataset) -> str:
+def headline_block(ds: Dataset) -> present.Md:
     """Markdown block at the top of the report: as-of, source, period, rows, what was set aside."""
-    lines = [f"**As-of {ds.as_of_date}**: the data is seen as it was at 00:00 UTC that day; source `{ds.source}`.",
-             "", f"- {headline(ds)}"]
+    lines = [present.md("**As-of {as_of}**: the data is seen as it was at 00:00 UTC that day; source {source}.",
+                        as_of=ds.as_of_date, source=ds.source),
+             "", present.md("- {headline}", headline=headline(ds))]
     missing = [t for t in TABLES if t not in ds.tables]
     if missing:
-        lines.append(f"- Tables not given (reports that need them are skipped): {', '.join(missing)}.")
+        lines.append(present.md("- Tables not given (reports that need them are skipped): {tables}.",
+                                tables=", ".join(missing)))
     for name, a in ds.accounting.items():
         for reason, count in a["set_aside_by_reason"].items():
-            lines.append(f"- {name}: {count:,} of {a['read']:,} rows set aside ({reason}).")
-    return "\n".join(lines)
+            lines.append(present.md("- {name}: {count:,} of {read:,} rows set aside ({reason}).",
+                                    name=name, count=count, read=a["read"], reason=reason))
+    return present.join(lines)
 
 
-def not_yet_happened_text(ds: Dataset) -> str:
+def not_yet_happened_text(ds: Dataset) -> present.Md:
     """Sentence on ticket responses and resolutions dated at/after as-of (blanked, not dropped)."""
     masked = ds.accounting.get("tickets", {}).get("not_yet_happened_at_as_of", {})
     if not masked or not any(masked.values()):
-        return "No ticket response, resolution or rating is dated at or after the as-of date."
+        return present.md("No ticket response, resolution or rating is dated at or after the as-of date.")
     parts = ", ".join(f"{n:,} {col}" for col, n in masked.items() if n)
-    return (f"Values dated at or after as-of are treated as not yet happened (the ticket is kept, the value "
-            f"blanked): {parts}.")
+    return present.md("Values dated at or after as-of are treated as not yet happened (the ticket is kept, the "
+                      "value blanked): {parts}.", parts=parts)

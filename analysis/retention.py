@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import present
 from analysis.contact import contact_groups, group_label
 
 __all__ = ["Groups", "ltv_metrics", "churn_metrics", "ltv_headline", "churn_headline",
@@ -106,47 +107,53 @@ def churn_headline(first_month: pd.DataFrame, effects: pd.DataFrame | None) -> s
     return text + "."
 
 
-def ltv_caveats(ratios: pd.DataFrame | None, naive_ratios: pd.DataFrame | None, window_days: int) -> str:
+def ltv_caveats(ratios: pd.DataFrame | None, naive_ratios: pd.DataFrame | None, window_days: int) -> present.Md:
     """Plain-language caveats for the LTV comparison, with the computed ratios."""
-    lines = ["- **Clients are not assigned to contact support at random.** Engaged clients and clients with "
-             "larger checks both write to support more and pay more, so the gap between the groups mixes the "
-             "effect of support with who the clients are. The comparison within check-size bands and segments "
-             "removes part of that mix; the churn report estimates the effect with models that remove more."]
+    lines = [present.md("- **Clients are not assigned to contact support at random.** Engaged clients and clients "
+                        "with larger checks both write to support more and pay more, so the gap between the groups "
+                        "mixes the effect of support with who the clients are. The comparison within check-size "
+                        "bands and segments removes part of that mix; the churn report estimates the effect with "
+                        "models that remove more.")]
     if naive_ratios is not None and ratios is not None:
         n12 = naive_ratios.set_index("horizon")["ratio"].get("ltv_12m", np.nan)
         e12 = ratios.set_index("horizon")["ratio"].get("ltv_12m", np.nan)
         if pd.notna(n12) and pd.notna(e12):
-            lines.append(f"- **\"Ever contacted\" is the most biased split** (x{n12:.2f} at 12 months against x{e12:.2f} "
-                         f"for contact in the first {window_days} days): a client has to stay to write, and a client "
-                         "who stays longer has more months to write in, so long-lived clients land in the contacted "
-                         "group because they lived long (immortal time), not the other way round.")
-    lines.append("- **Young cohorts are not zeros.** A cell is shown only when every client of the cohort is old "
-                 "enough; LTV at k months averages only clients whose start + k months is before the as-of date.")
-    lines.append("- **Refunds are netted** on the date they were paid, so a refund after the horizon does not lower "
-                 "that horizon's LTV.")
-    return "\n".join(lines)
+            lines.append(present.md(
+                "- **\"Ever contacted\" is the most biased split** (x{n12:.2f} at 12 months against x{e12:.2f} for "
+                "contact in the first {window} days): a client has to stay to write, and a client who stays longer "
+                "has more months to write in, so long-lived clients land in the contacted group because they lived "
+                "long (immortal time), not the other way round.", n12=n12, e12=e12, window=window_days))
+    lines.append(present.md("- **Young cohorts are not zeros.** A cell is shown only when every client of the cohort "
+                            "is old enough; LTV at k months averages only clients whose start + k months is before "
+                            "the as-of date."))
+    lines.append(present.md("- **Refunds are netted** on the date they were paid, so a refund after the horizon does "
+                            "not lower that horizon's LTV."))
+    return present.join(lines)
 
 
-def effect_caveats(effects: pd.DataFrame, grace_days: int) -> str:
+def effect_caveats(effects: pd.DataFrame, grace_days: int) -> present.Md:
     """Plain-language reading of the support-effect table, generated from its numbers."""
     est = effects.drop(index="true effect", errors="ignore")
     lines = []
     naive = est.iloc[0]
     if pd.notna(naive["hazard_ratio"]):
-        lines.append(f"- The naive split says clients who ever wrote churn at {naive['hazard_ratio']:.2f} times the "
-                     "rate of those who never did. Most of that is immortal time: the clients who stayed longest "
-                     "had the most time to write.")
-    lines.append("- The landmark and Cox rows compare clients by contact in the first weeks, adjusted for check size "
-                 "(and segment): they remove immortal time and the confounding that these columns capture.")
-    lines.append(f"- The time-varying row counts a client as contacted only from the first ticket on (refund and "
-                 f"cancellation requests excluded, since they follow a decision to leave), lagged by 1 month + "
-                 f"{grace_days} days because a churn is recorded that long after the last payment.")
-    lines.append("- None of them can remove confounding by what the data does not hold (how engaged a client is): "
-                 "read them as the range in which the true effect plausibly lies, not as a controlled experiment.")
+        lines.append(present.md("- The naive split says clients who ever wrote churn at {hr:.2f} times the rate of "
+                                "those who never did. Most of that is immortal time: the clients who stayed longest "
+                                "had the most time to write.", hr=naive["hazard_ratio"]))
+    lines.append(present.md("- The landmark and Cox rows compare clients by contact in the first weeks, adjusted for "
+                            "check size (and segment): they remove immortal time and the confounding that these "
+                            "columns capture."))
+    lines.append(present.md("- The time-varying row counts a client as contacted only from the first ticket on "
+                            "(refund and cancellation requests excluded, since they follow a decision to leave), "
+                            "lagged by 1 month + {grace} days because a churn is recorded that long after the last "
+                            "payment.", grace=grace_days))
+    lines.append(present.md("- None of them can remove confounding by what the data does not hold (how engaged a "
+                            "client is): read them as the range in which the true effect plausibly lies, not as a "
+                            "controlled experiment."))
     if "contains_truth" in effects.columns and "true effect" in effects.index:
-        lines.append(f"- This is generated sample data: the true effect is HR {effects.loc['true effect', 'hazard_ratio']:.2f} "
-                     "(truth.json), shown beside the estimates.")
-    return "\n".join(lines)
+        lines.append(present.md("- This is generated sample data: the true effect is HR {hr:.2f} (truth.json), shown "
+                                "beside the estimates.", hr=effects.loc["true effect", "hazard_ratio"]))
+    return present.join(lines)
 
 
 def true_hazard_ratio(data_dir: str | Path) -> float | None:

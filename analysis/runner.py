@@ -7,6 +7,14 @@ parameters (papermill only warns about unknown ones); run each notebook on the r
 kernel with an explicit cwd, keeping the executed notebook even when it fails; export HTML
 with the code hidden; merge the metrics fragments; write index.html.
 
+Running safely (DESIGN §3, ``analysis.publish``): the run takes a lock on OUT and creates its
+staging directory beside OUT before the data is loaded (an OUT that cannot be written is exit 2);
+everything is written into the staging directory, which replaces OUT's content in one atomic
+swap only when every file is written. A file-system error while writing (a full disk) stops the
+run with one message, exit 1, and OUT as it was. Kernels talk to the runner over Unix sockets in
+the run's private scratch directory (no TCP, so no unencrypted-transport warning), get
+``START_TIMEOUT_S`` to start, and a kernel that fails to start is started once more (said in the log).
+
 The data is validated once, in a child process that writes the validated tables to a snapshot
 in a temporary directory (removed at the end); every kernel reads it through
 ``ANALYSIS_SNAPSHOT`` instead of validating again (``analysis.dataset``). Notebooks are started
@@ -14,8 +22,9 @@ longest first (``Report.weight``) so that the workers finish close together.
 """
 from __future__ import annotations
 
+import ast
 import datetime as dt
-import html
+import re
 import multiprocessing
 import os
 import shutil
@@ -26,21 +35,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import papermill as pm
 import yaml
 
 from analysis import metrics as metrics_mod
+from analysis import present
 from analysis.config import DEFAULT_CONFIG, load_config
 from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
-from analysis.errors import InputError
+from analysis.errors import InputError, PublishError
+from analysis.publish import OutputLock, discard, is_write_error, publish, stage, WRITE_ERRNOS
+from analysis import reports as registry
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
-__all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "Outcome", "parse_parameter", "plan_parameters",
-           "run", "export_html", "kernel_environment"]
+__all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "parse_parameter",
+           "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html", "kernel_environment"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
 RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path")
 FRAGMENT_DIR = "_metrics"
+# seconds a kernel has to start (papermill's default of 60 is missed on a busy 2-core machine
+# with several kernels starting at once); a kernel that still fails to start is started once more
+START_TIMEOUT_S = 300
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # 'offline': lab without CDN scripts
 # glibc malloc settings for the notebooks' kernels (kept when already set in the environment):
 # arrays up to 1 GiB come from the heap, and up to 64 MiB freed at its top is kept. Without
@@ -58,6 +74,8 @@ class Outcome:
     seconds: float = 0.0
     headline: str = ""
     detail: str = ""
+    notes: tuple[str, ...] = ()    # what the runner should log (a kernel started again)
+    write_error: str = ""          # the file system refused a write: the run must not publish
 
 
 def parse_parameter(text: str) -> tuple[str, Any]:
@@ -76,6 +94,42 @@ def _declared(report: Report) -> set[str]:
     return set(pm.inspect_notebook(str(report.notebook)))
 
 
+def declared_defaults(report: Report) -> dict[str, Any]:
+    """The notebook's parameters and their default values (None where the default is not a
+    Python literal, which then leaves the value unchecked)."""
+    out = {}
+    for name, spec in pm.inspect_notebook(str(report.notebook)).items():
+        try:
+            out[name] = ast.literal_eval(spec["default"])
+        except (ValueError, SyntaxError, TypeError):
+            out[name] = None
+    return out
+
+
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "text", dict: "a mapping",
+               list: "a list"}
+
+
+def coerce_parameter(name: str, value: Any, default: Any, notebook: str) -> Any:
+    """``value`` as the type of the notebook's declared ``default`` (DESIGN §3): an int where
+    the default is an int (not a bool), a float where it is a float (an int is widened), text
+    where it is text (a number or date given for it is kept as its text), a mapping or list
+    where it is one. Anything else is an InputError naming the parameter, the value and the type."""
+    kind = type(default)
+    if default is None or kind not in _TYPE_NAMES:
+        return value
+    if kind is str:
+        if isinstance(value, (str, int, float, bool, dt.date)) and not isinstance(value, (dict, list)):
+            return value if isinstance(value, str) else (value.isoformat() if isinstance(value, dt.date) else str(value))
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    raise InputError(f"parameter {name}={value!r}: {notebook} declares it as {_TYPE_NAMES[kind]} "
+                     f"(default {default!r}); {value!r} is not {_TYPE_NAMES[kind]}")
+
+
 def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: dict[str, Any],
                     given: dict[str, Any], optional: dict[str, Any],
                     suite: list[Report] | None = None, selected: list[Report] | None = None) -> dict[str, dict[str, Any]]:
@@ -83,7 +137,8 @@ def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: 
     go only where declared), then the command line. A name in the config's `parameters` that no
     notebook of the ``suite`` declares, or a command-line name that no ``selected`` notebook
     declares (before any is skipped for a missing table), is an error naming it."""
-    declared = {r.name: _declared(r) for r in reports}
+    defaults = {r.name: declared_defaults(r) for r in reports}
+    declared = {name: set(d) for name, d in defaults.items()}
     for r in reports:
         missing = [p for p in RUNNER_PARAMETERS if p not in declared[r.name]]
         if missing:
@@ -99,20 +154,24 @@ def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: 
             raise InputError(f"unknown parameter(s) from the {source}: {', '.join(unknown)}; "
                              f"the notebooks declare: {', '.join(sorted(known - set(RUNNER_PARAMETERS)) or '(none)')}")
     plan = {}
+    merged = {**optional, **config_params, **given}
     for r in reports:
-        merged = {**optional, **config_params, **given}
-        plan[r.name] = {**{k: v for k, v in merged.items() if k in declared[r.name]}, **base}
+        mine = {k: coerce_parameter(k, v, defaults[r.name][k], r.notebook.name)
+                for k, v in merged.items() if k in declared[r.name]}
+        plan[r.name] = {**mine, **base}
     return plan
 
 
 def export_html(notebook: Path, target: Path) -> None:
-    """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline and
-    no scripts fetched from the network (the 'offline' template), so a report opens anywhere."""
+    """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline, no
+    script at all and the reports' Content-Security-Policy (the 'offline' template), so a report
+    opens anywhere and nothing in it can run script (DESIGN §10)."""
     import nbformat
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
+    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4),
+                                          resources={"content_security_policy": present.CONTENT_SECURITY_POLICY})
     target.write_text(body, encoding="utf-8")
 
 
@@ -124,68 +183,136 @@ def kernel_environment(env: dict) -> dict:
     return env
 
 
+def _kernel_config(socket_dir: str, name: str, attempt: int):
+    """The kernel manager's settings: IPC transport (Unix sockets in the run's private scratch
+    directory) instead of TCP on localhost, which makes every kernel warn that it runs
+    unencrypted; the sockets go where no other user can reach them and are removed with it."""
+    from traitlets.config import Config
+    return Config({"KernelManager": {"transport": "ipc", "ip": f"{socket_dir}/kernel-{name}-{attempt}"}})
+
+
+def _kernel_output(path: Path) -> Path:
+    """Send this worker's stdout and stderr, which its kernels inherit, to ``path``: the run's log
+    holds the run's own lines; what a kernel prints (its shutdown messages) stays out of it and is
+    quoted only for a report that failed. Returns ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    for target in (1, 2):
+        os.dup2(fd, target)
+    os.close(fd)
+    return path
+
+
+def _cells_ran(executed: Path) -> bool:
+    import nbformat
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:
+        return False
+    return any(c.get("execution_count") for c in nb.cells if c.cell_type == "code")
+
+
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+def _cell_write_error(exc: pm.PapermillExecutionError) -> bool:
+    """A cell that failed because the file system refused a write (its metrics fragment)."""
+    found = _ERRNO.search(f"{exc.evalue}")
+    return exc.ename in ("OSError", "IOError") and bool(found) and int(found.group(1)) in WRITE_ERRNOS
+
+
 def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
-             snapshot: str | None = None) -> Outcome:
+             snapshot: str | None = None, socket_dir: str | None = None) -> Outcome:
     """Run one notebook (in a worker process) and export its HTML; never raises.
 
     ``snapshot``: the run's validated dataset, handed to the kernel in its environment so that
-    the notebook's ``load_dataset`` reads it instead of validating the data again."""
+    the notebook's ``load_dataset`` reads it instead of validating the data again. A kernel that
+    fails before any cell ran (did not start in ``START_TIMEOUT_S``, died at start) is started
+    once more; the outcome's ``notes`` say so. A write refused by the file system is recorded in
+    ``write_error`` so that the run does not publish."""
     os.environ.pop("MPLBACKEND", None)  # with Agg inherited, inline figures vanish (DESIGN §9)
     kernel_environment(os.environ)
     if snapshot:
         os.environ[SNAPSHOT_ENV] = snapshot
+    kernel_log = _kernel_output(Path(socket_dir or tempfile.gettempdir()) / f"kernel-{report.name}.log")
     start = time.perf_counter()
     executed = out_dir / f"{report.name}.ipynb"
-    status, detail = "ok", ""
-    try:
-        pm.execute_notebook(str(report.notebook), str(executed), parameters=params, kernel_name=kernel,
-                            cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False)
-    except pm.PapermillExecutionError as exc:
-        status, detail = "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # kernel died, no such kernel, ...: still a failed report, not a crash
-        status, detail = "failed", f"{type(exc).__name__}: {exc}"
-    if executed.exists():
+    status, detail, notes, write_error = "ok", "", [], ""
+    for attempt in (1, 2):
+        extra = {"config": _kernel_config(socket_dir, report.name, attempt)} if socket_dir else {}
+        try:
+            pm.execute_notebook(str(report.notebook), str(executed), parameters=params, kernel_name=kernel,
+                                cwd=str(NOTEBOOK_DIR), progress_bar=False, log_output=False,
+                                start_timeout=START_TIMEOUT_S, **extra)
+        except pm.PapermillExecutionError as exc:
+            status, detail = "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
+            if _cell_write_error(exc):
+                write_error = f"{report.name}: {exc.evalue}"
+        except Exception as exc:  # kernel died, no such kernel, a write refused: a failed report, not a crash
+            status, detail = "failed", f"{type(exc).__name__}: {exc}"
+            if is_write_error(exc):
+                write_error = f"{report.name}: {exc}"
+            elif attempt == 1 and not _cells_ran(executed):
+                notes.append(f"[retry] {report.name}: the kernel did not start ({detail}); starting it once more")
+                status, detail = "ok", ""
+                continue
+        break
+    if executed.exists() and not write_error:
         try:
             export_html(executed, out_dir / f"{report.name}.html")
         except Exception as exc:
             status, detail = "failed", detail or f"HTML export failed: {exc}"
+            if is_write_error(exc):
+                write_error = f"{report.name}.html: {exc}"
+    if status == "failed":
+        said = kernel_log.read_text(errors="replace").strip().splitlines() if kernel_log.exists() else []
+        notes += [f"[kernel] {report.name}: {line}" for line in said[-5:]]
     headline = ""
     fragment = Path(params["metrics_path"])
     if status == "ok" and fragment.exists():
         headline = metrics_mod.read_fragment(fragment).get("headline", "")
     elif status == "ok":
         status, detail = "failed", "the notebook wrote no metrics (analysis.metrics.record was not called)"
-    return Outcome(report.name, report.title, status, time.perf_counter() - start, headline, detail)
+    return Outcome(report.name, report.title, status, time.perf_counter() - start, headline, detail,
+                   tuple(notes), write_error)
 
 
-def _skip_page(report: Report, reason: str, target: Path) -> None:
-    target.write_text(_page(report.title, f"<p>This report was skipped: {html.escape(reason)}.</p>"
-                                          f"<p><a href='index.html'>Back to the index</a></p>"), encoding="utf-8")
+def _skip_page(report: Report, reason: str) -> str:
+    return _page(report.title, present.html("<p>This report was skipped: {reason}.</p>"
+                                            "<p><a href='index.html'>Back to the index</a></p>", reason=reason))
+
+
+_PAGE_STYLE = ("body{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
+               "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}"
+               ".ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.skipped{color:#8a6d00}")
 
 
 def _page(title: str, body: str) -> str:
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            "<style>body{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
-            "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}"
-            ".ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.skipped{color:#8a6d00}</style></head>"
-            f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
+    """A page of the runner's own (index.html, a skipped report) with the reports' CSP."""
+    return str(present.html(
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta http-equiv='Content-Security-Policy' content='{csp}'><title>{title}</title><style>{style}</style>"
+        "</head><body><h1>{title}</h1>{body}</body></html>",
+        csp=present.CONTENT_SECURITY_POLICY, title=title, style=markupsafe.Markup(_PAGE_STYLE),
+        body=markupsafe.Markup(body)))
 
 
 def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: float, config_path: Path) -> str:
     first, last = ds.data_range
     span = f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC" if first is not None else "no dated rows"
-    rows = "".join(
-        f"<tr><td><a href='{o.name}.html'>{html.escape(o.title)}</a></td>"
-        f"<td class='{o.status}'>{o.status}</td><td>{html.escape(o.headline or o.detail)}</td>"
-        f"<td>{o.seconds:.1f} s</td></tr>" for o in outcomes)
+    rows = markupsafe.Markup("").join(present.html(
+        "<tr><td><a href='{name}.html'>{title}</a></td><td class='{status}'>{status}</td><td>{headline}</td>"
+        "<td>{seconds:.1f} s</td></tr>", name=o.name, title=o.title, status=o.status,
+        headline=o.headline or o.detail, seconds=o.seconds) for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
-    status = "all reports succeeded" if not failed else f"{failed} report(s) failed"
-    meta = (f"<p>Run at {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s; {html.escape(status)}.<br>"
-            f"As-of: <b>{ds.as_of_date}</b> ({'given' if ds.as_of_source == 'given' else 'the day after the last event'}); "
-            f"data: {html.escape(str(ds.source))}, {span}; config: {html.escape(str(config_path))}.<br>"
-            f"Machine-readable results: <a href='metrics.json'>metrics.json</a>.</p>")
-    table = ("<table><thead><tr><th>Report</th><th>Status</th><th>Headline</th><th>Time</th></tr></thead>"
-             f"<tbody>{rows}</tbody></table>")
+    meta = present.html(
+        "<p>Run at {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s; {status}.<br>As-of: <b>{as_of}</b> ({how}); "
+        "data: {source}, {span}; config: {config}.<br>"
+        "Machine-readable results: <a href='metrics.json'>metrics.json</a>.</p>",
+        started=started, seconds=seconds, status="all reports succeeded" if not failed else f"{failed} report(s) failed",
+        as_of=ds.as_of_date, how="given" if ds.as_of_source == "given" else "the day after the last event",
+        source=ds.source, span=span, config=config_path)
+    table = present.html("<table><thead><tr><th>Report</th><th>Status</th><th>Headline</th><th>Time</th></tr></thead>"
+                         "<tbody>{rows}</tbody></table>", rows=rows)
     return _page("Support and retention reports", meta + table)
 
 
@@ -216,20 +343,29 @@ def _validate_once(data_dir, config, as_of, snapshot: Path) -> Dataset:
                 os.environ[name] = value
 
 
-def _clear(out_dir: Path) -> None:
-    """Remove the artifacts of an earlier run in OUT (only what the runner writes)."""
-    for r in REPORTS:
-        for suffix in (".ipynb", ".html"):
-            (out_dir / f"{r.name}{suffix}").unlink(missing_ok=True)
-    for name in ("index.html", "metrics.json"):
-        (out_dir / name).unlink(missing_ok=True)
-    shutil.rmtree(out_dir / FRAGMENT_DIR, ignore_errors=True)
+def _written_by_a_run(name: str) -> bool:
+    """Entries of OUT that a run of the suite writes (and so replaces, whether this run selected
+    the report or not); anything else in OUT is the user's and is kept."""
+    stem, _, suffix = name.partition(".")
+    return (name in ("index.html", "metrics.json", FRAGMENT_DIR)
+            or (suffix in ("ipynb", "html") and any(r.name == stem for r in (*REPORTS, *registry.REPORTS))))
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        if is_write_error(exc):
+            raise PublishError(f"could not write {path.name}: {exc.strerror}") from None
+        raise
 
 
 def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, config_path: str | Path | None = None,
         only: list[str] | None = None, parameters: list[str] | None = None, jobs: int = 2,
-        archive: str | Path | None = None, kernel: str = KERNEL_NAME, log=print) -> int:
-    """Run the reports; return the exit code (0 all ok, 1 a notebook failed). Raises InputError."""
+        archive: str | Path | None = None, kernel: str = KERNEL_NAME, log=print, wait: bool = False) -> int:
+    """Run the reports; return the exit code (0 all ok, 1 a notebook failed). Raises InputError
+    (exit 2: bad input or arguments, OUT locked or not writable) before any notebook starts, and
+    PublishError (exit 1) when the run's files could not be written: then nothing is published."""
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.perf_counter()
     config_file = Path(config_path).resolve() if config_path else None
@@ -244,7 +380,40 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
     clash = sorted(set(given) & set(RUNNER_PARAMETERS))
     if clash:
         raise InputError(f"parameter(s) {', '.join(clash)} are set by the runner; use --data/--as-of/--config")
-    scratch = tempfile.TemporaryDirectory(prefix="analysis-run-")  # the snapshot; removed at the end
+    options = dict(config_params=config.parameters, given=given, optional=config.retention.model_dump(),
+                   suite=list(REPORTS), selected=selected)
+    plan_parameters(selected, {}, **options)  # names and types, before the data is read or OUT touched
+    out = Path(out_dir).resolve()
+    with OutputLock(out).acquire(wait=wait, log=log):
+        staging = stage(out)
+        try:
+            failed, ds = _run_into(staging, data_dir, config, config_file, as_of, selected, options, jobs, kernel,
+                                 log, started, t0)
+            publish(staging, out, keep=lambda name: not _written_by_a_run(name))
+        except BaseException:
+            discard(staging)
+            raise
+        if archive:
+            dated = Path(archive).resolve() / ds.as_of_date
+            with OutputLock(dated).acquire(wait=True, log=log):
+                copy = stage(dated)
+                try:
+                    shutil.copytree(out, copy, dirs_exist_ok=True)
+                    publish(copy, dated, keep=lambda name: False)
+                except OSError as exc:
+                    discard(copy)
+                    raise PublishError(f"the run was published in {out}, but its archive copy {dated} could "
+                                       f"not be written ({exc.strerror or exc}); the previous copy is unchanged") from None
+            log(f"archived a copy in {dated}")
+    log(f"wrote {out / 'index.html'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected: list[Report], options: dict,
+              jobs: int, kernel: str, log, started: dt.datetime, t0: float) -> tuple[list[str], Dataset]:
+    """Validate, run every selected notebook and write every file of the run into ``target``
+    (the staging directory). Returns the names of the failed reports and the dataset summary."""
+    scratch = tempfile.TemporaryDirectory(prefix="analysis-run-")  # snapshot and kernel sockets; removed at the end
     try:
         ds = _validate_once(data_dir, config, as_of, Path(scratch.name) / "dataset")
     except BaseException:
@@ -252,10 +421,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
         raise
     log(f"data valid: {ds.source} as of {ds.as_of_date}; "
         + ", ".join(f"{n} {a['used']:,}/{a['read']:,} rows" for n, a in ds.accounting.items()))
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    _clear(out)
-    fragments = out / FRAGMENT_DIR
+    fragments = target / FRAGMENT_DIR
     base = {"data_dir": str(Path(data_dir).resolve()), "config_path": str(config_file),
             "as_of": ds.as_of_date}
     runnable, outcomes = [], {}
@@ -263,13 +429,12 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
         missing = r.missing(set(ds.tables))
         if missing:
             reason = f"needs the table(s) {', '.join(missing)}, absent from {ds.source}"
-            _skip_page(r, reason, out / f"{r.name}.html")
+            _write(target / f"{r.name}.html", _skip_page(r, reason))
             outcomes[r.name] = Outcome(r.name, r.title, "skipped", detail=reason)
             log(f"[skip] {r.name}: {reason}")
         else:
             runnable.append(r)
-    plan = plan_parameters(runnable, base, config.parameters, given,
-                           optional=config.retention.model_dump(), suite=list(REPORTS), selected=selected)
+    plan = plan_parameters(runnable, base, **options)
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
     snapshot = str(Path(scratch.name) / "dataset")
@@ -278,25 +443,21 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
         futures = {}
         for r in sorted(runnable, key=lambda r: -r.weight):  # longest first; the index keeps the suite order
             log(f"[start] {r.name}")
-            futures[pool.submit(_execute, r, out, plan[r.name], kernel, snapshot)] = r
+            futures[pool.submit(_execute, r, target, plan[r.name], kernel, snapshot, scratch.name)] = r
         for i, fut in enumerate(as_completed(futures), 1):
             o = fut.result()
             outcomes[o.name] = o
+            for note in o.notes:
+                log(note)
             log(f"[{i}/{len(runnable)}] {o.name}: {o.status} in {o.seconds:.1f} s"
                 + (f" - {o.detail}" if o.detail else ""))
+    refused = [o.write_error for o in outcomes.values() if o.write_error]
+    if refused:
+        raise PublishError(f"could not write the run's files ({refused[0]}); nothing was published")
     ordered = [outcomes[r.name] for r in selected]
     frags = [metrics_mod.read_fragment(fragments / f"{o.name}.json") for o in ordered
              if o.status == "ok"]
     merged = metrics_mod.merge(frags, ds.as_of_date, metrics_mod.data_section(ds.accounting))
-    metrics_mod.write_json(out / "metrics.json", merged)
-    (out / "index.html").write_text(_index(ordered, ds, started, time.perf_counter() - t0, config_file),
-                                    encoding="utf-8")
-    if archive:
-        dated = Path(archive).resolve() / ds.as_of_date
-        shutil.rmtree(dated, ignore_errors=True)
-        shutil.copytree(out, dated)
-        log(f"archived a copy in {dated}")
-    failed = [o.name for o in ordered if o.status == "failed"]
-    log(f"wrote {out / 'index.html'}" + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
-
+    _write(target / "metrics.json", metrics_mod.dumps(merged))
+    _write(target / "index.html", _index(ordered, ds, started, time.perf_counter() - t0, config_file))
+    return [o.name for o in ordered if o.status == "failed"], ds

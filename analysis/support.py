@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from analysis import present
 from analysis.config import Config
 from analysis.csat import csat_by_tier
 from analysis.escalation import escalation_rates, one_touch, reopen_rate
@@ -147,21 +148,22 @@ KEY_CHANGES = ("first_response_median_min", "sla_achieved", "resolution_median_m
 
 
 def headline_block(as_of_date: str, config: Config, summary: pd.DataFrame, changes: pd.DataFrame | None,
-                   periods: tuple | None = None) -> str:
+                   periods: tuple | None = None) -> present.Md:
     """Markdown for the top of the report: as-of and clock, the headline, and the before/after
     sentences of the key metrics and of every tier whose share of tickets changed beyond its
     interval."""
-    lines = [f"**As-of {as_of_date}**, durations on the **{clock(config)}** clock"
-             + (f" ({config.business_hours.timezone}, {config.business_hours.start}-{config.business_hours.end})"
-                if config.business_hours is not None else "") + ".", "", f"- {headline(summary, config)}"]
+    hours = config.business_hours
+    lines = [present.md("**As-of {as_of}**, durations on the **{clock}** clock{hours}.", as_of=as_of_date,
+                        clock=clock(config), hours=f" ({hours.timezone}, {hours.start}-{hours.end})" if hours else ""),
+             "", present.md("- {headline}", headline=headline(summary, config))]
     if changes is not None and periods is not None and len(changes):
         before, after = periods
-        lines.append(f"- Before ({before}) vs after ({after}):")
+        lines.append(present.md("- Before ({before}) vs after ({after}):", before=before, after=after))
         key = changes[(changes["tier"] == "all") & changes["metric"].isin(KEY_CHANGES)]
         moved = changes[(changes["metric"] == "tier_share") & ((changes["ci_low"] > 0) | (changes["ci_high"] < 0))]
         for sentence in list(key["sentence"]) + list(moved["sentence"]):
-            lines.append(f"    - {sentence}")
+            lines.append(present.md("    - {sentence}", sentence=sentence))
         for p in periods:
             if p.note:
-                lines.append(f"- Note: {p.note}.")
-    return "\n".join(lines)
+                lines.append(present.md("- Note: {note}.", note=p.note))
+    return present.join(lines)

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 
-from analysis import keys
+from analysis import keys, present
 from analysis.months import add_months
 from analysis.stats import rate_table
 
 __all__ = ["activities", "dormancy_events", "winback_outcomes", "winback_rates", "return_times",
-           "return_curves", "early_warning", "winback_metrics", "winback_headline"]
+           "return_curves", "early_warning", "early_warning_text", "winback_metrics", "winback_headline"]
 
 
 def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on: str, by: str = "client_id",
@@ -243,6 +243,12 @@ def winback_metrics(overall: pd.DataFrame, by_channel: pd.DataFrame, dormancy_da
     if warning is not None:
         out["early_warning"] = {"clients": len(warning), "revenue_at_risk_3m": float(warning["revenue_at_risk_3m"].sum())}
     return {"winback": out}
+
+
+def early_warning_text(warning: pd.DataFrame, threshold: float) -> present.Md:
+    """'12 active clients dropped by more than 30%; revenue at risk over 3 months: 45,000.'"""
+    return present.md("{n:,} active clients dropped by more than {threshold:.0%}; revenue at risk over 3 months: "
+                      "{risk:,.0f}.", n=len(warning), threshold=threshold, risk=warning["revenue_at_risk_3m"].sum())
 
 
 def winback_headline(overall: pd.DataFrame, by_channel: pd.DataFrame) -> str:

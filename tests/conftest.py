@@ -31,6 +31,16 @@ def base_tables() -> dict[str, pd.DataFrame]:
     }
 
 
+def shown(markdown: str) -> str:
+    """What a reader sees of a Markdown text: rendered by nbconvert's own Markdown renderer (as
+    the HTML export renders a report), tags removed, entities decoded."""
+    import html
+    import re
+
+    from nbconvert.filters.markdown_mistune import markdown2html_mistune
+    return html.unescape(re.sub(r"<[^>]+>", "", markdown2html_mistune(str(markdown))))
+
+
 def write_dir(path: Path, tables: dict[str, pd.DataFrame], fmt: str = "csv") -> Path:
     path.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from analysis import cohorts, onboarding, saves, winback
 from analysis.config import Config, Tier
+from conftest import shown
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -169,7 +171,8 @@ def test_revenue_share_reproduces_the_source():
     pay["amount"] = 10.0
     r = onboarding.revenue_share(tickets, pay, pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC"))
     assert (r["contacted"], r["E"], r["N"], r["S"], r["share"]) == (10_000, 3_500, 500, 6_000, 0.5)
-    assert "(3,500 - 500) / 6,000 = **50.0%**" in onboarding.revenue_share_text(r)
+    text = onboarding.revenue_share_text(r)
+    assert "(3,500 - 500) / 6,000 = 50.0%" in shown(text) and "<strong>50.0%</strong>" in markdown2html_mistune(text)
 
 
 @settings(max_examples=30, deadline=None)
