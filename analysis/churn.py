@@ -36,6 +36,8 @@ def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.T
     window[:, 0], window[:, 1] = keys.ns(starts["start"]), keys.ns(deadline)
     window = window.view("V16").ravel()
     renewed = np.zeros(len(starts), dtype=bool)
+    if not len(starts):  # no client with a charge: nothing to look up (below, -1 reads the last client)
+        pos = pos[:0]
     # on int64 nanoseconds, in blocks (a start is never null; a null paid_at, the smallest
     # int64, is never after a start, so it is never in a window, as with NaT)
     for b in keys.blocks(len(pos)):

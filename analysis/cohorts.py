@@ -189,6 +189,7 @@ def check_bands(starts: pd.DataFrame, bands: int = 4) -> pd.Series:
     """Bands of the first charge by quantile (Q1 = smallest checks), labelled with their range."""
     if not len(starts):
         return pd.Series(dtype="object", index=starts.index, name="check_band")
+    bands = min(bands, len(starts))  # fewer clients than bands: one band per client
     q = pd.qcut(starts["first_charge"].rank(method="first"), bands, labels=False) + 1
     lo = starts["first_charge"].groupby(q).min()
     hi = starts["first_charge"].groupby(q).max()

@@ -97,8 +97,14 @@ def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd
 
 
 def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
-    """Label per paying client: "conveyor" when a converted lead links to it, else "other"."""
-    linked = leads.loc[leads["converted_at"].notna(), "client_id"].dropna().unique() if "client_id" in leads.columns else []
+    """Label per paying client: "conveyor" when a converted lead links to it, else "other". A lead
+    is converted when its converted_at is set; without that column, when it links to a client
+    (who is paying, being in ``starts``)."""
+    if "client_id" not in leads.columns:
+        linked = []
+    else:
+        converted = leads["converted_at"].notna() if "converted_at" in leads.columns else slice(None)
+        linked = leads.loc[converted, "client_id"].dropna().unique()
     return pd.Series(np.where(keys.isin(starts.index, linked), "conveyor", "other"), index=starts.index, name="group")
 
 

@@ -30,9 +30,10 @@ ARROW = " → "
 
 
 def escalation_matrix(tickets: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """Tickets by entry tier (rows) and resolving tier (columns), every tier in ladder order."""
-    return pd.crosstab(entry_tier(tickets, config).rename("entry tier"),
-                       resolving_tier(tickets, config).rename("resolving tier"), dropna=False)
+    """Tickets by entry tier (rows) and resolving tier (columns), every tier in ladder order
+    (zeros where no ticket, also with no ticket at all)."""
+    frame = pd.DataFrame({"entry tier": entry_tier(tickets, config), "resolving tier": resolving_tier(tickets, config)})
+    return frame.groupby(["entry tier", "resolving tier"], observed=False).size().unstack("resolving tier")
 
 
 def escalation_rates(tickets: pd.DataFrame, config: Config) -> pd.DataFrame:
@@ -210,7 +211,8 @@ def one_touch(tickets: pd.DataFrame, events: pd.DataFrame, config: Config) -> pd
     n = pd.Series(replies[keep], index=tickets.index[keep])
     bucket = pd.cut(n, [-1, 0, 1, 2, np.inf], labels=["0 replies", "1 reply", "2 replies", "3+ replies"])
     tier = resolving_tier(tickets, config)[keep].rename("tier")
-    counts = pd.crosstab(tier, bucket, dropna=False).reindex(columns=bucket.cat.categories, fill_value=0)
+    counts = (pd.DataFrame({"tier": tier, "bucket": bucket}).groupby(["tier", "bucket"], observed=False).size()
+              .unstack("bucket"))  # every tier and bucket, also with no resolved ticket
     counts.columns = list(counts.columns.astype(str))
     counts["resolved"] = counts.sum(axis=1)
     return counts.join(rate_table(counts["1 reply"], counts["resolved"], name="one_touch_rate"))

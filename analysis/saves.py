@@ -25,10 +25,10 @@ def refund_requests(tickets: pd.DataFrame, payments: pd.DataFrame, config: Confi
                     window_days: int = 90) -> pd.DataFrame:
     """Per refund_request ticket with a client: tier, known (window over), paid_again,
     refunded_again, saved (null while not known) and revenue_kept."""
-    if "topic" not in tickets.columns or "client_id" not in tickets.columns:
-        return pd.DataFrame(columns=["ticket_id", "client_id", "created_at", "tier", "known", "paid_again",
-                                     "refunded_again", "saved", "revenue_kept"])
-    t = tickets[(tickets["topic"] == REFUND_TOPIC) & tickets["client_id"].notna()]
+    if "topic" not in tickets.columns or "client_id" not in tickets.columns:  # no request can be told
+        t = tickets.iloc[:0].assign(client_id=pd.Series(dtype="string"))
+    else:
+        t = tickets[(tickets["topic"] == REFUND_TOPIC) & tickets["client_id"].notna()]
     out = pd.DataFrame({"ticket_id": t["ticket_id"], "client_id": t["client_id"], "created_at": t["created_at"],
                         "tier": resolving_tier(t, config)})
     window = pd.Timedelta(days=window_days)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, CoxTimeVaryingFitter, KaplanMeierFitter
+from lifelines.exceptions import ConvergenceError
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
 from analysis import keys
@@ -80,7 +81,9 @@ def survival_summary(fits: dict[str, KaplanMeierFitter], horizon_months: float =
                      "median_lifetime_months": float(median) if np.isfinite(median) else np.nan,
                      "survival_at_horizon": float(kmf.predict(horizon_months)),
                      "rmst_months": mean, "rmst_low": mean - half, "rmst_high": mean + half})
-    return pd.DataFrame(rows).set_index("group")
+    columns = ["group", "clients", "churned", "median_lifetime_months", "survival_at_horizon", "rmst_months",
+               "rmst_low", "rmst_high"]
+    return pd.DataFrame(rows, columns=columns).set_index("group")  # no rows without a paying client
 
 
 def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str, KaplanMeierFitter],
@@ -109,7 +112,9 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
                      "rmst_months": area, "ltv_arpa_x_rmst": arpa * area,
                      "monthly_churn_rate": churn_rate,
                      "ltv_arpa_over_churn": arpa / churn_rate if churn_rate else np.nan})
-    return pd.DataFrame(rows).set_index("group")
+    columns = ["group", "clients", "client_months", "arpa", "rmst_months", "ltv_arpa_x_rmst", "monthly_churn_rate",
+               "ltv_arpa_over_churn"]
+    return pd.DataFrame(rows, columns=columns).set_index("group")  # no rows without a paying client
 
 
 def at_risk_table(fits: dict[str, KaplanMeierFitter], months=(0, 3, 6, 12, 18, 24)) -> pd.DataFrame:
@@ -153,13 +158,26 @@ def _empty_row(method: str, n: int, events: int, note: str) -> dict:
             "clients": n, "events": events, "note": note}
 
 
-def _fit(frame: pd.DataFrame, strata: list[str] | None):
-    """CoxPH fit, or None when the exposure or the events make it impossible."""
+_NOT_ESTIMABLE = (ConvergenceError, np.linalg.LinAlgError, ZeroDivisionError)
+
+
+def _fit(frame: pd.DataFrame, strata: list[str] | None) -> tuple[CoxPHFitter | None, str]:
+    """CoxPH fit and "", or None and the reason when the data cannot give one: no churn, one
+    exposure group only, or a fit that does not converge (few clients, a covariate that
+    separates the groups)."""
     if frame["churned"].sum() == 0 or frame["exposed"].nunique() < 2:
-        return None
+        return None, "not estimable: no churn or only one exposure group"
     cph = CoxPHFitter()
-    cph.fit(frame, duration_col="duration", event_col="churned", strata=strata or None)
-    return cph
+    try:
+        cph.fit(frame, duration_col="duration", event_col="churned", strata=strata or None)
+    except _NOT_ESTIMABLE:
+        return None, "not estimable: the model does not converge on these clients"
+    return cph, ""
+
+
+def _row(label: str, model, n: int, events: int, note: str, why: str) -> dict:
+    return _hr_row(label, model, "exposed", n, events, note) if model else \
+        _empty_row(label, n, events, f"{note}; {why}")
 
 
 def model_sample(life: pd.DataFrame, strata: pd.Series | None, max_clients: int | None, seed: int = 1) -> pd.DataFrame:
@@ -199,9 +217,8 @@ def naive_hr(life: pd.DataFrame, ever: pd.Series) -> dict:
     frame = pd.DataFrame({"duration": life["duration_days"], "churned": life["churned"].astype(int),
                           "exposed": ever.reindex(life.index).fillna(False).astype(int)})
     note = "biased: a client must stay to write, and long-lived clients have more time to"
-    cph = _fit(frame, None)
-    n, ev = len(frame), int(frame["churned"].sum())
-    return _hr_row("naive (ever contacted)", cph, "exposed", n, ev, note) if cph else _empty_row("naive (ever contacted)", n, ev, note)
+    cph, why = _fit(frame, None)
+    return _row("naive (ever contacted)", cph, len(frame), int(frame["churned"].sum()), note, why)
 
 
 def landmark_hr(life: pd.DataFrame, first_contact: pd.Series, landmark_days: int, as_of: pd.Timestamp,
@@ -221,9 +238,8 @@ def landmark_hr(life: pd.DataFrame, first_contact: pd.Series, landmark_days: int
     note = (f"clients active at day {landmark_days}; contact before it; churn after it"
             + (", adjusted for check size" + (", stratified by segment" if strata else "") if covs is not None else ""))
     label = f"landmark at {landmark_days} days" + (", adjusted" if covs is not None else "")
-    cph = _fit(frame, strata)
-    n, ev = len(frame), int(frame["churned"].sum())
-    return _hr_row(label, cph, "exposed", n, ev, note) if cph else _empty_row(label, n, ev, note)
+    cph, why = _fit(frame, strata)
+    return _row(label, cph, len(frame), int(frame["churned"].sum()), note, why)
 
 
 def _adjust(frame: pd.DataFrame, covs: pd.DataFrame) -> tuple[pd.DataFrame, list[str] | None]:
@@ -247,10 +263,8 @@ def cox_hr(life: pd.DataFrame, early: pd.Series, covs: pd.DataFrame | None) -> t
         label, note = "Cox, adjusted", "early contact, adjusted for check size" + (", stratified by segment" if strata else "")
     else:
         label, note = "early contact, unadjusted", "the source's split as a hazard ratio: confounded"
-    cph = _fit(frame, strata)
-    n, ev = len(frame), int(frame["churned"].sum())
-    row = _hr_row(label, cph, "exposed", n, ev, note) if cph else _empty_row(label, n, ev, note)
-    return row, cph, frame
+    cph, why = _fit(frame, strata)
+    return _row(label, cph, len(frame), int(frame["churned"].sum()), note, why), cph, frame
 
 
 def time_varying_hr(life: pd.DataFrame, first_contact: pd.Series, covs: pd.DataFrame, lag_days: float = 0.0) -> dict:
@@ -279,9 +293,12 @@ def time_varying_hr(life: pd.DataFrame, first_contact: pd.Series, covs: pd.DataF
             + (f", lagged {lag_days:.0f} days" if lag_days else "") + ", adjusted")
     n, ev = len(life), int(life["churned"].sum())
     if ev == 0 or long["exposed"].nunique() < 2:
-        return _empty_row("time-varying contact", n, ev, note)
+        return _empty_row("time-varying contact", n, ev, f"{note}; not estimable: no churn or only one exposure group")
     ctv = CoxTimeVaryingFitter()
-    ctv.fit(long, id_col="id", event_col="churned", start_col="start", stop_col="stop")
+    try:
+        ctv.fit(long, id_col="id", event_col="churned", start_col="start", stop_col="stop")
+    except _NOT_ESTIMABLE:
+        return _empty_row("time-varying contact", n, ev, f"{note}; not estimable: the model does not converge")
     return _hr_row("time-varying contact", ctv, "exposed", n, ev, note)
 
 
