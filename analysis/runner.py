@@ -119,8 +119,8 @@ def coerce_parameter(name: str, value: Any, default: Any, notebook: str) -> Any:
     if default is None or kind not in _TYPE_NAMES:
         return value
     if kind is str:
-        if isinstance(value, (str, int, float, bool, dt.date)) and not isinstance(value, (dict, list)):
-            return value if isinstance(value, str) else (value.isoformat() if isinstance(value, dt.date) else str(value))
+        if isinstance(value, (str, int, float, dt.date)):
+            return value.isoformat() if isinstance(value, dt.date) else str(value)
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
