@@ -23,7 +23,7 @@ from analysis.config import Config
 from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.sla import sla_status, target_minutes, ticket_times
-from analysis.stats import (mean_replicates, percentile_interval, proportion_replicates,
+from analysis.stats import (difference_interval, mean_replicates, percentile_interval, proportion_replicates,
                             quantile_replicates, ratio_replicates)
 from analysis.escalation import escalated, reply_counts
 from analysis.tiers import entry_tier, resolving_tier
@@ -168,8 +168,9 @@ def compare_periods(measures: pd.DataFrame, before: Period, after: Period, confi
                     daily: pd.DataFrame | None = None, backlog: pd.DataFrame | None = None,
                     reps: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Every metric of METRICS (and DAY_METRICS when ``daily`` load rows / ``backlog`` are given)
-    per tier and for "all", in both periods: before, after, n, difference with its bootstrap 95%
-    interval, relative change with its interval, and a sentence. Replicates are seeded from
+    per tier and for "all", in both periods: before, after, n, difference with its 95% interval
+    (Newcombe's hybrid score interval for rates and shares, the bootstrap's percentile interval
+    for the others), relative change with its bootstrap interval, and a sentence. Replicates are seeded from
     (seed, metric, tier, period), so the result does not depend on the order of computation.
     """
     groups = ["all"] + config.tier_ids
@@ -193,6 +194,9 @@ def compare_periods(measures: pd.DataFrame, before: Period, after: Period, confi
             row = _row(metric, label, unit, group, b, a, rb, ra, nb, na)
             if stat == "count":
                 row.update(ci_low=np.nan, ci_high=np.nan, relative_ci_low=np.nan, relative_ci_high=np.nan)
+            elif stat in ("rate", "share"):  # Newcombe, not the percentile bootstrap: (0, 0) for 0 of 25
+                lo, hi = difference_interval(round(a * na) if na else 0, na, round(b * nb) if nb else 0, nb)
+                row.update(ci_low=lo, ci_high=hi)
             rows.append(row)
     day_sources = {"resolved_per_agent_day": daily, "backlog_mean": backlog}
     for mi, (metric, label, unit) in enumerate(DAY_METRICS, start=len(METRICS)):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from statsmodels.stats.proportion import proportion_confint
+from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 __all__ = ["wilson_interval", "rate_table", "duration_stats", "quantile_replicates",
-           "mean_replicates", "proportion_replicates", "ratio_replicates", "percentile_interval", "NORMAL_LIMIT_N"]
+           "mean_replicates", "proportion_replicates", "ratio_replicates", "percentile_interval", "NORMAL_LIMIT_N",
+           "difference_interval", "hazard_to_risk_ratio", "e_value", "e_value_interval"]
 
 
 def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -24,6 +25,18 @@ def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[np.ndarray,
     safe = np.where(m > 0, m, 1.0)
     lo, hi = proportion_confint(np.where(m > 0, k, 0.0), safe, alpha=1 - confidence, method="wilson")
     return np.where(m > 0, lo, np.nan), np.where(m > 0, hi, np.nan)
+
+
+def difference_interval(k1: int, n1: int, k0: int, n0: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Newcombe's hybrid score interval for the difference of two proportions k1/n1 - k0/n0
+    (statsmodels ``confint_proportions_2indep``, method newcomb): built from the two Wilson
+    intervals, so it stays honest at 0 or n successes, where a percentile bootstrap collapses to
+    (0, 0). NaN where either n is 0.
+    Example: 0 of 25 vs 0 of 25 -> Wilson upper z^2 / (25 + z^2) = 0.1332 each -> (-0.1332, 0.1332)."""
+    if not n1 or not n0:
+        return (np.nan, np.nan)
+    lo, hi = confint_proportions_2indep(k1, n1, k0, n0, compare="diff", method="newcomb", alpha=1 - confidence)
+    return float(lo), float(hi)
 
 
 def rate_table(successes: pd.Series, n: pd.Series, name: str = "rate") -> pd.DataFrame:
@@ -165,3 +178,40 @@ def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tup
     a = (1 - confidence) / 2
     lo, hi = np.quantile(r, [a, 1 - a])
     return float(lo), float(hi)
+
+
+# ------------------------------------------------------------------------------ sensitivity
+def hazard_to_risk_ratio(hr: float, rare: bool = False) -> float:
+    """A hazard ratio on the risk-ratio scale (VanderWeele & Ding 2017, Table 2): the HR itself
+    when the outcome is rare (under 15% by the end of follow-up), else the common-outcome
+    conversion RR = (1 - 0.5^sqrt(HR)) / (1 - 0.5^sqrt(1/HR)) (as R's ``EValue::evalues.HR``).
+    Churn is common, so the suite passes ``rare=False``. Example: HR 0.5, common -> 0.620."""
+    if not np.isfinite(hr) or hr <= 0:
+        return np.nan
+    if rare:
+        return float(hr)
+    return float((1 - 0.5 ** np.sqrt(hr)) / (1 - 0.5 ** np.sqrt(1 / hr)))
+
+
+def e_value(hr: float, rare: bool = False) -> float:
+    """E-value of a hazard ratio (VanderWeele & Ding 2017): the smallest risk ratio that an
+    unmeasured factor would need with both the exposure and the outcome, each, to explain the
+    estimate away. RR = ``hazard_to_risk_ratio(hr, rare)``, inverted when below 1;
+    E = RR + sqrt(RR x (RR - 1)); 1 for RR = 1; NaN for a missing estimate.
+    Examples: HR 2, rare -> 2 + sqrt(2) = 3.414; HR 0.5, rare -> the same 3.414."""
+    rr = hazard_to_risk_ratio(hr, rare)
+    if not np.isfinite(rr):
+        return np.nan
+    rr = 1 / rr if rr < 1 else rr
+    return float(rr + np.sqrt(rr * (rr - 1)))
+
+
+def e_value_interval(ci_low: float, ci_high: float, rare: bool = False) -> float:
+    """E-value of the confidence limit nearest 1 (VanderWeele & Ding 2017): 1 when the interval
+    contains 1 (no unmeasured confounding is needed to make it compatible with no effect).
+    Example: HR 0.56 (0.46-0.69), rare -> the E-value of 0.69: 1/0.69 = 1.449, E = 2.256."""
+    if not (np.isfinite(ci_low) and np.isfinite(ci_high)):
+        return np.nan
+    if ci_low <= 1 <= ci_high:
+        return 1.0
+    return e_value(ci_high if ci_high < 1 else ci_low, rare)

@@ -194,3 +194,22 @@ def test_ltv_never_decreases_with_age_without_refunds_and_groups_sum(rows):
     fm = churn.first_month_table(status, groups)
     assert fm.loc["all", "clients"] == fm.drop(index="all")["clients"].sum()
     assert ((fm["rate"].dropna() >= 0) & (fm["rate"].dropna() <= 1)).all()
+
+
+def test_e_value_by_hand():
+    from analysis.stats import e_value, e_value_interval, hazard_to_risk_ratio
+    # rare outcome: RR = HR; E = RR + sqrt(RR (RR - 1)), RR < 1 inverted
+    assert e_value(2.0, rare=True) == pytest.approx(2 + 2 ** 0.5)            # 3.4142
+    assert e_value(0.5, rare=True) == pytest.approx(2 + 2 ** 0.5)
+    assert e_value(1.0, rare=True) == 1.0
+    # common outcome (churn): HR 0.5 -> RR = (1 - 0.5^0.70711) / (1 - 0.5^1.41421)
+    #   0.5^0.707107 = 0.612547, 0.5^1.414214 = 0.375214 -> RR = 0.387453 / 0.624786 = 0.620137
+    #   inverted 1.612547 -> E = 1.612547 + sqrt(1.612547 x 0.612547) = 1.612547 + 0.993862 = 2.606409
+    assert hazard_to_risk_ratio(0.5) == pytest.approx(0.620137, abs=2e-6)
+    assert e_value(0.5) == pytest.approx(2.606409, abs=2e-6)
+    # interval: the limit nearest 1 (0.69 of 0.46-0.69); 1 when the interval holds 1
+    #   rare: 1 / 0.69 = 1.449275 -> 1.449275 + sqrt(1.449275 x 0.449275) = 1.449275 + 0.806922 = 2.256198
+    assert e_value_interval(0.46, 0.69, rare=True) == pytest.approx(2.256198, abs=2e-6)
+    assert e_value_interval(1.2, 1.9, rare=True) == pytest.approx(e_value(1.2, rare=True))
+    assert e_value_interval(0.8, 1.1) == 1.0
+    assert np.isnan(e_value(float("nan"))) and np.isnan(e_value_interval(float("nan"), 1.2))

@@ -11,7 +11,8 @@ from analysis.compare import change_sentence, compare_periods, periods, sentence
 from analysis.config import Config, Tier
 from analysis.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
                                staffing_table)
-from analysis.stats import percentile_interval, proportion_replicates, quantile_replicates
+from analysis.stats import difference_interval, percentile_interval, proportion_replicates, quantile_replicates
+from conftest import shown
 
 AS_OF = pd.Timestamp("2026-03-01", tz="UTC")
 CONFIG = Config(tiers=[Tier(id="L1", first_response_target_min=15), Tier(id="L2")])
@@ -61,7 +62,24 @@ def test_medians_rates_and_sentence_hand_computed():
     # L2 had no tickets: not measurable, said so, and left out of the grouped sentences
     assert "not measurable" in row.loc[("first_response_median_min", "L2"), "sentence"]
     text = sentences_markdown(table)
-    assert "**All tiers**" in text and "(L2)" not in text.split("Measurable in one period only")[0]
+    assert "**All tiers**" in text and "(L2)" not in shown(text).split("Measurable in one period only")[0]
+    # the SLA difference's interval is Newcombe's (3 of 3 after vs 1 of 3 before), not the bootstrap's:
+    # Wilson 3/3 = (0.43850, 1), 1/3 = (0.06149, 0.79230); d = 2/3
+    # lower = d - sqrt((1 - 0.43850)^2 + (0.79230 - 1/3)^2) = 0.66667 - sqrt(0.31528 + 0.21062) = -0.05852
+    # upper = d + sqrt((1/3 - 0.06149)^2 + (1 - 1)^2) = 0.66667 + 0.27184 = 0.93851
+    assert sla["ci_low"] == pytest.approx(-0.05852, abs=1e-4) and sla["ci_high"] == pytest.approx(0.93851, abs=1e-4)
+
+
+def test_a_rate_at_zero_in_both_periods_has_a_real_interval():
+    # 25 tickets a month, each answered after 60 min against a 15-min target: SLA 0 of 25 twice
+    # the percentile bootstrap gives (0, 0); Newcombe: Wilson upper of 0/25 = z^2 / (25 + z^2) = 3.8415 / 28.8415 = 0.13319 -> (-0.13319, 0.13319)
+    days = [f"2026-01-{d:02d}" for d in range(1, 26)] + [f"2026-02-{d:02d}" for d in range(1, 26)]
+    t = tickets(days, [60] * 50)
+    b, a = periods("2026-01-01", "2026-02-01", "2026-02-01", "2026-03-01", AS_OF)
+    sla = compare_periods(ticket_measures(t, CONFIG, AS_OF), b, a, CONFIG, reps=200, seed=1) \
+        .set_index(["metric", "tier"]).loc[("sla_achieved", "all")]
+    assert (sla["before"], sla["after"], sla["n_before"], sla["n_after"]) == (0.0, 0.0, 25, 25)
+    assert sla["ci_low"] == pytest.approx(-0.13319, abs=1e-5) and sla["ci_high"] == pytest.approx(0.13319, abs=1e-5)
 
 
 def test_bootstrap_is_seeded_and_order_free():
