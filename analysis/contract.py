@@ -117,6 +117,14 @@ TABLES: dict[str, tuple[Col, ...]] = {
         Col("channel", "text", required=True),
         Col("reached", "flag"), Col("outcome", "text"),
     ),
+    # product activity (DESIGN §2): `events` actions in the period starting at `at` (one row per
+    # event, day or week); the best proxy of the engagement that drives contact and retention alike
+    "usage": (
+        Col("client_id", "id", required=True),
+        Col("at", "timestamp", required=True),
+        Col("events", "whole", required=True),
+        Col("feature", "text"),
+    ),
 }
 
 TIMESTAMP_COLUMNS = {t: [c.name for c in cols if c.kind == "timestamp"] for t, cols in TABLES.items()}
@@ -126,6 +134,7 @@ REFERENCES = {
     ("payments", "client_id"): ("clients", "client_id"),
     ("tickets", "client_id"): ("clients", "client_id"),
     ("outreach", "client_id"): ("clients", "client_id"),
+    ("usage", "client_id"): ("clients", "client_id"),
     ("ticket_events", "ticket_id"): ("tickets", "ticket_id"),
     ("tickets", "agent_id"): ("agents", "agent_id"),
     ("ticket_events", "agent_id"): ("agents", "agent_id"),
@@ -141,7 +150,7 @@ ORDER_RULES = {
 
 _KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id", "fx_rates": "currency",
          "leads": "lead_id", "calls": "call_id",
-         "ticket_events": "ticket_id", "agents": "agent_id", "outreach": "client_id"}
+         "ticket_events": "ticket_id", "agents": "agent_id", "outreach": "client_id", "usage": "client_id"}
 
 
 # ---------------------------------------------------------------- typing of raw columns
@@ -188,18 +197,26 @@ def _as_flag(s: pd.Series) -> pd.Series:
     return out
 
 
-def _as_count(s: pd.Series) -> pd.Series:
-    """reopened: a yes/no flag or a count of reopens -> non-negative integer count."""
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        flag, num = pd.Series(pd.NA, index=s.index, dtype="boolean"), s.astype("float64")  # Parquet numbers
-    else:
-        flag = _as_flag(s)
-        num = pd.to_numeric(s.astype(TEXT).str.strip(), errors="coerce")
+def _is_number_column(s: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)   # Parquet numbers
+
+
+def _as_whole(s: pd.Series) -> pd.Series:
+    """A whole number >= 0 (7, "7", 7.0) -> Int64; anything else (text, -1, 2.5) -> NA."""
+    num = s.astype("float64") if _is_number_column(s) else pd.to_numeric(s.astype(TEXT).str.strip(), errors="coerce")
     integral = num.notna() & (num >= 0) & (num == np.floor(num.fillna(0)))
     out = pd.Series(pd.NA, index=s.index, dtype="Int64")
     out[integral] = num[integral].astype("int64")
-    from_flag = flag.notna() & ~integral
-    out[from_flag] = flag[from_flag].astype("int64")
+    return out
+
+
+def _as_count(s: pd.Series) -> pd.Series:
+    """reopened: a yes/no flag or a count of reopens -> non-negative integer count."""
+    out = _as_whole(s)
+    if not _is_number_column(s):
+        flag = _as_flag(s)
+        from_flag = flag.notna() & out.isna()
+        out[from_flag] = flag[from_flag].astype("int64")
     return out
 
 
@@ -234,6 +251,7 @@ _TYPE_RULES = {
     "csat": "csat_score must be an integer 1-5 or good/bad",
     "flag": "must be true/false (any case) or 1/0",
     "count": "must be true/false, 1/0 or a whole number of reopens >= 0",
+    "whole": "must be a whole number >= 0",
 }
 
 
@@ -269,6 +287,8 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
             typed = _as_flag(s)
         elif col.kind == "count":
             typed = _as_count(s)
+        elif col.kind == "whole":
+            typed = _as_whole(s)
         elif col.kind == "csat":
             typed, frame["csat_satisfied"] = _as_csat(s)
         else:

@@ -55,7 +55,7 @@ KEYED = {ref: target for ref, target in REFERENCES.items()
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
-             "leads": "created_at", "calls": "started_at"}
+             "usage": "at", "leads": "created_at", "calls": "started_at"}
 # timestamps that define the default as-of (DESIGN §3)
 _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
                 "tickets": ["created_at", "first_response_at", "resolved_at"],

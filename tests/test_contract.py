@@ -167,3 +167,24 @@ def test_csat_normalisation_properties(values):
             assert bool(ok) == (raw.lower() == "good" or raw.removesuffix(".0") in {"4", "5"})
         else:
             assert pd.isna(s)
+
+
+def test_usage_table_is_validated_and_seen_at_as_of(tmp_path):
+    # usage (DESIGN §2): client_id in clients, events a whole number >= 0, rows at/after as-of set aside
+    t = base_tables()
+    t["usage"] = pd.DataFrame({"client_id": ["007", "008", "007"], "at": ["2026-01-03", "2026-01-04", "2026-01-07"],
+                               "events": ["12", "0", "5.0"], "feature": ["search", None, "export"]})
+    ds = load_dataset(write_dir(tmp_path / "ok", t), as_of="2026-01-05")
+    assert ds.usage["events"].tolist() == [12, 0] and ds.accounting["usage"] == {
+        **ds.accounting["usage"], "read": 3, "used": 2, "set_aside": 1}
+    # the as-of date is inferred from the contract's event columns (DESIGN §3), which usage is not
+    # among: the latest of them is the ticket created 2026-01-06 09:00 -> as-of 2026-01-07, and the
+    # usage row of 2026-01-07 is after it
+    assert load_dataset(write_dir(tmp_path / "ok2", t)).as_of_date == "2026-01-07"
+    t["usage"] = pd.DataFrame({"client_id": ["007", "999", "008"], "at": ["2026-01-03"] * 3, "events": ["two", "1", "-1"]})
+    found, _ = problems(tmp_path, t)
+    assert found == ["  - usage.csv, column events: must be a whole number >= 0 (2 rows)\n"
+                     "      e.g. line 2: client_id='007', events='two'\n"
+                     "      e.g. line 4: client_id='008', events='-1'",
+                     "  - usage.csv, column client_id: reference to clients.client_id: value not found there (1 row)\n"
+                     "      e.g. line 3: client_id='999'"]

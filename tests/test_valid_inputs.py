@@ -106,6 +106,11 @@ def data_sets(draw) -> tuple[dict[str, pd.DataFrame], list[str], str | None]:
              "channel": draw(st.sampled_from(["email", "call"])),
              "reached": draw(st.sampled_from(["true", "false", None]))} for _ in range(draw(st.integers(1, 5)))]
         tables["outreach"] = pd.DataFrame(rows, columns=["client_id", "at", "campaign", "channel", "reached"])
+    if (s := state("usage")) != "absent":
+        rows = [] if s == "empty" or not known else [
+            {"client_id": draw(st.sampled_from(known)), "at": at(draw(minutes)), "events": draw(st.integers(0, 50))}
+            for _ in range(draw(st.integers(1, 6)))]
+        tables["usage"] = pd.DataFrame(rows, columns=["client_id", "at", "events"])
     if (s := state("leads")) != "absent":
         leads = [] if s == "empty" else [{"lead_id": f"l{i}", "created_at": at(draw(minutes)), "source": "web",
                                           "client_id": draw(st.sampled_from(client_ids + [None]))}
@@ -127,7 +132,8 @@ def data_sets(draw) -> tuple[dict[str, pd.DataFrame], list[str], str | None]:
 
 
 def _has_timestamps(tables: dict[str, pd.DataFrame]) -> bool:
-    return any(len(t) for name, t in tables.items() if name != "agents")   # drawn agents carry no dates
+    # drawn agents carry no dates, and usage does not fix the as-of date (DESIGN §3)
+    return any(len(t) for name, t in tables.items() if name not in ("agents", "usage"))
 
 
 def run_every_report(data: Path, config: Path, as_of: str | None, work: Path) -> dict[str, str]:
