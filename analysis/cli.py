@@ -50,7 +50,29 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     gen.add_argument("--profile", choices=["sample", "scale"], default="sample",
                      help="sample: calibrated to DOMAIN.md; scale: DESIGN §8 volumes (~20 payments, ~5 tickets per client)")
+    gen.add_argument("--true-hr", type=float, help="true hazard ratio of support contact on churn (1: no effect; default 0.7)")
+    gen.add_argument("--confounding", type=float,
+                     help="factor on engagement's effect on contact and churn (0: none; default 1)")
+    gen.add_argument("--no-usage", action="store_true", help="do not write the usage table (engagement unmeasured)")
+    gen.add_argument("--usage-contact-lift", type=float,
+                     help="relative rise of usage after the first ticket (a mediator; default 0)")
     return p
+
+
+def _world(args) -> dict:
+    """The generator's knobs given on the command line (analysis.generate's module docstring)."""
+    world: dict = {}
+    if args.true_hr is not None:
+        if args.true_hr <= 0:
+            raise InputError("--true-hr must be > 0")
+        world["true_hazard_ratio_contact"] = args.true_hr
+    if args.confounding is not None:
+        world["confounding"] = args.confounding
+    usage = {**({"write": False} if args.no_usage else {}),
+             **({"contact_lift": args.usage_contact_lift} if args.usage_contact_lift is not None else {})}
+    if usage:
+        world["usage"] = usage
+    return world
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             from analysis.generate import generate
             if args.clients < 1:
                 raise InputError("--clients must be at least 1")
-            truth = generate(args.out, clients=args.clients, seed=args.seed, fmt=args.format, profile=args.profile)
+            truth = generate(args.out, clients=args.clients, seed=args.seed, fmt=args.format, profile=args.profile,
+                             world=_world(args))
             print(f"wrote {args.out}: " + ", ".join(f"{k} {v:,}" for k, v in truth["rows"].items()))
             return 0
     except InputError as exc:

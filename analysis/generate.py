@@ -20,7 +20,19 @@ The world (all dates UTC, data from 2024-01-01 to 2025-12-31):
   L2's share of support tickets 0.25 -> 0.15 with the same L2 headcount (load -40%);
 - dormancy: 90 days after the last activity, a win-back email (checks below the mean
   charge) or call (above) reaches 80% of dormant clients; 8% / 17% / 32% come back
-  (none / email / call).
+  (none / email / call);
+- product usage (the optional ``usage`` table): weekly rows while a client is active (a payer
+  until the lifetime ends, anyone else for a 14-day trial), Poisson events with a rate of
+  6 x exp(0.8 e) per week, the same engagement e that drives contact and churn: the measurable
+  proxy of the confounder. With ``usage.contact_lift`` > 0 contact raises usage from the first
+  ticket on (a mediator, not a confounder).
+
+Knobs of the world, for calibration studies (``world=`` of ``build_tables`` / ``generate``, or the
+CLI's ``--true-hr``, ``--confounding``, ``--no-usage``, ``--usage-contact-lift``):
+``true_hazard_ratio_contact`` (1.0: contact has no effect), ``confounding`` (a factor on
+engagement's effect on contact and on churn: 0 none, 1 the sample's), ``usage.write`` and
+``usage.contact_lift``. The defaults are the sample; tables other than ``usage`` do not depend
+on the usage knobs (its own random stream).
 """
 from __future__ import annotations
 
@@ -54,6 +66,8 @@ PARAMS = {
     "later_ticket_rate_per_month": 1.5,
     "hazard": {"baseline_monthly": 0.22, "engagement": 0.5, "check_z": 0.35},
     "true_hazard_ratio_contact": 0.7,
+    "confounding": 1.0,
+    "usage": {"write": True, "weekly_events": 6.0, "engagement": 0.8, "contact_lift": 0.0, "trial_days": 14},
     "topups_per_month": 0.5,
     "random_refund_share": 0.02,
     "refund_request_share_of_churners": 0.20, "refund_save_rate": 1 / 3,
@@ -97,17 +111,23 @@ PROFILES = {
     "scale": {"onboarding": {"paid_rate_reached": 0.97, "paid_rate_not_reached": 0.93},
               "hazard": {"baseline_monthly": 0.035},
               "topups_per_month": 1.4,
-              "later_ticket_rate_per_month": 0.36},
+              "later_ticket_rate_per_month": 0.36,
+              "usage": {"write": False}},   # DESIGN §8's volumes: no usage (weekly rows of 1M clients)
 }
 
 
-def profile_params(profile: str = "sample") -> dict:
-    """PARAMS with the profile's overrides merged in (one level of nesting)."""
+def profile_params(profile: str = "sample", world: dict | None = None) -> dict:
+    """PARAMS with the profile's overrides, then ``world``'s, merged in (one level of nesting).
+    A key of ``world`` that PARAMS does not have is an error."""
     if profile not in PROFILES:
         raise ValueError(f"unknown generator profile {profile!r}: use one of {', '.join(PROFILES)}")
+    unknown = sorted(set(world or {}) - set(PARAMS))
+    if unknown:
+        raise ValueError(f"unknown generator parameter(s): {', '.join(unknown)}")
     merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in PARAMS.items()}
-    for key, value in PROFILES[profile].items():
-        merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
+    for overrides in (PROFILES[profile], world or {}):
+        for key, value in overrides.items():
+            merged[key] = {**merged[key], **value} if isinstance(value, dict) else value
     return merged
 
 
@@ -129,9 +149,11 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict[str, pd.DataFrame], dict]:
-    """Return the contract tables and the truth record for ``clients`` registrations."""
-    P = profile_params(profile)
+def build_tables(clients: int, seed: int, profile: str = "sample",
+                 world: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Return the contract tables and the truth record for ``clients`` registrations; ``world``
+    overrides parameters (the knobs in the module docstring)."""
+    P = profile_params(profile, world)
     rng = np.random.default_rng(seed)
     n = clients
     start_ns, end_ns = START.value, END.value
@@ -172,12 +194,12 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
     logc = np.log(check)
     z = (logc - logc.mean()) / (logc.std() or 1.0) if m else logc
     start = first_pay[pid]
-    lg = P["early_contact_logit"]
-    early_intent = rng.random(m) < _sigmoid(lg["intercept"] + lg["engagement"] * e + lg["check_z"] * z)
+    lg, c = P["early_contact_logit"], P["confounding"]   # c scales engagement's effect on contact and churn
+    early_intent = rng.random(m) < _sigmoid(lg["intercept"] + lg["engagement"] * c * e + lg["check_z"] * z)
     contact_days = np.where(early_intent, rng.uniform(-3, 30, m),
-                            30 + rng.exponential(P["later_contact_mean_days"] * np.exp(-0.5 * e)))
+                            30 + rng.exponential(P["later_contact_mean_days"] * np.exp(-0.5 * c * e)))
     hz = P["hazard"]
-    h = hz["baseline_monthly"] * np.exp(-hz["engagement"] * e - hz["check_z"] * z)
+    h = hz["baseline_monthly"] * np.exp(-hz["engagement"] * c * e - hz["check_z"] * z)
     hr = P["true_hazard_ratio_contact"]
     tc = np.maximum(contact_days, 0) / MONTH_DAYS  # months of exposure before contact
     draw = rng.exponential(1.0, m)
@@ -327,6 +349,13 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
     # leads and calls from their own stream, so the tables above stay identical for a seed
     first_charge = payments_df[payments_df["amount"] > 0].groupby("client_id")["paid_at"].min()
     tables["leads"], tables["calls"], sales_truth = _leads_and_calls(np.random.default_rng([seed, 8]), n, first_charge, P)
+    if P["usage"]["write"]:  # its own stream too: the knobs of usage change no other table
+        active_end = np.full(n, -1, dtype=np.int64)
+        active_end[pid] = life_end
+        contact_at = np.full(n, np.iinfo(np.int64).max)
+        contact_at[pid[contacted]] = first_contact[contacted]
+        tables["usage"] = _usage(np.random.default_rng([seed, 9]), client_id, signed, engagement, active_end,
+                                 contact_at, end_ns, P["usage"])
     wbe = pd.concat(winback_events, ignore_index=True) if winback_events else pd.DataFrame()
     truth = {
         "seed": seed, "clients": n,
@@ -340,8 +369,11 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
             "contact_window_days": 30,
             "payers": int(m),
             "early_contact_share_of_payers": float((contacted & (contact_days < 30)).mean()) if m else None,
+            "confounding": P["confounding"],
+            "usage": P["usage"],
             "note": "contact multiplies the monthly churn hazard by true_hazard_ratio_contact from the first "
-                    "ticket on; engagement and check size raise contact and lower churn (confounders).",
+                    "ticket on; engagement (scaled by confounding) and check size raise contact and lower "
+                    "churn (confounders); usage measures engagement (weekly events ~ exp(usage.engagement x e)).",
         },
         "onboarding": {"reach_rate": ob["reach_rate"], "paid_rate_reached": ob["paid_rate_reached"],
                        "paid_rate_not_reached": ob["paid_rate_not_reached"],
@@ -354,6 +386,26 @@ def build_tables(clients: int, seed: int, profile: str = "sample") -> tuple[dict
                     "expected_rate_first_round": float(wbe.loc[wbe["round"] == 0, "prob"].mean()) if len(wbe) else None},
     }
     return tables, truth
+
+
+def _usage(rng, client_id: np.ndarray, signed: np.ndarray, engagement: np.ndarray, active_end: np.ndarray,
+           contact_at: np.ndarray, end_ns: int, U: dict) -> pd.DataFrame:
+    """Weekly usage rows while a client is active: from sign-up to the end of a payer's lifetime
+    (``active_end``; -1 for a non-payer, who is active for the trial days), cut at the data's end.
+    Events ~ Poisson(weekly_events x exp(engagement coef x e) x (1 + contact_lift once contacted));
+    weeks with no event write no row."""
+    until = np.where(active_end >= 0, active_end, signed + U["trial_days"] * DAY)
+    until = np.minimum(until, end_ns)
+    week = 7 * DAY
+    weeks = np.maximum(np.ceil((until - signed) / week).astype(np.int64), 0)
+    who = np.repeat(np.arange(len(signed)), weeks)
+    k = np.arange(len(who)) - np.repeat(np.cumsum(weeks) - weeks, weeks)
+    at = signed[who] + k * week
+    rate = U["weekly_events"] * np.exp(U["engagement"] * engagement[who])
+    rate = rate * np.where(at >= contact_at[who], 1.0 + U["contact_lift"], 1.0)
+    events = rng.poisson(rate)
+    keep = events > 0
+    return pd.DataFrame({"client_id": client_id[who[keep]], "at": _ts(at[keep]), "events": events[keep]})
 
 
 def _ticket_details(rng, tix: pd.DataFrame, client_id: np.ndarray, segment: np.ndarray, P: dict):
@@ -604,14 +656,15 @@ def _agents(P: dict) -> tuple[pd.DataFrame, dict]:
 
 
 def generate(out: str | Path, clients: int = 20_000, seed: int = 42, fmt: str = "parquet",
-             profile: str = "sample") -> dict:
-    """Write every table to ``out`` in ``fmt`` and ``truth.json`` beside them; return the truth."""
+             profile: str = "sample", world: dict | None = None) -> dict:
+    """Write every table to ``out`` in ``fmt`` and ``truth.json`` beside them; return the truth.
+    ``world`` overrides the generator's parameters (the knobs in the module docstring)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".csv", ".parquet"):  # a rerun in another format must not leave two files per table
         for old in out.glob(f"*{suffix}"):
             old.unlink()
-    tables, truth = build_tables(clients, seed, profile)
+    tables, truth = build_tables(clients, seed, profile, world)
     for name, frame in tables.items():
         write_table(frame, out, name, fmt)
     truth["format"] = fmt
