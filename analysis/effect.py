@@ -1,0 +1,251 @@
+"""The support effect on churn (DESIGN §4 "support effect"): estimators with stated estimands.
+
+The source claims clients who talk to support "churn 50% less". Who writes to support is not
+random: engaged clients write more and stay longer (confounding), and a client must still be
+around to write (immortal time). Each estimator here says what it estimates and what it is
+adjusted for; which one to trust is decided by the calibration study on generated worlds with
+known truth (``benchmarks/calibrate.py``, ``docs/calibration.md``), never by one run.
+
+- ``naive``: ever contacted vs never, Cox from the start. Biased by immortal time and
+  engagement; shown because the source quotes it.
+- ``unadjusted``: early contact (a ticket before start + window) among clients still paying at
+  the landmark start + window, churn counted after it, no covariates: confounded by engagement.
+- ``adjusted``: the same landmark comparison adjusted for what is known by the landmark: the
+  first charge (log, standardised), segment, acquisition channel, country and, when the
+  ``usage`` table is given, the client's product usage in the first days (``engagement``).
+  Estimand: the hazard ratio of churn after the landmark for early contact vs none by then;
+  clients who write later are in the "not early" group, so a real effect of any contact is
+  diluted towards 1 (the calibration shows how much).
+- ``renewal``: contact as a time-varying exposure on monthly renewal decisions: one row per
+  client and renewal due (start + k months), event = the client did not renew (the churn
+  definition: no charge for a month and the grace days), a discrete-time proportional-hazards
+  model (binomial GLM with the complementary log-log link, one baseline per month of age), the
+  same covariates, intervals clustered by client. A client counts as contacted for the renewal
+  due at start + k months when the first ticket came before start + (k - 1) months: before the
+  last month the client paid for, which is when a client who is leaving stops writing (the churn
+  is recorded a month and the grace days after the last charge). Estimand: the hazard ratio of
+  not renewing once a client has contacted support, which is what the generator's true HR is.
+
+Usage that support itself raises is a mediator, not a confounder: it is measured before the first
+ticket and within the first ``ENGAGEMENT_DAYS`` days after sign-up, where contact cannot yet have
+changed it. Every hazard ratio carries its 95% interval and E-values (``stats.e_value``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError
+
+from analysis import keys
+from analysis.months import add_months, months_between
+from analysis.stats import e_value, e_value_interval
+
+__all__ = ["ENGAGEMENT_DAYS", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
+           "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
+           "METHOD_LABELS", "ESTIMANDS"]
+
+ENGAGEMENT_DAYS = 14   # usage is measured in the first two weeks after sign-up, before the first ticket
+# tickets that follow a decision to leave: not a contact that could change it (the renewal model)
+RETENTION_TOPICS = ("refund_request", "cancellation")
+_NOT_ESTIMABLE = (ConvergenceError, np.linalg.LinAlgError, ZeroDivisionError, ValueError)
+_PERFECT = getattr(sm.tools.sm_exceptions, "PerfectSeparationError", ValueError)
+
+METHOD_LABELS = {"naive": "naive: ever contacted vs never (biased)",
+                 "unadjusted": "early contact, landmark, unadjusted (confounded)",
+                 "adjusted": "early contact, landmark, adjusted",
+                 "renewal": "contact before each renewal, adjusted"}
+ESTIMANDS = {
+    "naive": "hazard ratio of churn for clients who ever wrote vs never, from the first charge; biased by "
+             "immortal time (a client must stay to write) and by engagement",
+    "unadjusted": "hazard ratio of churn after day {window} for clients who wrote before it vs not, among "
+                  "clients still paying on day {window}; confounded by who writes",
+    "adjusted": "the same landmark comparison, adjusted for {covariates}",
+    "renewal": "hazard ratio of not renewing a month once the client has written to support (contact "
+               "counted from the month before the renewal), adjusted for {covariates}",
+}
+
+
+def engagement(starts: pd.DataFrame, signed_up_at: pd.Series, usage: pd.DataFrame,
+               first_contact: pd.Series, days: int = ENGAGEMENT_DAYS) -> pd.Series:
+    """Per client with a start: log(1 + product events per day) over [sign-up, sign-up + days),
+    cut at the first ticket (support cannot have changed usage yet). A client whose first ticket
+    came within a day of signing up is measured over the first day anyway (a rate needs some
+    time; the mediator share of one day is small). No usage row: 0 events."""
+    signed = signed_up_at.reindex(starts.index)
+    end = signed + pd.Timedelta(days=days)
+    first = first_contact.reindex(starts.index)
+    end = end.where(first.isna() | (first >= end), first)
+    end = end.where(end - signed >= pd.Timedelta(days=1), signed + pd.Timedelta(days=1))
+    pos = keys.codes(usage["client_id"], starts.index, read_only=True)
+    found = pos >= 0
+    at = usage["at"].to_numpy()[found]
+    p = pos[found]
+    inside = (at >= signed.to_numpy()[p]) & (at < end.to_numpy()[p])
+    events = np.bincount(p[inside], weights=usage["events"].to_numpy(dtype="float64")[found][inside],
+                         minlength=len(starts))
+    span = (end - signed).dt.total_seconds().to_numpy() / 86400
+    return pd.Series(np.log1p(events / span), index=starts.index, name="engagement")
+
+
+def adjustment_covariates(starts: pd.DataFrame, clients: pd.DataFrame | None = None,
+                          usage_engagement: pd.Series | None = None) -> pd.DataFrame:
+    """The covariates known by the landmark, one row per client with a start: log_check (log
+    first charge, standardised), one indicator per segment, acquisition channel and country but
+    the most frequent (columns named ``segment=smb``, ...; levels seen in under 20 clients are
+    pooled into ``other``), and ``engagement`` when given. ``attrs["adjusted_for"]`` names them in
+    words."""
+    logc = np.log(starts["first_charge"].clip(lower=1e-9))
+    sd = logc.std()
+    out = pd.DataFrame({"log_check": (logc - logc.mean()) / (sd if sd > 0 else 1.0)}, index=starts.index)
+    named = ["first charge"]
+    for column in ("segment", "acquisition_channel", "country"):
+        source = starts[column] if column in starts.columns else (
+            clients.set_index("client_id")[column].reindex(starts.index)
+            if clients is not None and column in clients.columns else None)
+        if source is None:
+            continue
+        values = source.astype("string").fillna("(empty)")
+        counts = values.value_counts()
+        values = values.where(values.map(counts) >= 20, "other")
+        levels = values.value_counts()
+        if len(levels) < 2:
+            continue
+        for level in levels.index[1:]:
+            out[f"{column}={level}"] = (values == level).astype(float).to_numpy()
+        named.append(column.replace("_", " "))
+    if usage_engagement is not None:
+        out["engagement"] = usage_engagement.reindex(starts.index).fillna(0.0)
+        named.append(f"product usage in the first {ENGAGEMENT_DAYS} days")
+    out.attrs["adjusted_for"] = named
+    return out
+
+
+def _row(method: str, hr: float, lo: float, hi: float, p: float, clients: int, events: int, note: str,
+         adjusted_for: list[str]) -> dict:
+    return {"key": method, "method": METHOD_LABELS[method], "hazard_ratio": hr, "ci_low": lo, "ci_high": hi,
+            "p_value": p, "clients": clients, "events": events, "note": note, "adjusted_for": adjusted_for}
+
+
+def _empty(method: str, clients: int, events: int, why: str, adjusted_for: list[str]) -> dict:
+    return _row(method, np.nan, np.nan, np.nan, np.nan, clients, events, f"not estimable: {why}", adjusted_for)
+
+
+def _usable(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """Covariates that vary in the frame (a constant column makes the fit singular)."""
+    return [c for c in columns if frame[c].nunique() > 1]
+
+
+def fit_cox(frame: pd.DataFrame, robust: bool = True) -> tuple[CoxPHFitter | None, str]:
+    """Cox fit of ``frame`` (duration, churned, exposed, covariates) and "", or None and why it
+    cannot be estimated: no churn, one exposure group only, or no convergence."""
+    if frame["churned"].sum() == 0 or frame["exposed"].nunique() < 2:
+        return None, "no churn or only one exposure group"
+    try:
+        return CoxPHFitter().fit(frame, duration_col="duration", event_col="churned", robust=robust), ""
+    except _NOT_ESTIMABLE:
+        return None, "the model does not converge on these clients"
+
+
+def _cox_row(method: str, frame: pd.DataFrame, note: str, named: list[str], robust: bool = True) -> dict:
+    n, events = len(frame), int(frame["churned"].sum())
+    cph, why = fit_cox(frame, robust)
+    if cph is None:
+        return _empty(method, n, events, why, named)
+    s = cph.summary.loc["exposed"]
+    return _row(method, float(s["exp(coef)"]), float(s["exp(coef) lower 95%"]), float(s["exp(coef) upper 95%"]),
+                float(s["p"]), n, events, note, named)
+
+
+def naive_effect(life: pd.DataFrame, ever: pd.Series) -> dict:
+    """Cox HR of "ever contacted" (any ticket before as-of), unadjusted, from the start: biased."""
+    frame = pd.DataFrame({"duration": life["duration_days"], "churned": life["churned"].astype(int),
+                          "exposed": ever.reindex(life.index).fillna(False).astype(int)})
+    return _cox_row("naive", frame, "a client must stay to write, and long-lived clients have more time to", [],
+                    robust=False)
+
+
+def landmark_frame(life: pd.DataFrame, first_contact: pd.Series, window_days: int, as_of: pd.Timestamp,
+                   covs: pd.DataFrame | None) -> pd.DataFrame:
+    """The landmark cohort: clients observed and still paying at start + window; duration and
+    churn after it, exposed = first ticket before it, and the covariates that vary."""
+    at = life["start"] + pd.Timedelta(days=window_days)
+    keep = (at <= as_of) & (life["duration_days"] > window_days)
+    sub = life[keep]
+    frame = pd.DataFrame({"duration": sub["duration_days"] - window_days, "churned": sub["churned"].astype(int),
+                          "exposed": (first_contact.reindex(sub.index) < at[keep]).fillna(False).astype(int)})
+    if covs is None:
+        return frame
+    frame = frame.join(covs)
+    return frame[["duration", "churned", "exposed", *_usable(frame, list(covs.columns))]]
+
+
+def landmark_effect(life: pd.DataFrame, first_contact: pd.Series, window_days: int, as_of: pd.Timestamp,
+                    covs: pd.DataFrame | None) -> dict:
+    """Cox HR of early contact (first ticket before start + window) on churn after the landmark
+    start + window, among clients observed and still paying then; ``covs`` None: unadjusted,
+    else adjusted for its columns. Robust (sandwich) intervals."""
+    method = "unadjusted" if covs is None else "adjusted"
+    named = [] if covs is None else list(covs.attrs.get("adjusted_for", list(covs.columns)))
+    frame = landmark_frame(life, first_contact, window_days, as_of, covs)
+    return _cox_row(method, frame, f"clients paying on day {window_days}; contact before it; churn after it", named)
+
+
+def renewal_panel(life: pd.DataFrame, first_contact: pd.Series) -> pd.DataFrame:
+    """One row per client and renewal decision k = 1, 2, ... (the charge due at start + k
+    months): ``client`` (row of ``life``), ``month`` k, ``churned`` (1 at the decision a churned
+    client failed), ``exposed`` (first ticket before start + (k - 1) months).
+
+    A client paid months_paid = whole months from the start to the last charge + 1 monthly
+    periods; decisions 1 .. months_paid - 1 were renewals; a churned client failed decision
+    months_paid; for a client still paying it is pending (not in the panel)."""
+    paid = months_between(life["start"], life["last_charge"]).to_numpy().astype(np.int64) + 1
+    churned = life["churned"].to_numpy(dtype=bool)
+    rows = np.maximum(paid - 1 + churned, 0)
+    client = np.repeat(np.arange(len(life)), rows)
+    k = np.arange(len(client)) - np.repeat(np.cumsum(rows) - rows, rows) + 1
+    event = churned[client] & (k == paid[client])
+    month_began = add_months(life["start"].iloc[client].reset_index(drop=True), k - 1)  # the month before decision k
+    contact = pd.Series(first_contact.reindex(life.index).to_numpy()[client])
+    exposed = (contact < month_began).fillna(False).to_numpy()
+    return pd.DataFrame({"client": client, "month": k, "churned": event.astype(int), "exposed": exposed.astype(int)})
+
+
+def renewal_effect(life: pd.DataFrame, first_contact: pd.Series, covs: pd.DataFrame) -> dict:
+    """Discrete-time proportional-hazards HR of contact on not renewing (see the module
+    docstring): complementary log-log binomial GLM on ``renewal_panel`` with a baseline per month
+    of age (months 1-12 each, 13+ pooled) and the covariates, standard errors clustered by client."""
+    named = list(covs.attrs.get("adjusted_for", list(covs.columns)))
+    panel = renewal_panel(life, first_contact)
+    n, events = int(panel["client"].nunique()) if len(panel) else 0, int(panel["churned"].sum())
+    if events == 0 or panel["exposed"].nunique() < 2:
+        return _empty("renewal", n, events, "no churn or only one exposure group", named)
+    x = covs.reindex(life.index).iloc[panel["client"].to_numpy()].reset_index(drop=True)
+    x = x[_usable(x, list(x.columns))]
+    month = np.minimum(panel["month"].to_numpy(), 13)
+    base = pd.get_dummies(pd.Categorical(month), prefix="m", dtype=float)
+    base = base.loc[:, base.sum() > 0]
+    design = pd.concat([pd.DataFrame({"exposed": panel["exposed"].astype(float)}), x, base], axis=1)
+    model = sm.GLM(panel["churned"].to_numpy(float), design,
+                   family=sm.families.Binomial(link=sm.families.links.CLogLog()))
+    try:
+        fit = model.fit(cov_type="cluster", cov_kwds={"groups": panel["client"].to_numpy()})
+    except (*_NOT_ESTIMABLE, _PERFECT):
+        return _empty("renewal", n, events, "the model does not converge on these clients", named)
+    beta, se = float(fit.params["exposed"]), float(fit.bse["exposed"])
+    if not (np.isfinite(beta) and np.isfinite(se)):
+        return _empty("renewal", n, events, "the model does not converge on these clients", named)
+    return _row("renewal", float(np.exp(beta)), float(np.exp(beta - 1.959963984540054 * se)),
+                float(np.exp(beta + 1.959963984540054 * se)), float(fit.pvalues["exposed"]), n, events,
+                f"{len(panel):,} renewal decisions of {n:,} clients; intervals clustered by client", named)
+
+
+def with_e_values(rows: list[dict]) -> pd.DataFrame:
+    """The estimates as a table indexed by method key, with the E-value of each hazard ratio and
+    of its interval limit nearest 1 (churn is a common outcome: the HR is converted to a risk
+    ratio first, VanderWeele & Ding 2017)."""
+    out = pd.DataFrame(rows).set_index("key")
+    out["e_value"] = [e_value(hr) for hr in out["hazard_ratio"]]
+    out["e_value_ci"] = [e_value_interval(lo, hi) for lo, hi in zip(out["ci_low"], out["ci_high"])]
+    return out.astype({"clients": "Int64", "events": "Int64"})
