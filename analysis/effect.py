@@ -44,7 +44,7 @@ from analysis.stats import e_value, e_value_interval
 
 __all__ = ["ENGAGEMENT_DAYS", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
            "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
-           "METHOD_LABELS", "ESTIMANDS"]
+           "table_view", "METHOD_LABELS", "ESTIMANDS"]
 
 ENGAGEMENT_DAYS = 14   # usage is measured in the first two weeks after sign-up, before the first ticket
 # tickets that follow a decision to leave: not a contact that could change it (the renewal model)
@@ -207,7 +207,7 @@ def renewal_panel(life: pd.DataFrame, first_contact: pd.Series) -> pd.DataFrame:
     k = np.arange(len(client)) - np.repeat(np.cumsum(rows) - rows, rows) + 1
     event = churned[client] & (k == paid[client])
     month_began = add_months(life["start"].iloc[client].reset_index(drop=True), k - 1)  # the month before decision k
-    contact = pd.Series(first_contact.reindex(life.index).to_numpy()[client])
+    contact = first_contact.reindex(life.index).iloc[client].reset_index(drop=True)
     exposed = (contact < month_began).fillna(False).to_numpy()
     return pd.DataFrame({"client": client, "month": k, "churned": event.astype(int), "exposed": exposed.astype(int)})
 
@@ -249,3 +249,13 @@ def with_e_values(rows: list[dict]) -> pd.DataFrame:
     out["e_value"] = [e_value(hr) for hr in out["hazard_ratio"]]
     out["e_value_ci"] = [e_value_interval(lo, hi) for lo, hi in zip(out["ci_low"], out["ci_high"])]
     return out.astype({"clients": "Int64", "events": "Int64"})
+
+
+def table_view(effects: pd.DataFrame) -> pd.DataFrame:
+    """The estimates for a report: one row per method by its label, the covariates as text."""
+    view = effects.set_index("method")[["hazard_ratio", "ci_low", "ci_high", "p_value", "e_value", "e_value_ci",
+                                        "clients", "events"]].copy()
+    view["p_value"] = [f"{p:.3g}" if pd.notna(p) else "" for p in effects["p_value"]]   # 5.7e-24, not 0.000
+    view["adjusted for"] = [", ".join(a) or "nothing" for a in effects["adjusted_for"]]
+    view["note"] = effects["note"].to_numpy()
+    return view

@@ -19,7 +19,9 @@ __all__ = ["jsonable", "dumps", "record", "read_fragment", "merge", "write_json"
 
 
 def jsonable(value: Any) -> Any:
-    """Nested dicts/lists of Python scalars; NaN/NA/None -> None; floats rounded to 10 places."""
+    """Nested dicts/lists of Python scalars; NaN/NA/None -> None; floats rounded to 10 places,
+    or to 10 significant digits below 1e-6, so that a tiny p-value keeps its digits (5.7e-24,
+    not 0.0: DESIGN §5)."""
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -31,7 +33,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) or math.isinf(value) else round(float(value), 10)
+        if math.isnan(value) or math.isinf(value):
+            return None
+        return round(float(value), 10) if abs(value) >= 1e-6 else float(f"{float(value):.10g}")
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     return value

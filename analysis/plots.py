@@ -243,9 +243,9 @@ def km_curves(fits: dict, title: str, at_risk: pd.DataFrame | None = None,
 
 
 def hazard_forest(effects: pd.DataFrame, title: str):
-    """Hazard ratio per method with its 95% interval on a log axis; the true effect (sample data)
-    as a dashed line."""
-    est = effects.drop(index="true effect", errors="ignore").dropna(subset=["hazard_ratio"])
+    """Hazard ratio per method (the index) with its 95% interval on a log axis; 1 (no effect) as
+    a grey line."""
+    est = effects.dropna(subset=["hazard_ratio"])
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(est), 2) + 1.3))
     if len(est):
         y = np.arange(len(est))[::-1]
@@ -253,9 +253,6 @@ def hazard_forest(effects: pd.DataFrame, title: str):
         ax.errorbar(est["hazard_ratio"], y, xerr=err, fmt="o", capsize=3)
         ax.set_yticks(y, est.index)
         ax.axvline(1, color="grey", lw=1)
-        if "true effect" in effects.index:
-            ax.axvline(effects.loc["true effect", "hazard_ratio"], color="tab:red", ls="--", lw=1, label="true effect")
-            ax.legend(fontsize=8)
         ax.set_xscale("log")
         lo, hi = min(est["ci_low"].min(), 1.0), max(est["ci_high"].max(), 1.0)
         ticks = [x for x in (0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0) if lo / 1.2 <= x <= hi * 1.2]

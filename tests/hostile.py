@@ -27,12 +27,14 @@ HOSTILE_COLUMNS = {
     "ticket_events": ["ticket_id", "agent_id"],
     "agents": ["agent_id"],
     "outreach": ["client_id", "channel", "outcome"],
+    "usage": ["client_id", "feature"],
     "leads": ["lead_id", "client_id", "source"],
     "calls": ["call_id", "lead_id", "operator_id"],
 }
 # the same values in other tables must map the same way (references)
 _SAME = {("payments", "client_id"): ("clients", "client_id"), ("tickets", "client_id"): ("clients", "client_id"),
          ("outreach", "client_id"): ("clients", "client_id"), ("leads", "client_id"): ("clients", "client_id"),
+         ("usage", "client_id"): ("clients", "client_id"),
          ("ticket_events", "ticket_id"): ("tickets", "ticket_id"), ("ticket_events", "agent_id"): ("agents", "agent_id"),
          ("tickets", "agent_id"): ("agents", "agent_id"), ("calls", "lead_id"): ("leads", "lead_id"),
          ("tickets", "segment"): ("clients", "segment")}

@@ -49,7 +49,8 @@ def test_snapshot_hands_over_the_reference_positions(sample_dir, tmp_path, monke
     from analysis import keys
     from analysis.dataset import KEYED
     assert set(KEYED) == {("payments", "client_id"), ("tickets", "client_id"), ("outreach", "client_id"),
-                          ("ticket_events", "ticket_id"), ("calls", "lead_id")}  # targets are unique ids
+                          ("usage", "client_id"), ("ticket_events", "ticket_id"),
+                          ("calls", "lead_id")}  # targets are unique ids
     fresh = load_dataset(sample_dir)
     expected = {ref: keys.codes(fresh.tables[ref[0]][ref[1]].to_numpy(dtype=object),
                                 pd.Index(fresh.tables[t[0]][t[1]].to_numpy(dtype=object)))
