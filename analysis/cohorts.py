@@ -18,7 +18,7 @@ from analysis.months import add_months, month_label, months_between, months_sinc
 from analysis.stats import mean_replicates, percentile_interval
 
 __all__ = ["client_starts", "payment_ages", "client_ltv", "ltv_matrix", "ltv_by_group", "ltv_ratios",
-           "ltv_ratios_within", "check_bands", "HORIZONS"]
+           "ltv_ratios_within", "quantile_bands", "check_bands", "HORIZONS"]
 
 HORIZONS = (1, 3, 6, 12)
 
@@ -185,13 +185,18 @@ def ltv_ratios_within(values: pd.DataFrame, groups: pd.Series, strata: pd.Series
     return pd.DataFrame(rows)
 
 
+def quantile_bands(values: pd.Series, bands: int = 4, fmt: str = ",.0f", name: str = "band") -> pd.Series:
+    """Bands of ``values`` by quantile (Q1 = smallest), ties split by order, labelled with their
+    range ("Q1 (120-1,450)"); fewer values than bands: one band each."""
+    if not len(values):
+        return pd.Series(dtype="object", index=values.index, name=name)
+    bands = min(bands, len(values))
+    q = pd.qcut(values.rank(method="first"), bands, labels=False) + 1
+    lo, hi = values.groupby(q).min(), values.groupby(q).max()
+    names = {b: f"Q{b} ({lo[b]:{fmt}}-{hi[b]:{fmt}})" for b in lo.index}
+    return q.map(names).rename(name)
+
+
 def check_bands(starts: pd.DataFrame, bands: int = 4) -> pd.Series:
     """Bands of the first charge by quantile (Q1 = smallest checks), labelled with their range."""
-    if not len(starts):
-        return pd.Series(dtype="object", index=starts.index, name="check_band")
-    bands = min(bands, len(starts))  # fewer clients than bands: one band per client
-    q = pd.qcut(starts["first_charge"].rank(method="first"), bands, labels=False) + 1
-    lo = starts["first_charge"].groupby(q).min()
-    hi = starts["first_charge"].groupby(q).max()
-    names = {b: f"Q{b} ({lo[b]:,.0f}-{hi[b]:,.0f})" for b in lo.index}
-    return q.map(names).rename("check_band")
+    return quantile_bands(starts["first_charge"], bands, name="check_band")
