@@ -39,12 +39,13 @@ from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
 
 from analysis import keys
+from analysis.contact import first_contacts
 from analysis.months import add_months, months_between
 from analysis.stats import e_value, e_value_interval
 
 __all__ = ["ENGAGEMENT_DAYS", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
            "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
-           "table_view", "METHOD_LABELS", "ESTIMANDS"]
+           "covariates_for", "support_effects", "table_view", "METHOD_LABELS", "ESTIMANDS"]
 
 ENGAGEMENT_DAYS = 14   # usage is measured in the first two weeks after sign-up, before the first ticket
 # tickets that follow a decision to leave: not a contact that could change it (the renewal model)
@@ -259,3 +260,26 @@ def table_view(effects: pd.DataFrame) -> pd.DataFrame:
     view["adjusted for"] = [", ".join(a) or "nothing" for a in effects["adjusted_for"]]
     view["note"] = effects["note"].to_numpy()
     return view
+
+
+def covariates_for(starts: pd.DataFrame, clients: pd.DataFrame | None, tickets: pd.DataFrame,
+                   usage: pd.DataFrame | None) -> pd.DataFrame:
+    """``adjustment_covariates`` of the data set: with a usage table, engagement measured before
+    the first ticket (``engagement``); without one, the rest only."""
+    eng = None
+    if usage is not None and clients is not None:
+        eng = engagement(starts, clients.set_index("client_id")["signed_up_at"], usage, first_contacts(tickets))
+    return adjustment_covariates(starts, clients, eng)
+
+
+def support_effects(life: pd.DataFrame, tickets: pd.DataFrame, covs: pd.DataFrame, window_days: int,
+                    as_of: pd.Timestamp) -> pd.DataFrame:
+    """Every estimator on the same clients, with E-values (``with_e_values``), indexed by method
+    key: what 03_churn_survival shows and what the calibration study measures."""
+    first = first_contacts(tickets)
+    return with_e_values([
+        naive_effect(life, first.reindex(life.index).notna()),
+        landmark_effect(life, first, window_days, as_of, None),
+        landmark_effect(life, first, window_days, as_of, covs),
+        renewal_effect(life, first_contacts(tickets, RETENTION_TOPICS), covs),
+    ])

@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis import churn, cohorts, contact, effect  # noqa: E402
+from analysis import churn, cohorts, effect  # noqa: E402
 from analysis.generate import build_tables  # noqa: E402
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -56,16 +56,8 @@ def estimate(world: dict, seed: int, clients: int) -> dict[str, tuple[float, flo
     pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
     starts = cohorts.client_starts(pay, cl)
     life = churn.lifetimes(pay, starts, AS_OF, 14)
-    first_all = contact.first_contacts(tk)
-    usage = tables.get("usage")
-    eng = effect.engagement(starts, cl.set_index("client_id")["signed_up_at"], usage, first_all) \
-        if usage is not None else None
-    covs = effect.adjustment_covariates(starts, cl, eng)
-    ever = first_all.reindex(starts.index).notna()
-    rows = {"naive": effect.naive_effect(life, ever),
-            "unadjusted": effect.landmark_effect(life, first_all, 30, AS_OF, None),
-            "adjusted": effect.landmark_effect(life, first_all, 30, AS_OF, covs),
-            "renewal": effect.renewal_effect(life, contact.first_contacts(tk, effect.RETENTION_TOPICS), covs)}
+    covs = effect.covariates_for(starts, cl, tk, tables.get("usage"))
+    rows = effect.support_effects(life, tk, covs, 30, AS_OF).to_dict("index")
     return {m: (r["hazard_ratio"], r["ci_low"], r["ci_high"]) for m, r in rows.items()}
 
 

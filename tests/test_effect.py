@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import churn, cohorts, contact, effect
+from analysis import churn, cohorts, effect
 from analysis.generate import build_tables
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -63,15 +63,8 @@ def estimates(world: dict, clients: int = 10_000, seed: int = 1) -> dict[str, di
     pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
     starts = cohorts.client_starts(pay, cl)
     life = churn.lifetimes(pay, starts, AS_OF, 14)
-    first = contact.first_contacts(tk)
-    usage = tables.get("usage")
-    eng = None if usage is None else effect.engagement(starts, cl.set_index("client_id")["signed_up_at"], usage, first)
-    covs = effect.adjustment_covariates(starts, cl, eng)
-    rows = [effect.naive_effect(life, first.reindex(starts.index).notna()),
-            effect.landmark_effect(life, first, 30, AS_OF, None),
-            effect.landmark_effect(life, first, 30, AS_OF, covs),
-            effect.renewal_effect(life, contact.first_contacts(tk, effect.RETENTION_TOPICS), covs)]
-    return effect.with_e_values(rows).to_dict("index")
+    covs = effect.covariates_for(starts, cl, tk, tables.get("usage"))
+    return effect.support_effects(life, tk, covs, 30, AS_OF).to_dict("index")
 
 
 def test_no_effect_with_measured_confounding_adjusted_intervals_contain_1():
