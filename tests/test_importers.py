@@ -191,3 +191,17 @@ def test_support_report_runs_on_the_real_log(bpic, tmp_path):
     for tier in ("L1", "L2"):
         assert by_tier[tier]["first_response_n"] == int((level == tier).sum())
         assert by_tier[tier]["first_response_median_min"] == pytest.approx(minutes[level == tier].median())
+
+
+def test_product_events_import_as_usage(tmp_path):
+    # three events of two clients (the anonymous one set aside), one row per event, events = 1
+    report = run_import("table", [str(EXPORTS / "product_events.csv")], tmp_path / "d",
+                        str(ROOT / "data" / "mappings" / "product_events.yaml"), log=lambda *_: None)
+    assert report["tables"]["usage"]["set_aside"] == 1
+    from conftest import base_tables, write_dir
+    write_dir(tmp_path / "d", {k: v for k, v in base_tables().items() if k == "clients"})
+    u = load_dataset(tmp_path / "d", config(tmp_path), as_of="2026-01-05").usage
+    assert u["client_id"].tolist() == ["007", "007", "008"] and u["events"].tolist() == [1, 1, 1]
+    assert u["at"].tolist() == [pd.Timestamp("2026-01-02T10:00Z"), pd.Timestamp("2026-01-03T10:00Z"),
+                                pd.Timestamp("2026-01-02T08:00Z")]
+    assert u["feature"].tolist() == ["Search", "Export", "Search"]
