@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
-import re
 import multiprocessing
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -41,11 +41,11 @@ import yaml
 
 from analysis import metrics as metrics_mod
 from analysis import present
+from analysis import reports as registry
 from analysis.config import DEFAULT_CONFIG, load_config
 from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
 from analysis.errors import InputError, PublishError
-from analysis.publish import OutputLock, discard, is_write_error, publish, stage, WRITE_ERRNOS
-from analysis import reports as registry
+from analysis.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, publish, stage
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
 __all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "parse_parameter",
