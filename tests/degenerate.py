@@ -36,7 +36,7 @@ def _one_client() -> dict[str, pd.DataFrame]:
                                       "amount": ["100"]})}
 
 
-def _one_day(t: dict) -> dict:
+def _one_day() -> dict:
     day = "2025-06-10"
     out = {"clients": pd.DataFrame({"client_id": ["a", "b"], "signed_up_at": [f"{day}T08:00:00Z", f"{day}T09:00:00Z"]}),
            "payments": pd.DataFrame({"payment_id": ["p1", "p2"], "client_id": ["a", "b"],
@@ -66,7 +66,7 @@ def _degenerate(base: dict[str, pd.DataFrame]) -> dict[str, dict[str, pd.DataFra
         "refunds_only": {**t, "payments": t["payments"].assign(amount=(-pd.to_numeric(t["payments"]["amount"]).abs())
                                                                 .astype(str))},
         "one_client_one_payment": _one_client(),
-        "one_day": _one_day(t),
+        "one_day": _one_day(),
         "tickets_alone": {"tickets": tickets},
     }
     return sets

@@ -11,7 +11,7 @@ from analysis.compare import change_sentence, compare_periods, periods, sentence
 from analysis.config import Config, Tier
 from analysis.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
                                staffing_table)
-from analysis.stats import difference_interval, percentile_interval, proportion_replicates, quantile_replicates
+from analysis.stats import percentile_interval, proportion_replicates, quantile_replicates
 from conftest import shown
 
 AS_OF = pd.Timestamp("2026-03-01", tz="UTC")
