@@ -6,7 +6,10 @@
 - lifetime: churn date = last charge + 1 month + grace when that is <= as-of (the renewal that
   never came, plus grace), else the client is censored at as-of. Durations are measured from the
   start as lifelines' ``datetimes_to_durations`` measures them, with the as-of date as its fill
-  date (``durations``).
+  date (``durations``);
+- first spell (``first_spells``, for the renewal model of the support effect): the same rule
+  applied to every charge in time order, so a client who lapsed and came back later has churned
+  at the first lapse (the return is a win-back, the subject of 05_winback_comebacks).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from analysis.months import add_months
 from analysis.stats import rate_table
 
 __all__ = ["first_month_status", "first_month_churn", "first_month_table", "first_month_by_cohort", "lifetimes",
-           "durations", "DAYS_PER_MONTH"]
+           "first_spells", "durations", "DAYS_PER_MONTH"]
 
 DAYS_PER_MONTH = 30.4375  # for showing day durations in months (365.25 / 12)
 
@@ -91,6 +94,48 @@ def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
     hours, observed = durations(starts["start"], churn_at, fill_date=as_of, freq="h")
     return pd.DataFrame({"start": starts["start"], "last_charge": last, "churn_at": churn_at,
                          "churned": observed.astype(bool), "duration_days": hours / 24.0}, index=starts.index)
+
+
+def first_spells(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
+    """Per client of ``starts``: the first paying spell, as ``lifetimes`` shows a whole life.
+
+    The churn rule of ``lifetimes`` (no charge within 1 month + grace after a charge) is applied
+    to each charge (amount > 0) in time order: the spell's last charge is the first charge c whose
+    next charge comes after c + 1 month + grace days, or that has none. churn_at = that charge +
+    1 month + grace when <= as-of, else NaT (still in the first spell: censored). Charges at one
+    instant count once. Without a lapse the spell is the whole life (``lifetimes``' last charge).
+    A client who lapsed and came back churned at the first lapse: the months of the gap are not
+    renewals, and the return is a win-back, not a renewal decision (the renewal model,
+    ``effect.renewal_panel``, follows the first spell).
+
+    >>> t = lambda d: pd.Timestamp(d, tz="UTC")
+    >>> pay = pd.DataFrame({"client_id": ["a"] * 4, "amount": [10.0] * 4,
+    ...                     "paid_at": [t("2025-01-01"), t("2025-02-01"), t("2025-06-01"), t("2025-07-01")]})
+    >>> starts = pd.DataFrame({"start": [t("2025-01-01")]}, index=pd.Index(["a"], name="client_id"))
+    >>> r = first_spells(pay, starts, t("2025-08-01"), 14).iloc[0]
+    >>> str(r.last_charge.date()), str(r.churn_at.date()), bool(r.churned)
+    ('2025-02-01', '2025-03-15', True)
+    """
+    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
+    keep = (pos >= 0) & (payments["amount"].to_numpy() > 0)
+    code, at = pos[keep], keys.ns(payments["paid_at"])[keep]
+    order = np.lexsort((at, code))
+    code, at = code[order], at[order]
+    deadline = keys.ns(add_months(pd.Series(keys.from_ns(at)), 1)) + grace_days * 86_400 * 10**9
+    same_next = np.zeros(len(code), dtype=bool)
+    same_next[:-1] = code[1:] == code[:-1]
+    next_at = np.zeros(len(code), dtype="int64")
+    next_at[:-1] = at[1:]
+    lapse = ~same_next | (next_at > deadline)
+    rows = np.flatnonzero(lapse)
+    client, first = np.unique(code[rows], return_index=True)   # each client's first lapse
+    last = np.full(len(starts), keys.NAT, dtype="int64")
+    last[client] = at[rows[first]]
+    last = pd.Series(keys.from_ns(last), index=starts.index)
+    churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
+    churn_at = churn_at.where(churn_at <= as_of)
+    return pd.DataFrame({"start": starts["start"], "last_charge": last, "churn_at": churn_at,
+                         "churned": churn_at.notna().to_numpy()}, index=starts.index)
 
 
 def durations(start: pd.Series, end: pd.Series, fill_date: pd.Timestamp, freq: str = "h") -> tuple[np.ndarray, np.ndarray]:

@@ -17,14 +17,23 @@ known truth (``benchmarks/calibrate.py``, ``docs/calibration.md``), never by one
   clients who write later are in the "not early" group, so a real effect of any contact is
   diluted towards 1 (the calibration shows how much).
 - ``renewal``: contact as a time-varying exposure on monthly renewal decisions: one row per
-  client and renewal due (start + k months), event = the client did not renew (the churn
-  definition: no charge for a month and the grace days), a discrete-time proportional-hazards
-  model (binomial GLM with the complementary log-log link, one baseline per month of age), the
-  same covariates, intervals clustered by client. A client counts as contacted for the renewal
-  due at start + k months when the first ticket came before start + (k - 1) months: before the
-  last month the client paid for, which is when a client who is leaving stops writing (the churn
-  is recorded a month and the grace days after the last charge). Estimand: the hazard ratio of
-  not renewing once a client has contacted support, which is what the generator's true HR is.
+  client and renewal due (start + k months) of the client's first paying spell
+  (``churn.first_spells``: a client who lapsed and came back churned at the lapse; the return is
+  a win-back, not a renewal), event = the client did not renew (the churn definition: no charge
+  for a month and the grace days), a discrete-time proportional-hazards model (binomial GLM with
+  the complementary log-log link, one baseline per month of age), the same covariates, intervals
+  clustered by client. A client counts as contacted for the renewal due at start + k months when
+  the first ticket came before start + (k - 1) months, the beginning of the month that renewal
+  pays for: nothing later than the start of the month is used, so a client need not survive
+  anything to be counted as contacted (no immortal time). Decisions start at the second renewal
+  (``FIRST_DECISION``): the early usage the model adjusts for is measured in the client's first
+  days, inside the first month, where a client who leaves early also stops using the product; from
+  the second renewal on it is a baseline measure, and a first-month contact is an exposure from
+  the start. First-month churn has its own comparison (``churn.first_month_table``). Estimand:
+  the hazard ratio of not renewing, from the second renewal on, once a client has contacted
+  support. A contact during a month lowers that month's risk only from the contact on, and the
+  month counts as not contacted: a real effect is diluted a little towards 1 (the calibration
+  study measures how much).
 
 Usage that support itself raises is a mediator, not a confounder: it is measured before the first
 ticket and within the first ``ENGAGEMENT_DAYS`` days after sign-up, where contact cannot yet have
@@ -41,13 +50,14 @@ from lifelines.exceptions import ConvergenceError
 from analysis import keys
 from analysis.contact import first_contacts
 from analysis.months import add_months, months_between
-from analysis.stats import e_value, e_value_interval
+from analysis.stats import e_value, e_value_interval, smd_to_risk_ratio
 
-__all__ = ["ENGAGEMENT_DAYS", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
+__all__ = ["ENGAGEMENT_DAYS", "FIRST_DECISION", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
            "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
-           "covariates_for", "support_effects", "table_view", "METHOD_LABELS", "ESTIMANDS"]
+           "covariates_for", "support_effects", "table_view", "ltv_effect", "ltv_effect_view", "METHOD_LABELS", "ESTIMANDS"]
 
 ENGAGEMENT_DAYS = 14   # usage is measured in the first two weeks after sign-up, before the first ticket
+FIRST_DECISION = 2     # the renewal model starts at the second renewal (the module docstring says why)
 # tickets that follow a decision to leave: not a contact that could change it (the renewal model)
 RETENTION_TOPICS = ("refund_request", "cancellation")
 _NOT_ESTIMABLE = (ConvergenceError, np.linalg.LinAlgError, ZeroDivisionError, ValueError)
@@ -56,15 +66,16 @@ _PERFECT = getattr(sm.tools.sm_exceptions, "PerfectSeparationError", ValueError)
 METHOD_LABELS = {"naive": "naive: ever contacted vs never (biased)",
                  "unadjusted": "early contact, landmark, unadjusted (confounded)",
                  "adjusted": "early contact, landmark, adjusted",
-                 "renewal": "contact before each renewal, adjusted"}
+                 "renewal": "contact before each renewal, first spell, adjusted"}
 ESTIMANDS = {
     "naive": "hazard ratio of churn for clients who ever wrote vs never, from the first charge; biased by "
              "immortal time (a client must stay to write) and by engagement",
     "unadjusted": "hazard ratio of churn after day {window} for clients who wrote before it vs not, among "
                   "clients still paying on day {window}; confounded by who writes",
     "adjusted": "the same landmark comparison, adjusted for {covariates}",
-    "renewal": "hazard ratio of not renewing a month once the client has written to support (contact "
-               "counted from the month before the renewal), adjusted for {covariates}",
+    "renewal": "hazard ratio of not renewing a month, from the second renewal of a client's first paying "
+               "spell on, once the client has written to support (contact counted from the start of the month "
+               "the renewal pays for), adjusted for {covariates}",
 }
 
 
@@ -193,36 +204,40 @@ def landmark_effect(life: pd.DataFrame, first_contact: pd.Series, window_days: i
     return _cox_row(method, frame, f"clients paying on day {window_days}; contact before it; churn after it", named)
 
 
-def renewal_panel(life: pd.DataFrame, first_contact: pd.Series) -> pd.DataFrame:
-    """One row per client and renewal decision k = 1, 2, ... (the charge due at start + k
-    months): ``client`` (row of ``life``), ``month`` k, ``churned`` (1 at the decision a churned
-    client failed), ``exposed`` (first ticket before start + (k - 1) months).
+def renewal_panel(spell: pd.DataFrame, first_contact: pd.Series, first_decision: int = FIRST_DECISION) -> pd.DataFrame:
+    """One row per client and renewal decision k = first_decision, ... (the charge due at start
+    + k months) of the first spell (``churn.first_spells``): ``client`` (row of ``spell``),
+    ``month`` k, ``churned`` (1 at the decision a churned client failed), ``exposed`` (first
+    ticket before start + (k - 1) months).
 
-    A client paid months_paid = whole months from the start to the last charge + 1 monthly
-    periods; decisions 1 .. months_paid - 1 were renewals; a churned client failed decision
-    months_paid; for a client still paying it is pending (not in the panel)."""
-    paid = months_between(life["start"], life["last_charge"]).to_numpy().astype(np.int64) + 1
-    churned = life["churned"].to_numpy(dtype=bool)
-    rows = np.maximum(paid - 1 + churned, 0)
-    client = np.repeat(np.arange(len(life)), rows)
-    k = np.arange(len(client)) - np.repeat(np.cumsum(rows) - rows, rows) + 1
+    A client paid months_paid = whole months from the start to the spell's last charge + 1
+    monthly periods; decisions 1 .. months_paid - 1 were renewals; a churned client failed
+    decision months_paid; for a client still paying it is pending (not in the panel). Decisions
+    before ``first_decision`` are left out (a client who churned there is not in the panel)."""
+    paid = months_between(spell["start"], spell["last_charge"]).to_numpy().astype(np.int64) + 1
+    churned = spell["churned"].to_numpy(dtype=bool)
+    last = paid - 1 + churned                               # the last decision in the panel
+    rows = np.maximum(last - first_decision + 1, 0)
+    client = np.repeat(np.arange(len(spell)), rows)
+    k = np.arange(len(client)) - np.repeat(np.cumsum(rows) - rows, rows) + first_decision
     event = churned[client] & (k == paid[client])
-    month_began = add_months(life["start"].iloc[client].reset_index(drop=True), k - 1)  # the month before decision k
-    contact = first_contact.reindex(life.index).iloc[client].reset_index(drop=True)
+    month_began = add_months(spell["start"].iloc[client].reset_index(drop=True), k - 1)  # the month decision k pays for
+    contact = first_contact.reindex(spell.index).iloc[client].reset_index(drop=True)
     exposed = (contact < month_began).fillna(False).to_numpy()
     return pd.DataFrame({"client": client, "month": k, "churned": event.astype(int), "exposed": exposed.astype(int)})
 
 
-def renewal_effect(life: pd.DataFrame, first_contact: pd.Series, covs: pd.DataFrame) -> dict:
+def renewal_effect(spell: pd.DataFrame, first_contact: pd.Series, covs: pd.DataFrame) -> dict:
     """Discrete-time proportional-hazards HR of contact on not renewing (see the module
-    docstring): complementary log-log binomial GLM on ``renewal_panel`` with a baseline per month
-    of age (months 1-12 each, 13+ pooled) and the covariates, standard errors clustered by client."""
+    docstring): complementary log-log binomial GLM on ``renewal_panel`` of the first spells
+    (``churn.first_spells``) with a baseline per month of age (months 2-12 each, 13+ pooled) and
+    the covariates, standard errors clustered by client."""
     named = list(covs.attrs.get("adjusted_for", list(covs.columns)))
-    panel = renewal_panel(life, first_contact)
+    panel = renewal_panel(spell, first_contact)
     n, events = int(panel["client"].nunique()) if len(panel) else 0, int(panel["churned"].sum())
     if events == 0 or panel["exposed"].nunique() < 2:
         return _empty("renewal", n, events, "no churn or only one exposure group", named)
-    x = covs.reindex(life.index).iloc[panel["client"].to_numpy()].reset_index(drop=True)
+    x = covs.reindex(spell.index).iloc[panel["client"].to_numpy()].reset_index(drop=True)
     x = x[_usable(x, list(x.columns))]
     month = np.minimum(panel["month"].to_numpy(), 13)
     base = pd.get_dummies(pd.Categorical(month), prefix="m", dtype=float)
@@ -272,14 +287,76 @@ def covariates_for(starts: pd.DataFrame, clients: pd.DataFrame | None, tickets: 
     return adjustment_covariates(starts, clients, eng)
 
 
-def support_effects(life: pd.DataFrame, tickets: pd.DataFrame, covs: pd.DataFrame, window_days: int,
-                    as_of: pd.Timestamp) -> pd.DataFrame:
-    """Every estimator on the same clients, with E-values (``with_e_values``), indexed by method
-    key: what 03_churn_survival shows and what the calibration study measures."""
+def support_effects(life: pd.DataFrame, spell: pd.DataFrame, tickets: pd.DataFrame, covs: pd.DataFrame,
+                    window_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Every estimator on the clients of ``life`` (``churn.lifetimes``; ``spell`` holds their
+    first spells, ``churn.first_spells``, for the renewal model), with E-values
+    (``with_e_values``), indexed by method key: what 03_churn_survival shows and what the
+    calibration study measures."""
     first = first_contacts(tickets)
     return with_e_values([
         naive_effect(life, first.reindex(life.index).notna()),
         landmark_effect(life, first, window_days, as_of, None),
         landmark_effect(life, first, window_days, as_of, covs),
-        renewal_effect(life, first_contacts(tickets, RETENTION_TOPICS), covs),
+        renewal_effect(spell.reindex(life.index), first_contacts(tickets, RETENTION_TOPICS), covs),
     ])
+
+
+def ltv_effect(values: pd.DataFrame, early: pd.Series, covs: pd.DataFrame, horizon: str) -> dict:
+    """The LTV comparison of 02_cohort_ltv adjusted for everything known early at once: the ratio
+    of mean LTV at ``horizon`` (a column of ``cohorts.client_ltv``), contacted early vs not,
+    among the clients old enough, from a log-link GLM with the Poisson quasi-likelihood and
+    robust (HC1) standard errors: log E[LTV] = b0 + b x contacted + covariates (the usual
+    estimator of a ratio of means of a non-negative outcome; ratio = exp(b)). A net LTV below 0
+    (refunds above charges in the window) enters as 0; the note counts such clients.
+
+    E-value (VanderWeele & Ding 2017, continuous outcome): d = (m1 - m0) / sd, with m1 the mean
+    LTV of the contacted, m0 = m1 / ratio what the model says they would have paid without
+    contact, sd the standard deviation of LTV of the clients in the model; RR = exp(0.91 d)
+    (``stats.smd_to_risk_ratio``); the interval limit nearest 1 the same way. Not covered by the
+    calibration study (which measures the churn estimators); confounded by engagement without
+    usage, like them. Not estimable (NaN, with the reason in ``note``) without both groups or
+    when the model does not converge."""
+    named = list(covs.attrs.get("adjusted_for", list(covs.columns)))
+    y = values[horizon].reindex(early.index)
+    ok = y.notna() & early.isin(["contacted", "not_contacted"])
+    y, group = y[ok], early[ok]
+    contacted = (group == "contacted").to_numpy(float)
+    row = {"ratio": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan, "e_value": np.nan,
+           "e_value_ci": np.nan, "clients": int(len(y)), "contacted": int(contacted.sum()), "adjusted_for": named}
+    negative = int((y < 0).sum())
+    if contacted.sum() == 0 or contacted.sum() == len(y) or float(y.clip(lower=0).sum()) <= 0:
+        return {**row, "note": "not estimable: needs clients old enough in both groups and some payments"}
+    x = covs.reindex(y.index).reset_index(drop=True)
+    x = x[_usable(x, list(x.columns))]
+    design = pd.concat([pd.DataFrame({"const": 1.0, "contacted": contacted}), x], axis=1)
+    target = y.clip(lower=0).to_numpy(float)
+    try:
+        with np.errstate(all="ignore"):
+            fit = sm.GLM(target, design, family=sm.families.Poisson()).fit(cov_type="HC1")
+        beta, se = float(fit.params["contacted"]), float(fit.bse["contacted"])
+    except (*_NOT_ESTIMABLE, _PERFECT):
+        beta, se = np.nan, np.nan
+    if not (np.isfinite(beta) and np.isfinite(se)):
+        return {**row, "note": "not estimable: the model does not converge on these clients"}
+    z = 1.959963984540054
+    ratio, lo, hi = float(np.exp(beta)), float(np.exp(beta - z * se)), float(np.exp(beta + z * se))
+    m1, sd = float(target[contacted == 1].mean()), float(target.std(ddof=1))
+    d = (lambda r: (m1 - m1 / r) / sd if sd > 0 else np.nan)
+    near = 1.0 if lo <= 1 <= hi else (lo if lo > 1 else hi)
+    note = f"{len(y):,} clients old enough, {int(contacted.sum()):,} contacted; robust intervals"
+    if negative:
+        note += f"; {negative:,} net LTV below 0 counted as 0"
+    return {**row, "ratio": ratio, "ci_low": lo, "ci_high": hi, "p_value": float(fit.pvalues["contacted"]),
+            "e_value": e_value(smd_to_risk_ratio(d(ratio)), rare=True),
+            "e_value_ci": 1.0 if near == 1.0 else e_value(smd_to_risk_ratio(d(near)), rare=True), "note": note}
+
+
+def ltv_effect_view(row: dict) -> pd.DataFrame:
+    """``ltv_effect``'s result as a one-row table for a report (p with three significant digits)."""
+    view = pd.DataFrame([{k: row[k] for k in ("ratio", "ci_low", "ci_high", "e_value", "e_value_ci", "clients",
+                                             "contacted")}], index=pd.Index(["adjusted"], name="method"))
+    view["p_value"] = f"{row['p_value']:.3g}" if pd.notna(row["p_value"]) else ""
+    view["adjusted for"] = ", ".join(row["adjusted_for"]) or "nothing"
+    view["note"] = row["note"]
+    return view

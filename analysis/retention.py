@@ -40,9 +40,12 @@ class Groups:
 
 
 def ltv_metrics(table: pd.DataFrame, window_days: int, ratios: pd.DataFrame | None = None,
-                naive_ratios: pd.DataFrame | None = None) -> dict:
+                naive_ratios: pd.DataFrame | None = None, adjusted: dict | None = None,
+                horizon: str = "ltv_12m") -> dict:
     """`ltv`: contact_window_days, by_group.<group>: clients, ltv_1m.. (and eligible_*, ci_*),
-    and, with tickets, the contacted / not_contacted ratio (and the biased naive one)."""
+    and, with tickets, the contacted / not_contacted ratio (and the biased naive one) and
+    ``ratio_adjusted`` (``effect.ltv_effect`` at ``horizon``: ratio, interval, p, E-values,
+    adjusted_for)."""
     by_group: dict = {}
     for r in table.to_dict("records"):
         g = by_group.setdefault(r["group"], {"clients": r["clients"]})
@@ -55,6 +58,10 @@ def ltv_metrics(table: pd.DataFrame, window_days: int, ratios: pd.DataFrame | No
         if frame is not None:
             out[key] = {r["horizon"]: {"ratio": r["ratio"], "ci_low": r["ci_low"], "ci_high": r["ci_high"]}
                         for r in frame.to_dict("records")}
+    if adjusted is not None:
+        out["ratio_adjusted"] = {"horizon": horizon, **{k: adjusted[k] for k in (
+            "ratio", "ci_low", "ci_high", "e_value", "e_value_ci", "clients", "contacted", "adjusted_for")},
+            "p_value": float(f"{adjusted['p_value']:.3g}") if pd.notna(adjusted["p_value"]) else None}
     return {"ltv": out}
 
 
@@ -91,19 +98,31 @@ def _fmt_ratio(row) -> str:
     return f"x{row['ratio']:.2f} (95% CI {row['ci_low']:.2f}-{row['ci_high']:.2f})"
 
 
-def ltv_headline(table: pd.DataFrame, ratios: pd.DataFrame | None, horizon: str = "ltv_12m") -> str:
-    """'2,444 paying clients; LTV at 12 months 77,764 (n = 1,222); contacted support early: x2.45 ...'"""
+def ltv_headline(table: pd.DataFrame, ratios: pd.DataFrame | None, horizon: str = "ltv_12m",
+                 adjusted: dict | None = None) -> str:
+    """'2,444 paying clients; LTV at 12 months 77,764 (n = 1,222 old enough); clients who wrote to
+    support in their first days, adjusted for first charge, ...: x1.08 (0.97-1.21), E-value 1.12;
+    unadjusted x2.45 (2.20-2.71), confounded.' The adjusted ratio (``effect.ltv_effect``) leads when
+    it is estimable; the raw ratio follows, labelled."""
     allrow = table[(table["group"] == "all") & (table["horizon"] == horizon)]
     if not len(allrow):
         return "No paying clients."
     a = allrow.iloc[0]
     k = horizon[4:-1]
     text = f"{a['clients']:,} paying clients; LTV at {k} months {a['ltv']:,.0f} (n = {a['eligible']:,} old enough)"
+    raw = None
     if ratios is not None:
         r = ratios[ratios["horizon"] == horizon]
-        if len(r) and pd.notna(r.iloc[0]["ratio"]):
-            text += (f"; clients who wrote to support in their first days paid {_fmt_ratio(r.iloc[0])} as much, "
-                     "a confounded comparison (engaged clients write more and pay more), not an effect of support")
+        raw = r.iloc[0] if len(r) and pd.notna(r.iloc[0]["ratio"]) else None
+    if adjusted is not None and pd.notna(adjusted["ratio"]):
+        text += (f"; clients who wrote to support in their first days, adjusted for "
+                 f"{', '.join(adjusted['adjusted_for'])}: x{adjusted['ratio']:.2f} "
+                 f"({adjusted['ci_low']:.2f}-{adjusted['ci_high']:.2f}), E-value {adjusted['e_value']:.2f}")
+        if raw is not None:
+            text += f"; unadjusted {_fmt_ratio(raw)}, confounded"
+    elif raw is not None:
+        text += (f"; clients who wrote to support in their first days paid {_fmt_ratio(raw)} as much, "
+                 "a confounded comparison (engaged clients write more and pay more), not an effect of support")
     return text + "."
 
 
@@ -127,9 +146,27 @@ def churn_headline(first_month: pd.DataFrame, effects: pd.DataFrame | None) -> s
     return text + "."
 
 
-def ltv_caveats(ratios: pd.DataFrame | None, naive_ratios: pd.DataFrame | None, window_days: int) -> present.Md:
-    """Plain-language caveats for the LTV comparison, with the computed ratios."""
-    lines = [present.md("- **Clients are not assigned to contact support at random.** Engaged clients and clients "
+def ltv_caveats(ratios: pd.DataFrame | None, naive_ratios: pd.DataFrame | None, window_days: int,
+                adjusted: dict | None = None, usage_given: bool = False) -> present.Md:
+    """Plain-language caveats for the LTV comparison, with the computed ratios and, given the
+    adjusted ratio (``effect.ltv_effect``), its E-value in one sentence."""
+    lines = []
+    if adjusted is not None and pd.notna(adjusted["ratio"]):
+        if adjusted["e_value_ci"] > 1:
+            lines.append(present.md(
+                "- **Sensitivity (E-value).** An unmeasured factor linked to both early contact and LTV by a risk "
+                "ratio of {e:.2f} each could explain the adjusted ratio away, and one of {eci:.2f} each could move "
+                "its interval to include no difference.", e=adjusted["e_value"], eci=adjusted["e_value_ci"]))
+        else:
+            lines.append(present.md(
+                "- **Sensitivity (E-value).** The adjusted interval already includes no difference; an unmeasured "
+                "factor linked to both early contact and LTV by a risk ratio of {e:.2f} each would explain the point "
+                "estimate away.", e=adjusted["e_value"]))
+        if not usage_given:
+            lines.append(present.md(
+                "- **Engagement is not measured here.** Without a `usage` table the adjusted ratio stays confounded "
+                "by how engaged clients are: engaged clients both write to support and pay more."))
+    lines += [present.md("- **Clients are not assigned to contact support at random.** Engaged clients and clients "
                         "with larger checks both write to support more and pay more, so the gap between the groups "
                         "mixes the effect of support with who the clients are. The comparison within check-size "
                         "bands and segments removes part of that mix; the churn report estimates the effect with "
@@ -207,10 +244,12 @@ def calibration_summary(calibration: dict) -> present.Md:
                                 "effect in {fp:.0%} of runs (interval coverage {cov:.0%});",
                                 fp=null_measured["false_positive_rate"], cov=null_measured["coverage"]))
     if moderate:
-        parts.append(present.md("    - with a true hazard ratio of {hr:.2f}, averaged {mean:.2f}: it understates a real "
-                                "effect (its interval held the truth in {cov:.0%} of runs), so read it as a "
-                                "conservative estimate;", hr=moderate["true_hr"], mean=moderate["mean_hr"],
-                                cov=moderate["coverage"]))
+        understates = moderate["bias"] > 0 and moderate["coverage"] < 0.9
+        parts.append(present.md("    - with a true hazard ratio of {hr:.2f}, averaged {mean:.2f} and its interval held the "
+                                "truth in {cov:.0%} of runs{reading};", hr=moderate["true_hr"], mean=moderate["mean_hr"],
+                                cov=moderate["coverage"],
+                                reading=": it understates a real effect, so read it as a conservative estimate"
+                                if understates else ""))
     if null_unmeasured:
         parts.append(present.md("    - without usage in the data and with no real effect, still reported a significant "
                                 "effect in {fp:.0%} of runs: the engagement it cannot see.",

@@ -11,7 +11,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep, proportion_
 
 __all__ = ["wilson_interval", "rate_table", "duration_stats", "quantile_replicates",
            "mean_replicates", "proportion_replicates", "ratio_replicates", "percentile_interval", "NORMAL_LIMIT_N",
-           "SKEW_LIMIT", "difference_interval", "hazard_to_risk_ratio", "e_value", "e_value_interval"]
+           "SKEW_LIMIT", "difference_interval", "hazard_to_risk_ratio", "smd_to_risk_ratio", "e_value", "e_value_interval"]
 
 
 def wilson_interval(successes, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -201,6 +201,16 @@ def hazard_to_risk_ratio(hr: float, rare: bool = False) -> float:
     if rare:
         return float(hr)
     return float((1 - 0.5 ** np.sqrt(hr)) / (1 - 0.5 ** np.sqrt(1 / hr)))
+
+
+def smd_to_risk_ratio(d: float) -> float:
+    """A standardised mean difference d (difference of means / the outcome's standard deviation)
+    on the risk-ratio scale, RR = exp(0.91 x d) (VanderWeele & Ding 2017, as R's
+    ``EValue::evalues.MD``), for the E-value of a continuous outcome such as LTV.
+    Examples: d = 0 -> 1; d = 0.5 -> exp(0.455) = 1.576; NaN for a missing d."""
+    if not np.isfinite(d):
+        return np.nan
+    return float(np.exp(0.91 * d))
 
 
 def e_value(hr: float, rare: bool = False) -> float:

@@ -9,7 +9,7 @@ unmeasured (it drives both, no usage table)}, plus two worlds where contact itse
 profile: about 12% pay). Every estimator sees the data as the report does (as-of 2026-01-01,
 first-month grace 14 days, contact window 30 days).
 
-    .venv/bin/python benchmarks/calibrate.py [--seeds 20] [--clients 20000] [--jobs 2]
+    .venv/bin/python benchmarks/calibrate.py [--seeds 50] [--clients 20000] [--jobs 2]
 
 writes docs/calibration.md (the table, as it comes out) and analysis/calibration.json (the summary
 that 03_churn_survival shows beside its estimates).
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis import churn, cohorts, effect  # noqa: E402
+from analysis.stats import wilson_interval  # noqa: E402
 from analysis.generate import build_tables  # noqa: E402
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -57,7 +58,8 @@ def estimate(world: dict, seed: int, clients: int) -> dict[str, tuple[float, flo
     starts = cohorts.client_starts(pay, cl)
     life = churn.lifetimes(pay, starts, AS_OF, 14)
     covs = effect.covariates_for(starts, cl, tk, tables.get("usage"))
-    rows = effect.support_effects(life, tk, covs, 30, AS_OF).to_dict("index")
+    spell = churn.first_spells(pay, starts, AS_OF, 14)
+    rows = effect.support_effects(life, spell, tk, covs, 30, AS_OF).to_dict("index")
     return {m: (r["hazard_ratio"], r["ci_low"], r["ci_high"]) for m, r in rows.items()}
 
 
@@ -74,10 +76,15 @@ def summarise(results: list[dict]) -> pd.DataFrame:
         ok = g.dropna(subset=["hr"])
         covered = (ok["ci_low"] <= truth) & (truth <= ok["ci_high"])
         significant = (ok["ci_high"] < 1) | (ok["ci_low"] > 1)
+        cov_lo, cov_hi = (float(v) for v in wilson_interval(int(covered.sum()), len(ok)))
+        fp_lo, fp_hi = (float(v) for v in wilson_interval(int(significant.sum()), len(ok)))
+        null = truth == 1.0
         rows.append({"effect": effect_name, "confounding": conf, "method": method, "true_hr": truth,
                      "runs": len(g), "estimated": len(ok), "mean_hr": ok["hr"].mean(),
                      "bias": ok["hr"].mean() - truth, "coverage": covered.mean(),
-                     "false_positive_rate": significant.mean() if truth == 1.0 else np.nan,
+                     "coverage_low": cov_lo, "coverage_high": cov_hi,
+                     "false_positive_rate": significant.mean() if null else np.nan,
+                     "false_positive_low": fp_lo if null else np.nan, "false_positive_high": fp_hi if null else np.nan,
                      "mean_ci_width": (ok["ci_high"] - ok["ci_low"]).mean()})
     return pd.DataFrame(rows)
 
@@ -93,22 +100,33 @@ def markdown(table: pd.DataFrame, seeds: int, clients: int, seconds: float) -> s
              "itself raises usage (a mediator) under measured confounding.", "",
              "Methods (`analysis/effect.py`): `naive` ever vs never contacted; `unadjusted` early contact at "
              "the day-30 landmark; `adjusted` the same adjusted for first charge, segment, channel, country "
-             "and early usage; `renewal` contact before each monthly renewal, discrete-time, same covariates. "
+             "and early usage; `renewal` (the report's headline) contact before each monthly renewal of the "
+             "client's first paying spell, from the second renewal on, discrete-time, same covariates. "
              "Coverage = share of 95% intervals that contain the true HR; false positives = share of runs "
-             "whose interval excludes 1 when contact has no effect.", "",
+             "whose interval excludes 1 when contact has no effect; in brackets the 95% Wilson interval of "
+             "that share over the runs (the study's own uncertainty).", "",
+             "Target for the headline method where confounding is absent or measured: coverage >= 90%, false "
+             "positives <= 10%. The landmark rows estimate a different quantity (early contact vs not by day "
+             "30, whoever writes later counted as not contacted), so their distance from the true HR of any "
+             "contact is dilution by design, not an error of the fit. The generator's effect starts at the "
+             "moment of contact, while a renewal model can only count a contact from the start of the month "
+             "after it: the month of the contact counts as not contacted, which pulls a real effect towards 1 "
+             "(the positive bias of `renewal` under an effect).", "",
              "| true effect | confounding | method | true HR | mean HR | bias | coverage | false positives | "
              "mean CI width | runs |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.to_dict("records"):
-        fp = "" if np.isnan(r["false_positive_rate"]) else f"{r['false_positive_rate']:.0%}"
+        fp = "" if np.isnan(r["false_positive_rate"]) else (
+            f"{r['false_positive_rate']:.0%} ({r['false_positive_low']:.0%}-{r['false_positive_high']:.0%})")
+        cov = f"{r['coverage']:.0%} ({r['coverage_low']:.0%}-{r['coverage_high']:.0%})"
         lines.append(f"| {r['effect']} | {r['confounding']} | {r['method']} | {r['true_hr']:.2f} | "
-                     f"{r['mean_hr']:.3f} | {r['bias']:+.3f} | {r['coverage']:.0%} | {fp} | "
+                     f"{r['mean_hr']:.3f} | {r['bias']:+.3f} | {cov} | {fp} | "
                      f"{r['mean_ci_width']:.3f} | {r['estimated']}/{r['runs']} |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=50)
     p.add_argument("--clients", type=int, default=20_000)
     p.add_argument("--jobs", type=int, default=2)
     args = p.parse_args(argv)
