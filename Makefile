@@ -9,7 +9,7 @@ CLIENTS ?= 20000
 SEED    ?= 42
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data reports test bench lab clean
+.PHONY: help setup data reports screenshots test bench lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +32,10 @@ data: $(STAMP) ## (re)generate the sample data in data/sample (CLIENTS=20000 SEE
 
 reports: $(STAMP) $(SAMPLE)/truth.json ## run every notebook on the sample -> reports/latest (+ reports/archive/<as-of>)
 	$(PY) -m analysis run --data $(SAMPLE) --out reports/latest --archive reports/archive
+
+screenshots: $(STAMP) ## check every page of reports/latest in headless Chromium and write full-page PNGs to reports/screenshots
+	@test -f reports/latest/index.html || $(MAKE) reports
+	$(PY) -m analysis.pages reports/latest --out reports/screenshots
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest -q

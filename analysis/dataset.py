@@ -123,6 +123,19 @@ class Dataset:
     def as_of_date(self) -> str:
         return self.as_of.strftime("%Y-%m-%d")
 
+    @property
+    def currency(self) -> str | None:
+        """The code of the currency amounts are reported in: the config's ``reporting_currency``,
+        else the one code of ``payments.currency``; None when the data names none."""
+        if self.config.reporting_currency:
+            return self.config.reporting_currency.strip().upper()
+        pay = self.tables.get("payments")
+        if pay is None or "currency" not in pay.columns:
+            return None
+        codes = pay["currency"].dropna().astype("string").str.strip().str.upper()
+        codes = codes[codes != ""].unique()
+        return str(codes[0]) if len(codes) == 1 else None
+
 
 def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
     """'YYYY-MM-DD' -> the instant 00:00 UTC at the start of that day."""

@@ -271,9 +271,9 @@ def table_view(effects: pd.DataFrame) -> pd.DataFrame:
     """The estimates for a report: one row per method by its label, the covariates as text."""
     view = effects.set_index("method")[["hazard_ratio", "ci_low", "ci_high", "p_value", "e_value", "e_value_ci",
                                         "clients", "events"]].copy()
-    view["p_value"] = [f"{p:.3g}" if pd.notna(p) else "" for p in effects["p_value"]]   # 5.7e-24, not 0.000
     view["adjusted for"] = [", ".join(a) or "nothing" for a in effects["adjusted_for"]]
     view["note"] = effects["note"].to_numpy()
+    view.index = pd.Index([METHOD_LABELS.get(k, k) for k in view.index], name="method")
     return view
 
 
@@ -353,10 +353,10 @@ def ltv_effect(values: pd.DataFrame, early: pd.Series, covs: pd.DataFrame, horiz
 
 
 def ltv_effect_view(row: dict) -> pd.DataFrame:
-    """``ltv_effect``'s result as a one-row table for a report (p with three significant digits)."""
+    """``ltv_effect``'s result as a one-row table for a report."""
     view = pd.DataFrame([{k: row[k] for k in ("ratio", "ci_low", "ci_high", "e_value", "e_value_ci", "clients",
                                              "contacted")}], index=pd.Index(["adjusted"], name="method"))
-    view["p_value"] = f"{row['p_value']:.3g}" if pd.notna(row["p_value"]) else ""
+    view["p_value"] = row["p_value"]
     view["adjusted for"] = ", ".join(row["adjusted_for"]) or "nothing"
     view["note"] = row["note"]
     return view

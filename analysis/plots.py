@@ -5,6 +5,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from lifelines.plotting import add_at_risk_counts
+
+from analysis.present import category
 
 __all__ = ["style", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
            "daily_lines", "staffing_lines", "change_forest", "no_data", "cohort_heatmap", "ltv_by_horizon",
@@ -102,14 +105,18 @@ def rate_bars(table: pd.DataFrame, rate: str, title: str, n: str, xlabel: str = 
     t = table[table[n] > 0]
     fig, ax = plt.subplots(figsize=(8, 0.45 * max(len(t), 2) + 1.2))
     if len(t):
-        labels = [str(i) if not isinstance(i, tuple) else " / ".join(map(str, i)) for i in t.index]
+        labels = [str(category(i)) if not isinstance(i, tuple) else " / ".join(str(category(v)) for v in i)
+                  for i in t.index]
         y = np.arange(len(t))[::-1]
         err = np.clip(np.vstack([t[rate] - t[f"{rate}_low"], t[f"{rate}_high"] - t[rate]]), 0, None)  # Wilson ends at 0 or 1 may round past the rate
         ax.barh(y, t[rate], color=sns.color_palette()[0], xerr=err, capsize=3)
         ax.set_yticks(y, labels)
+        top = min(1.0, max(float(t[f"{rate}_high"].max()), 0.01) * 1.45)   # the axis fits the data, not 0-100%
         for yi, r, hi, k in zip(y, t[rate], t[f"{rate}_high"], t[n]):
-            ax.text(min(hi, 0.82) + 0.01, yi, f"{r:.1%}  n = {k:,}", va="center", ha="left", fontsize=8)
-        ax.set_xlim(0, 1)
+            ax.text(min(hi, top * 0.72) + top * 0.01, yi, f"{r:.1%}  n = {k:,}", va="center", ha="left", fontsize=8,
+                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        ax.set_xlim(0, top)
+        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
         ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     else:
         no_data(ax)
@@ -208,7 +215,7 @@ def ltv_by_horizon(table: pd.DataFrame, title: str, groups: list[str]):
     for i, g in enumerate(groups):
         d = t[t["group"] == g].set_index("horizon").reindex(horizons)
         x = np.arange(len(horizons)) + (i - (len(groups) - 1) / 2) * width
-        ax.bar(x, d["ltv"], width, label=g)
+        ax.bar(x, d["ltv"], width, label=category(g))
         known = d["ci_low"].notna().to_numpy()
         _intervals(ax, x[known], d["ci_low"][known], d["ci_high"][known], horizontal=False)
     if len(t):
@@ -228,16 +235,15 @@ def km_curves(fits: dict, title: str, at_risk: pd.DataFrame | None = None,
     """Kaplan-Meier curves with 95% bands, one per group, and the at-risk counts under the axis."""
     fig, ax = plt.subplots(figsize=(9, 4.6))
     for label, kmf in fits.items():
-        kmf.plot_survival_function(ax=ax, ci_show=True, lw=1.4)
+        kmf.plot_survival_function(ax=ax, ci_show=True, lw=1.4, label=str(category(label)))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_ylim(0, 1.02)
-    if at_risk is not None and len(at_risk):
-        rows = [" ".join(f"{v:>6,}" for v in at_risk.loc[g]) for g in at_risk.index]
-        text = "at risk at month " + " ".join(f"{m:>6}" for m in at_risk.columns) + "\n" + "\n".join(
-            f"{g:<16}{r}" for g, r in zip(at_risk.index, rows))
-        fig.text(0.01, -0.02, text, family="monospace", fontsize=7, va="top")
+    if at_risk is not None and len(at_risk) and fits:
+        # lifelines' own table, aligned under the ticks (``at_risk`` says which groups to count)
+        add_at_risk_counts(*[fits[g] for g in at_risk.index if g in fits], ax=ax, rows_to_show=["At risk"],
+                           labels=[str(category(g)) for g in at_risk.index if g in fits])
     fig.tight_layout()
     return fig
 
@@ -251,7 +257,7 @@ def hazard_forest(effects: pd.DataFrame, title: str):
         y = np.arange(len(est))[::-1]
         err = np.clip(np.vstack([est["hazard_ratio"] - est["ci_low"], est["ci_high"] - est["hazard_ratio"]]), 0, None)
         ax.errorbar(est["hazard_ratio"], y, xerr=err, fmt="o", capsize=3)
-        ax.set_yticks(y, est.index)
+        ax.set_yticks(y, [str(category(i)) for i in est.index])
         ax.axvline(1, color="grey", lw=1)
         ax.set_xscale("log")
         lo, hi = min(est["ci_low"].min(), 1.0), max(est["ci_high"].max(), 1.0)
@@ -270,7 +276,7 @@ def rate_by_cohort(table: pd.DataFrame, title: str):
     """A rate per cohort and group (long table: cohort, group, rate, rate_low, rate_high, clients)."""
     fig, ax = plt.subplots(figsize=(9, 3.8))
     for g, d in table.groupby("group", sort=False):
-        ax.plot(d["cohort"], d["rate"], marker="o", ms=3, label=g)
+        ax.plot(d["cohort"], d["rate"], marker="o", ms=3, label=category(g))
         ax.fill_between(d["cohort"], d["rate_low"], d["rate_high"], alpha=0.15)
     if len(table):
         ax.legend(fontsize=8)

@@ -26,7 +26,8 @@ from typing import Any, Iterable
 import markupsafe
 import pandas as pd
 
-__all__ = ["Md", "md", "join", "show", "html", "table", "escape_md", "CONTENT_SECURITY_POLICY"]
+__all__ = ["Md", "md", "join", "show", "html", "table", "Collapsed", "escape_md", "label", "category", "LABELS", "CATEGORY_LABELS", "column_kind",
+           "format_percent", "format_money", "format_count", "format_number", "format_p", "p_text", "format_time", "CONTENT_SECURITY_POLICY"]
 
 # what a report page needs and nothing more: its inline styles and its base64 figures; no script,
 # no fetch, no form, no base URL (the reports, index.html and the skip pages carry it)
@@ -82,19 +83,244 @@ def html(template: str, /, **values: Any) -> markupsafe.Markup:
 
 
 def _escaped_names(index: pd.Index) -> list:
-    return [None if n is None else str(markupsafe.escape(n)) for n in index.names]
+    return [None if n is None else str(markupsafe.escape(label(n))) for n in index.names]
 
 
-def table(frame: pd.DataFrame, title: str, precision: int = 3):
-    """A table for a report: its title as caption, numbers to ``precision`` decimals with
-    thousands separators, empty cells blank (nothing to measure), and every text (cells, row
-    and column labels, their names, the caption) HTML-escaped."""
+# ---- labels: the suite's own names as a reader says them ------------------------------------
+# column names, index names and the suite's own category values (groups, horizons, stages); a
+# value from the data (a tier, a segment, a vendor) is never relabelled, only escaped
+LABELS = {
+    "ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p-value", "n": "n",
+    "hazard_ratio": "Hazard ratio", "e_value": "E-value", "e_value_ci": "E-value of the CI",
+    "sla_achieved": "SLA achieved", "csat": "CSAT", "csat_responses": "CSAT responses",
+    "first_response_median_min": "First response, median (min)",
+    "first_response_p90_min": "First response, 90th percentile (min)",
+    "resolution_median_min": "Resolution, median (min)", "escalation_rate": "Escalation rate",
+    "rmst_months": "RMST (months)", "median_lifetime_months": "Median lifetime (months)",
+    "survival_at_horizon": "Still paying at the horizon", "won_back": "Won back",
+    "dormancy_events": "Dormancy events", "revenue_at_risk_3m": "Revenue at risk, 3 months",
+    "roi": "ROI (x cost)", "cpa": "CPA", "arpa": "ARPA", "ltv": "LTV",
+}
+# the suite's own category values (groups, stages, pricing models, methods, model terms)
+CATEGORY_LABELS = {
+    "all": "All", "contacted": "Contacted early", "not_contacted": "Not contacted early",
+    "ever_contacted": "Ever contacted (biased split)", "never_contacted": "Never contacted (biased split)",
+    "cold_call": "Cold call", "need_found": "Need found", "proposal": "Proposal", "meeting": "Meeting",
+    "contract": "Contract", "account": "Account",
+    "per_minute": "Per minute", "per_hour": "Per hour", "per_status_minute": "Per minute, priced by call status",
+    "per_result_call": "Per call with a result", "per_lead": "Per confirmed lead", "per_client": "Per converted client",
+    "revenue_share": "Share of revenue",
+    "log_check": "First charge (log, standardised)", "engagement": "Early product usage", "exposed": "Support contact",
+    "naive": "Naive: ever vs never contacted (biased)", "unadjusted": "Early contact, unadjusted",
+    "adjusted": "Early contact, adjusted", "renewal": "Contact before each renewal, adjusted",
+}
+_ACRONYMS = {"ltv": "LTV", "sla": "SLA", "csat": "CSAT", "ci": "CI", "rmst": "RMST", "hr": "HR", "cpa": "CPA",
+             "roi": "ROI", "arpa": "ARPA", "id": "ID", "km": "KM", "fin": "FIN", "cs": "CS", "mrr": "MRR",
+             "p90": "90th percentile", "p50": "median", "pct": "%", "min": "(min)", "s": "(s)"}
+_HORIZON = re.compile(r"^(ltv|revenue)_(\d+)([md])(_.*)?$")
+_SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
+
+
+def label(name: Any) -> str:
+    """A column or category name of the suite as a reader says it: ``LABELS``, else the horizon
+    form (``ltv_12m`` -> "LTV 12 months"), else snake_case words with the suite's acronyms
+    (``first_charge_median`` -> "First charge median"). Anything else (a value from the data, a
+    name with capitals or spaces) is returned as it is."""
+    if not isinstance(name, str):
+        return name
+    if name in LABELS:
+        return LABELS[name]
+    end = re.search(r"_(low|high)$", name)
+    if end and name[:end.start()]:
+        return f"{label(name[:end.start()])}, 95% CI {end.group(1)}"
+    m = _HORIZON.match(name)
+    if m:
+        k, unit = int(m.group(2)), "month" if m.group(3) == "m" else "day"
+        rest = f" {label(m.group(4)[1:]).lower()}" if m.group(4) else ""
+        return f"{_ACRONYMS.get(m.group(1), m.group(1).capitalize())} {k} {unit}{'s' if k != 1 else ''}{rest}"
+    if re.fullmatch(r"[a-z]+", name):
+        return _ACRONYMS.get(name, name.capitalize())
+    if not _SNAKE.match(name):
+        return name
+    words = [_ACRONYMS.get(w, w) for w in name.split("_")]
+    text = " ".join(words)
+    return text[0].upper() + text[1:]
+
+
+def category(value: Any) -> Any:
+    """A value shown as a category (a group, a horizon, a stage, a method): the suite's own
+    categories in words (``CATEGORY_LABELS``, horizons such as ``ltv_12m``), any other value
+    (from the data) as it is."""
+    if isinstance(value, str) and value in CATEGORY_LABELS:
+        return CATEGORY_LABELS[value]
+    if isinstance(value, str) and _HORIZON.match(value):
+        return label(value)
+    return value
+
+
+def _relabel(index: pd.Index) -> pd.Index:
+    """Index values that are the suite's own categories relabelled (``category``)."""
+    if isinstance(index, pd.MultiIndex):
+        return index.set_levels([lv.map(category) for lv in index.levels], verify_integrity=False)
+    return index.map(category)
+
+
+# ---- numbers: one format per kind ---------------------------------------------------------------
+_PERCENT = re.compile(r"(^|_)(rate|share|coverage|conversion|sla_achieved|csat|survival|reach_rate|occupancy|"
+                      r"probability|one_touch|false_positive)")
+_MONEY = re.compile(r"(^|_)(ltv|revenue|amount|cost|cpa|arpa|price|mrr|charge|check|payments|value|"
+                    r"break_even_price|kept)($|_)")
+_COUNT = re.compile(r"(^|_)(clients|events|tickets|eligible|n|count|leads|calls|requests|saved|won_back|"
+                    r"contacted|reached|paid|registrations|agents|churned|responses|operators|converted|"
+                    r"conversions|rows|read|used|set_aside|units|decisions|runs|at_risk)$")
+_RATIO = re.compile(r"(^|_)(hazard_ratio|ratio|e_value|e_value_ci|roi|multiple)$")
+_SUFFIX = re.compile(r"_(low|high|ci_low|ci_high|lo|hi)$")
+
+
+def format_percent(v: float) -> str:
+    """0.5892 -> '58.9%' (one decimal); empty for a missing value."""
+    return "" if pd.isna(v) else f"{v:.1%}"
+
+
+def format_money(v: float, currency: str | None = None) -> str:
+    """12345.678 -> '12,346 RUB' (whole units from 100 up, else two decimals; the code when known)."""
+    if pd.isna(v):
+        return ""
+    text = f"{v:,.0f}" if abs(v) >= 100 else f"{v:,.2f}"
+    return f"{text} {currency}" if currency else text
+
+
+def format_count(v: float) -> str:
+    """11106.0 -> '11,106'; a fraction keeps one decimal (an average count)."""
+    if pd.isna(v):
+        return ""
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
+
+
+def format_number(v: float) -> str:
+    """A measure without a kind: thousands separators, two decimals below 100, none from 1,000 up,
+    never scientific notation (1.928e+08 -> '192,800,000')."""
+    if pd.isna(v):
+        return ""
+    a = abs(v)
+    return f"{v:,.0f}" if a >= 1000 else f"{v:,.1f}" if a >= 100 else f"{v:,.2f}"
+
+
+def format_p(v) -> str:
+    """A p-value for a reader: three significant digits, '< 0.001' below that (the exact value,
+    with three significant digits, stays in metrics.json); text is kept as it is."""
+    if isinstance(v, str) or pd.isna(v):
+        return "" if not isinstance(v, str) else v
+    return "< 0.001" if v < 0.001 else f"{v:.3g}"
+
+
+def p_text(v) -> str:
+    """'p < 0.001' or 'p = 0.034' for a sentence (``format_p``)."""
+    shown = format_p(v)
+    return f"p {shown}" if shown.startswith("<") else f"p = {shown}"
+
+
+def format_time(v) -> str:
+    """A timestamp as 'YYYY-MM-DD HH:MM' (UTC, no '+00:00'); a midnight as the date alone."""
+    if pd.isna(v):
+        return ""
+    t = pd.Timestamp(v)
+    t = t.tz_convert("UTC") if t.tzinfo is not None else t
+    return t.strftime("%Y-%m-%d") if (t.hour, t.minute, t.second) == (0, 0, 0) else t.strftime("%Y-%m-%d %H:%M")
+
+
+def column_kind(name: Any, values: pd.Series, before: str | None = None) -> str:
+    """How a column is shown: 'percent', 'money', 'count', 'ratio', 'p', 'time', 'text' or
+    'number', from its dtype and its name (an interval end such as ``rate_low`` or ``ci_high``
+    takes the kind of its estimate: the named column or ``before``, the column to its left). A
+    'percent' column with values above 1 is a number (already in points)."""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "time"
+    if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return "text"
+    key = str(name).lower()
+    m = _SUFFIX.search(key)
+    if m and key not in ("e_value_ci",):
+        base = key[:m.start()]
+        key = base if base and base != "ci" else (before or "")
+    if key == "p_value":
+        return "p"
+    if _RATIO.search(key):
+        return "ratio"
+    if _PERCENT.search(key):
+        finite = values.dropna()
+        return "percent" if not len(finite) or finite.abs().max() <= 1.0 + 1e-9 else "number"
+    if _COUNT.search(key) or pd.api.types.is_integer_dtype(values):
+        return "count"
+    if _MONEY.search(key):
+        return "money"
+    return "number"
+
+
+def _formatter(kind: str, currency: str | None):
+    return {"percent": format_percent, "money": lambda v: format_money(v, currency), "count": format_count,
+            "ratio": lambda v: "" if pd.isna(v) else f"{v:,.2f}",
+            "p": format_p,
+            "time": format_time, "number": format_number}.get(kind)
+
+
+def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: dict | None = None,
+          collapsed: bool | None = None):
+    """A table for a report (the one way a report shows a table):
+
+    - its title as caption; columns, index names and the suite's own categories in words
+      (``label``); a plain 0, 1, 2 row index is not shown;
+    - each column formatted by its kind (``column_kind``, or ``kinds[column]``): percent with one
+      decimal, money with thousands separators and the reporting ``currency`` code, whole counts,
+      ratios with two decimals, p-values with three significant digits, times without '+00:00',
+      never scientific notation; empty cells blank (nothing to measure);
+    - every text (cells, labels, their names, the caption) HTML-escaped (DESIGN §10);
+    - ``collapsed`` (default: more than 25 rows) puts it behind a summary line that opens it.
+    """
     shown = frame.copy(deep=False)
-    shown.index = shown.index.set_names(_escaped_names(shown.index))
-    shown.columns = shown.columns.set_names(_escaped_names(shown.columns))
+    kinds = dict(kinds or {})
+    before, fmt = None, {}
+    for col in shown.columns:
+        kind = kinds.get(col) or column_kind(col, shown[col], before)
+        if kind not in ("text",) and not str(col).lower().endswith(("_low", "_high")):
+            before = str(col).lower()
+        f = _formatter(kind, currency)
+        if f is not None:
+            fmt[col] = f
+    plain_index = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
+    shown.index = _relabel(shown.index).set_names(_escaped_names(shown.index))
+    shown.columns = pd.Index([label(c) for c in shown.columns]) if not isinstance(shown.columns, pd.MultiIndex) \
+        else shown.columns
+    shown.columns = shown.columns.set_names(_escaped_names(frame.columns))
+    fmt = {label(c) if not isinstance(frame.columns, pd.MultiIndex) else c: f for c, f in fmt.items()}
     uuid = hashlib.sha1(title.encode()).hexdigest()[:8]  # stable ids: the same report gives the same HTML
     styler = (shown.style.set_uuid(uuid).set_caption(str(markupsafe.escape(title)))
-              .format(precision=precision, na_rep="", thousands=",", escape="html")
+              .format(precision=2, na_rep="", thousands=",", escape="html")
+              .format(fmt, na_rep="", escape="html")
               .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
-    return styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
+    if plain_index:
+        styler = styler.hide(axis="index")
+    text = [label(c) for c, k in ((c, kinds.get(c) or column_kind(c, frame[c])) for c in frame.columns)
+            if k == "text"] if not isinstance(frame.columns, pd.MultiIndex) else []
+    if text:
+        styler = styler.set_properties(subset=text, **{"text-align": "left"})
+    styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
                                                                       "font-size: 1.05em; text-align: left;"}])
+    if collapsed is None:
+        collapsed = len(frame) > 25
+    return Collapsed(styler, title, len(frame)) if collapsed else styler
+
+
+class Collapsed:
+    """A long table behind a one-line summary that opens it (HTML ``details``, no script)."""
+
+    def __init__(self, styler, title: str, rows: int):
+        self.styler, self.title, self.rows = styler, title, rows
+
+    def to_html(self) -> str:
+        return str(html("<details class='long-table'><summary>{title}: {rows:,} rows (click to open)</summary>"
+                        "{table}</details>", title=self.title, rows=self.rows,
+                        table=markupsafe.Markup(self.styler.to_html())))
+
+    def _repr_html_(self) -> str:
+        return self.to_html()

@@ -39,6 +39,7 @@ import markupsafe
 import papermill as pm
 import yaml
 
+from analysis import kpi
 from analysis import metrics as metrics_mod
 from analysis import present
 from analysis import reports as registry
@@ -162,17 +163,63 @@ def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: 
     return plan
 
 
-def export_html(notebook: Path, target: Path) -> None:
+def export_html(notebook: Path, target: Path, report: Report | None = None, tiles: str = "") -> None:
     """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline, no
     script at all and the reports' Content-Security-Policy (the 'offline' template), so a report
-    opens anywhere and nothing in it can run script (DESIGN §10)."""
+    opens anywhere and nothing in it can run script (DESIGN §10). The page's title is the
+    report's; cells tagged ``metrics`` (what the report records for metrics.json) are left out;
+    above the report: a link back to the index, the contents (its ``##`` sections), the
+    parameters it ran with (``page_header``) and its KPI ``tiles`` (``kpi.tiles_html``)."""
     import nbformat
     from nbconvert import HTMLExporter
+    from nbconvert.preprocessors import TagRemovePreprocessor
+    nb = nbformat.read(notebook, as_version=4)
+    if report is not None:
+        nb.metadata["title"] = report.title
     exporter = HTMLExporter(template_name="offline", extra_template_basedirs=[str(TEMPLATES)],
                             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4),
-                                          resources={"content_security_policy": present.CONTENT_SECURITY_POLICY})
+    exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"metrics"}), enabled=True)
+    header = (page_header(nb, declared_defaults(report)) if report is not None else "") + tiles
+    body, _ = exporter.from_notebook_node(nb, resources={"content_security_policy": present.CONTENT_SECURITY_POLICY,
+                                                         "page_header": header, "extra_style": kpi.TILE_STYLE})
     target.write_text(body, encoding="utf-8")
+
+
+def page_header(nb, defaults: dict[str, Any]) -> str:
+    """The bar above a report: back to the index, the contents (the ``##`` headings of the
+    markdown cells not tagged ``metrics``, linked to nbconvert's heading ids: the text with spaces
+    as '-'), and the parameters the notebook ran with (papermill's record), each marked when it
+    differs from the notebook's default. Every value HTML-escaped."""
+    sections = []
+    for cell in nb.cells:
+        if cell.cell_type != "markdown" or "metrics" in cell.get("metadata", {}).get("tags", []):
+            continue
+        for line in cell.source.splitlines():
+            if line.startswith("## "):
+                text = line[3:].strip()
+                sections.append(present.html("<li><a href='#{anchor}'>{text}</a></li>", anchor=text.replace(" ", "-"),
+                                             text=text))
+    given = dict(nb.metadata.get("papermill", {}).get("parameters", {}))
+    shown = []
+    for name, default in defaults.items():
+        if name in RUNNER_PARAMETERS or name == "metrics_path":
+            continue
+        value = given.get(name, default)
+        changed = name in given and value != default
+        shown.append(present.html("<tr><td>{name}</td><td>{value}</td><td>{note}</td></tr>", name=present.label(name),
+                                  value="(empty)" if value == "" else value,
+                                  note=f"set for this run (default {default!r})" if changed else "default"))
+    return str(present.html(
+        "<nav class='report-nav'><a href='index.html'>&larr; All reports</a>"
+        "<details><summary>Contents</summary><ol>{sections}</ol></details>"
+        "<details><summary>Ran with: as-of {as_of}, data {data}{changed}</summary>"
+        "<table class='run-parameters'><tbody>{rows}</tbody></table></details></nav>",
+        sections=markupsafe.Markup("").join(sections), as_of=given.get("as_of", ""),
+        data=Path(str(given.get("data_dir", ""))).name or given.get("data_dir", ""),
+        changed=markupsafe.Markup("; <b>parameters changed for this run</b>") if any(
+            name in given and given[name] != defaults.get(name) for name in defaults
+            if name not in RUNNER_PARAMETERS and name != "metrics_path") else "",
+        rows=markupsafe.Markup("").join(shown)))
 
 
 def kernel_environment(env: dict) -> dict:
@@ -221,7 +268,8 @@ def _cell_write_error(exc: pm.PapermillExecutionError) -> bool:
 
 
 def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
-             snapshot: str | None = None, socket_dir: str | None = None) -> Outcome:
+             snapshot: str | None = None, socket_dir: str | None = None,
+             previous: tuple[str, dict] | None = None, currency: str | None = None) -> Outcome:
     """Run one notebook (in a worker process) and export its HTML; never raises.
 
     ``snapshot``: the run's validated dataset, handed to the kernel in its environment so that
@@ -256,9 +304,13 @@ def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
                 status, detail = "ok", ""
                 continue
         break
+    fragment = Path(params["metrics_path"])
+    tiles = ""
+    if status == "ok" and fragment.exists():
+        tiles = kpi.tiles_html(metrics_mod.read_fragment(fragment).get("metrics", {}), previous, report.name, currency)
     if executed.exists() and not write_error:
         try:
-            export_html(executed, out_dir / f"{report.name}.html")
+            export_html(executed, out_dir / f"{report.name}.html", report, tiles)
         except Exception as exc:
             status, detail = "failed", detail or f"HTML export failed: {exc}"
             if is_write_error(exc):
@@ -267,7 +319,6 @@ def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
         said = kernel_log.read_text(errors="replace").strip().splitlines() if kernel_log.exists() else []
         notes += [f"[kernel] {report.name}: {line}" for line in said[-5:]]
     headline = ""
-    fragment = Path(params["metrics_path"])
     if status == "ok" and fragment.exists():
         headline = metrics_mod.read_fragment(fragment).get("headline", "")
     elif status == "ok":
@@ -283,7 +334,8 @@ def _skip_page(report: Report, reason: str) -> str:
 
 _PAGE_STYLE = ("body{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#222}"
                "table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #ddd;padding:.4rem;text-align:left}"
-               ".ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.skipped{color:#8a6d00}")
+               ".ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.skipped{color:#8a6d00}"
+               ".run{color:#666;font-size:.85em}img{max-width:100%}" + kpi.TILE_STYLE)
 
 
 def _page(title: str, body: str) -> str:
@@ -296,37 +348,41 @@ def _page(title: str, body: str) -> str:
         body=markupsafe.Markup(body)))
 
 
-def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: float, config_path: Path) -> str:
+def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: float, config_path: Path,
+           tiles: str = "") -> str:
     first, last = ds.data_range
-    span = f"{first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC" if first is not None else "no dated rows"
+    span = f"{first:%Y-%m-%d} to {last:%Y-%m-%d}" if first is not None else "no dated rows"
     rows = markupsafe.Markup("").join(present.html(
-        "<tr><td><a href='{name}.html'>{title}</a></td><td class='{status}'>{status}</td><td>{headline}</td>"
-        "<td>{seconds:.1f} s</td></tr>", name=o.name, title=o.title, status=o.status,
-        headline=o.headline or o.detail, seconds=o.seconds) for o in outcomes)
+        "<tr><td><a href='{name}.html'>{title}</a></td><td class='{status}'>{status}</td><td>{headline}</td></tr>",
+        name=o.name, title=o.title, status=o.status, headline=o.headline or o.detail) for o in outcomes)
     failed = sum(o.status == "failed" for o in outcomes)
     meta = present.html(
-        "<p>Run at {started:%Y-%m-%d %H:%M:%S} UTC in {seconds:.1f} s; {status}.<br>As-of: <b>{as_of}</b> ({how}); "
-        "data: {source}, {span}; config: {config}.<br>"
-        "Machine-readable results: <a href='metrics.json'>metrics.json</a>.</p>",
-        started=started, seconds=seconds, status="all reports succeeded" if not failed else f"{failed} report(s) failed",
+        "<p>Data as of <b>{as_of}</b> ({how}); data from {span}, {source}; {status}. "
+        "<a href='history.html'>KPIs over all archived runs</a> &middot; "
+        "machine-readable results: <a href='metrics.json'>metrics.json</a>.</p>",
+        status="all reports succeeded" if not failed else f"{failed} report(s) failed",
         as_of=ds.as_of_date, how="given" if ds.as_of_source == "given" else "the day after the last event",
-        source=ds.source, span=span, config=config_path)
-    table = present.html("<table><thead><tr><th>Report</th><th>Status</th><th>Headline</th><th>Time</th></tr></thead>"
+        source=ds.source, span=span)
+    table = present.html("<table><thead><tr><th>Report</th><th>Status</th><th>Headline</th></tr></thead>"
                          "<tbody>{rows}</tbody></table>", rows=rows)
-    return _page("Support and retention reports", meta + table)
+    foot = present.html("<p class='run'>Run at {started:%Y-%m-%d %H:%M} UTC in {seconds:.0f} s; config: {config}.</p>",
+                        started=started, seconds=seconds, config=config_path)
+    return _page("Support and retention reports", meta + markupsafe.Markup(tiles) + table + foot)
 
 
-def _load_and_save(data_dir, config, as_of, snapshot: Path) -> Dataset:
+def _load_and_save(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, str | None]:
     """(in a child process) load and validate, write the snapshot, return the dataset without
-    its tables and key positions: the accounting, as-of and data range are all the runner keeps."""
+    its tables and key positions (the accounting, as-of and data range are all the runner keeps)
+    and the reporting currency's code."""
     ds = load_dataset(data_dir, config, as_of)
     save_snapshot(ds, snapshot)
+    currency = ds.currency
     ds.tables = {name: frame.iloc[:0] for name, frame in ds.tables.items()}
     ds.positions = {}
-    return ds
+    return ds, currency
 
 
-def _validate_once(data_dir, config, as_of, snapshot: Path) -> Dataset:
+def _validate_once(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, str | None]:
     """Validate the data once for the whole run, in a child process: the memory the pandas and
     Arrow pools keep after a large load goes back to the system when it exits, instead of
     staying in the runner while the notebooks run. The notebooks read the snapshot."""
@@ -347,7 +403,7 @@ def _written_by_a_run(name: str) -> bool:
     """Entries of OUT that a run of the suite writes (and so replaces, whether this run selected
     the report or not); anything else in OUT is the user's and is kept."""
     stem, _, suffix = name.partition(".")
-    return (name in ("index.html", "metrics.json", FRAGMENT_DIR)
+    return (name in ("index.html", "history.html", "metrics.json", FRAGMENT_DIR)
             or (suffix in ("ipynb", "html") and any(r.name == stem for r in (*REPORTS, *registry.REPORTS))))
 
 
@@ -387,8 +443,9 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
     with OutputLock(out).acquire(wait=wait, log=log):
         staging = stage(out)
         try:
+            runs = kpi.archived_runs(Path(archive).resolve() if archive else None, [out / "metrics.json"])
             failed, ds = _run_into(staging, data_dir, config, config_file, as_of, selected, options, jobs, kernel,
-                                 log, started, t0)
+                                   log, started, t0, runs)
             publish(staging, out, keep=lambda name: not _written_by_a_run(name))
         except BaseException:
             discard(staging)
@@ -410,12 +467,15 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
 
 
 def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected: list[Report], options: dict,
-              jobs: int, kernel: str, log, started: dt.datetime, t0: float) -> tuple[list[str], Dataset]:
+              jobs: int, kernel: str, log, started: dt.datetime, t0: float,
+              runs: list[tuple[str, dict]] = ()) -> tuple[list[str], Dataset]:
     """Validate, run every selected notebook and write every file of the run into ``target``
-    (the staging directory). Returns the names of the failed reports and the dataset summary."""
+    (the staging directory): the reports, metrics.json, index.html and history.html. ``runs``:
+    the earlier runs (``kpi.archived_runs``), for the change since the previous one and the
+    history. Returns the names of the failed reports and the dataset summary."""
     scratch = tempfile.TemporaryDirectory(prefix="analysis-run-")  # snapshot and kernel sockets; removed at the end
     try:
-        ds = _validate_once(data_dir, config, as_of, Path(scratch.name) / "dataset")
+        ds, currency = _validate_once(data_dir, config, as_of, Path(scratch.name) / "dataset")
     except BaseException:
         scratch.cleanup()
         raise
@@ -434,6 +494,7 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
             log(f"[skip] {r.name}: {reason}")
         else:
             runnable.append(r)
+    previous = kpi.previous_run(list(runs), ds.as_of_date)
     plan = plan_parameters(runnable, base, **options)
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
@@ -443,7 +504,8 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
         futures = {}
         for r in sorted(runnable, key=lambda r: -r.weight):  # longest first; the index keeps the suite order
             log(f"[start] {r.name}")
-            futures[pool.submit(_execute, r, target, plan[r.name], kernel, snapshot, scratch.name)] = r
+            futures[pool.submit(_execute, r, target, plan[r.name], kernel, snapshot, scratch.name, previous,
+                                currency)] = r
         for i, fut in enumerate(as_completed(futures), 1):
             o = fut.result()
             outcomes[o.name] = o
@@ -459,5 +521,9 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
              if o.status == "ok"]
     merged = metrics_mod.merge(frags, ds.as_of_date, metrics_mod.data_section(ds.accounting))
     _write(target / "metrics.json", metrics_mod.dumps(merged))
-    _write(target / "index.html", _index(ordered, ds, started, time.perf_counter() - t0, config_file))
+    _write(target / "index.html", _index(ordered, ds, started, time.perf_counter() - t0, config_file,
+                                         kpi.tiles_html(merged, previous, currency=currency)))
+    history = [r for r in runs if r[0] != ds.as_of_date] + [(ds.as_of_date, merged)]
+    _write(target / "history.html", _page("KPIs over the archived runs", str(present.html(
+        "<p><a href='index.html'>&larr; All reports</a></p>")) + kpi.history_html(sorted(history), currency)))
     return [o.name for o in ordered if o.status == "failed"], ds

@@ -125,7 +125,8 @@ def sla_metrics(summary: pd.DataFrame, config: Config, extra_by_tier: dict | Non
 
 
 def headline(summary: pd.DataFrame, config: Config) -> str:
-    """One sentence for index.html: volume, first tier's speed and SLA, CSAT, escalation."""
+    """One sentence for index.html: volume, the first tier's speed and SLA (named: each tier has
+    its own target), CSAT over all tiers, escalation from the first tier."""
     first = summary.iloc[0]
     total = int(summary["tickets"].sum())
     csat_n = int(summary["csat_responses"].sum())
@@ -135,9 +136,9 @@ def headline(summary: pd.DataFrame, config: Config) -> str:
         parts.append(f"{summary.index[0]} median first response {first['first_response_median_min']:.0f} min "
                      f"({clock(config)} clock)")
     if pd.notna(first["sla_achieved"]):
-        parts.append(f"SLA achieved {first['sla_achieved']:.0%}")
+        parts.append(f"{summary.index[0]} SLA achieved {first['sla_achieved']:.0%}")
     if csat is not None:
-        parts.append(f"CSAT {csat:.0%} of {csat_n:,} ratings")
+        parts.append(f"CSAT {csat:.0%} of {csat_n:,} ratings, all tiers")
     if pd.notna(first["escalation_rate"]):
         parts.append(f"{first['escalation_rate']:.0%} escalated from {summary.index[0]}")
     return "; ".join(parts) + "."

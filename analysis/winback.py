@@ -252,9 +252,12 @@ def early_warning_text(warning: pd.DataFrame, threshold: float) -> present.Md:
 
 
 def winback_headline(overall: pd.DataFrame, by_channel: pd.DataFrame) -> str:
-    """'1,313 dormancies with a full window; 17.7% won back (none 6.6%, email 19.6%, call 28.9%).'"""
+    """'1,313 dormancies with a full window; 17.7% won back (none 6.6%, email 19.6%, call 28.9%;
+    channels go to different clients, so the rates are not the channels' effect).'"""
     a = overall.loc["all"]
     if not a["events"]:
         return "No dormancy event has a complete win-back window yet."
     parts = ", ".join(f"{ch} {r['rate']:.1%}" for ch, r in by_channel.to_dict("index").items() if r["events"])
-    return f"{int(a['events']):,} dormancies with a full window; {a['rate']:.1%} won back ({parts})."
+    caveat = "; channels go to different clients, so the rates are not the channels' effect" \
+        if sum(1 for r in by_channel.to_dict("index").values() if r["events"]) > 1 else ""
+    return f"{int(a['events']):,} dormancies with a full window; {a['rate']:.1%} won back ({parts}{caveat})."

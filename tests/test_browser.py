@@ -45,7 +45,7 @@ def open_page(path):
 def test_index_renders_and_links_the_report(report_dir):
     errors, page = open_page(report_dir / "index.html")
     assert errors == []
-    assert "00_data_quality.html" in page["links"] and "As-of: 2026-01-01" in page["text"]
+    assert "00_data_quality.html" in page["links"] and "Data as of 2026-01-01" in page["text"]
 
 
 def test_report_renders_figures_and_hides_code(report_dir):

@@ -44,7 +44,7 @@ def test_run_succeeds_and_writes_every_artifact(first_run):
     for name in ("00_data_quality.ipynb", "00_data_quality.html", "index.html", "metrics.json"):
         assert (out / name).is_file(), name
     index = (out / "index.html").read_text()
-    assert "As-of: <b>2026-01-01</b>" in index and "00_data_quality.html" in index and ">ok<" in index
+    assert "Data as of <b>2026-01-01</b>" in index and "00_data_quality.html" in index and ">ok<" in index
     assert (archive / "2026-01-01" / "index.html").is_file()
 
 

@@ -139,7 +139,7 @@ def test_two_overlapping_runs_never_interleave_and_the_log_has_only_the_runs_lin
     # one whole run in OUT: its index, its metrics and its report
     assert json.loads((out / "metrics.json").read_text())["as_of"] == "2026-01-01"
     assert sorted(p.name for p in out.iterdir()) == ["00_data_quality.html", "00_data_quality.ipynb", "_metrics",
-                                                       "index.html", "metrics.json"]
+                                                       "history.html", "index.html", "metrics.json"]
     # the run's own lines only: no kernel warning about an unencrypted TCP transport
     assert "TCP" not in stdout + stderr and stderr == ""
     assert all(line.startswith(("data valid:", "[start]", "[1/1]", "wrote ")) for line in stdout.splitlines())
