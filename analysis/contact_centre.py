@@ -30,7 +30,7 @@ from analysis import keys, present
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
-__all__ = ["MODELS", "DEFAULT_PRICES", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
+__all__ = ["price_table", "MODELS", "DEFAULT_PRICES", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
            "cpa_change", "implied_cost_ratio", "scenario", "pilot_readout", "pilot_from_data", "prices_from",
            "contact_centre_metrics", "headline", "scenario_text", "pilot_text", "RISKS"]
 
@@ -219,6 +219,22 @@ def prices_from(per_minute: float, per_hour: float, per_status_minute: dict, per
     return {"per_minute": per_minute, "per_hour": per_hour, "per_status_minute": dict(per_status_minute),
             "per_result_call": per_result_call, "per_lead": per_lead, "per_client": per_client,
             "revenue_share": revenue_share}
+
+
+def price_table(prices: dict) -> pd.DataFrame:
+    """The assumed prices as a table for the report: one row per pricing model and call status
+    (only the status-priced minute has several), with what one unit is."""
+    units = {"per_minute": "a started billing increment, as minutes", "per_hour": "an hour of calls",
+             "per_result_call": "a call with a result", "per_lead": "a confirmed lead",
+             "per_client": "a converted client", "revenue_share": "share of the converted clients' revenue"}
+    rows = []
+    for model, price in prices.items():
+        if isinstance(price, dict):
+            rows += [{"model": model, "status": status, "unit": f"a minute of a call ending with {status}", "price": p}
+                     for status, p in price.items()]
+        else:
+            rows.append({"model": model, "status": "", "unit": units.get(model, ""), "price": price})
+    return pd.DataFrame(rows).set_index(["model", "status"])
 
 
 def pilot_from_data(outcomes: pd.DataFrame, calls: pd.DataFrame, vendor: str, trial_leads: int, prices: dict,

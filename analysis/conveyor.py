@@ -14,7 +14,7 @@ import pandas as pd
 from analysis import keys
 from analysis.stats import rate_table
 
-__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses",
+__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses", "most_changed_loss",
            "clients_brought", "conveyor_metrics", "headline"]
 
 _NOT_YET = np.iinfo("int64").max  # no call at that stage while taking minimums
@@ -78,9 +78,11 @@ def operator_summary(daily: pd.DataFrame, target: int = 45) -> pd.DataFrame:
 
 
 def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd.DataFrame:
-    """Per stage (but the last): of the leads that reached it in the last ``days`` days before
-    as-of and in the same span before, how many have not gone further (yet: recent leads have
-    had less time, which the previous span shows); the stage that lost the most is first."""
+    """Per stage (but the last), in the conveyor's order: of the leads that reached it in the last
+    ``days`` days before as-of and in the same span before, how many have not gone further (yet:
+    recent leads have had less time, which the previous span shows), the loss rates and
+    ``loss_rate_change`` = last - previous (in shares; NaN without leads in either span). The
+    first stage always loses the most leads; what a manager asks is where the loss *changed*."""
     rows = []
     periods = {"last": (as_of - pd.Timedelta(days=days), as_of),
                "previous": (as_of - pd.Timedelta(days=2 * days), as_of - pd.Timedelta(days=days))}
@@ -92,8 +94,16 @@ def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd
             row[f"entered_{name}"] = len(entered)
             row[f"lost_{name}"] = stopped
             row[f"loss_rate_{name}"] = stopped / len(entered) if len(entered) else np.nan
+        row["loss_rate_change"] = row["loss_rate_last"] - row["loss_rate_previous"]
         rows.append(row)
-    return pd.DataFrame(rows).set_index("stage").sort_values("lost_last", ascending=False)
+    return pd.DataFrame(rows).set_index("stage")
+
+
+def most_changed_loss(losses: pd.DataFrame) -> str | None:
+    """The stage whose loss rate changed the most (either way) between the two spans; None when
+    no stage has leads in both."""
+    change = losses["loss_rate_change"].dropna() if len(losses) else pd.Series(dtype=float)
+    return change.abs().idxmax() if len(change) else None
 
 
 def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
@@ -118,7 +128,8 @@ def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int,
            "meeting_conversion": funnel.loc["contract", "conversion"],
            "successful_calls_target": target,
            "operators": len(operators), "operators_meeting_target_on_average": int((operators["successful_per_day"] >= target).sum()),
-           "stage_lost_most_last_period": losses.index[0] if len(losses) else None}
+           "stage_lost_most_last_period": losses["lost_last"].idxmax() if len(losses) and losses["lost_last"].sum() else None,
+           "stage_loss_changed_most": most_changed_loss(losses)}
     if value is not None:
         out["clients_value"] = {}
         for r in value.to_dict("records"):
@@ -132,13 +143,15 @@ def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int,
 
 
 def headline(funnel: pd.DataFrame, losses: pd.DataFrame) -> str:
-    """'20,000 leads; 556 reached account management (2.8%); meeting conversion 30.3%; most lost
-    lately at cold_call.'"""
+    """'20,000 leads; 566 reached account (2.8%); meeting conversion 30.7%; the loss rate changed
+    most at proposal (+4.1 pp on the previous period).' (The first stage always loses the most.)"""
     first = funnel["leads"].iloc[0]
     last = funnel["leads"].iloc[-1]
     text = f"{first:,} leads; {last:,} reached {funnel.index[-1]} ({last / first:.1%})" if first else "No conveyor calls"
     if pd.notna(funnel.loc["contract", "conversion"]):
         text += f"; meeting conversion {funnel.loc['contract', 'conversion']:.1%}"
-    if len(losses):
-        text += f"; most leads lost lately at {losses.index[0]}"
+    stage = most_changed_loss(losses)
+    if stage is not None:
+        text += (f"; the loss rate changed most at {stage} "
+                 f"({losses.loc[stage, 'loss_rate_change'] * 100:+.1f} pp on the previous period)")
     return text + "."

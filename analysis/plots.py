@@ -9,7 +9,7 @@ from lifelines.plotting import add_at_risk_counts
 
 from analysis.present import category
 
-__all__ = ["style", "histogram", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
+__all__ = ["style", "histogram", "cumulative_share", "accounting_bars", "trend_with_targets", "rate_bars", "matrix_heatmap",
            "daily_lines", "staffing_lines", "change_forest", "no_data", "cohort_heatmap", "ltv_by_horizon",
            "km_curves", "hazard_forest", "rate_by_cohort", "funnel_bars"]
 
@@ -61,6 +61,37 @@ def accounting_bars(table: pd.DataFrame, title: str = "Rows read, used and set a
     return fig
 
 
+def cumulative_share(values: pd.Series, title: str, xlabel: str, mark: float | None = None,
+                     mark_label: str = "", xmax: float | None = None):
+    """The share of values at or below x (an empirical cumulative curve: "how many paid within x
+    days"), on a linear axis up to ``xmax`` (default: the 95th percentile, the rest said in the
+    corner), with a labelled vertical line at ``mark`` and the share there."""
+    v = pd.Series(values).dropna().sort_values().to_numpy(dtype=float)
+    fig, ax = plt.subplots(figsize=FIGSIZE)
+    if len(v):
+        share = np.arange(1, len(v) + 1) / len(v)
+        top = xmax if xmax is not None else max(float(np.quantile(v, 0.95)), (mark or 0) * 2, 1.0)
+        ax.step(np.concatenate([[0.0], v]), np.concatenate([[0.0], share]), where="post", lw=1.6)
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, 1.02)
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+        if mark is not None:
+            within = float((v <= mark).mean())
+            ax.axvline(mark, color="grey", ls="--", lw=1)
+            ax.text(mark, within, f"  {within:.0%} within {mark_label or mark}", va="bottom", fontsize=8)
+        beyond = int((v > top).sum())
+        if beyond:
+            ax.text(0.99, 0.03, f"{beyond:,} of {len(v):,} beyond the axis", transform=ax.transAxes, ha="right",
+                    fontsize=7, color="dimgrey")
+    else:
+        no_data(ax)
+    ax.set_title(f"{title} (n = {len(v):,})")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("share of clients")
+    fig.tight_layout()
+    return fig
+
+
 def no_data(ax, text: str = "no values") -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes)
 
@@ -77,25 +108,45 @@ def _intervals(ax, at, low, high, horizontal: bool) -> None:
 
 def trend_with_targets(frame: pd.DataFrame, value: str, title: str, ylabel: str, target: str | None = None,
                        order: list[str] | None = None, percent: bool = False):
-    """One line per tier over weeks (columns week, tier, value[, target]); the tier's target as
-    a dashed line of the same colour."""
-    fig, ax = plt.subplots(figsize=(9, 4))
+    """Small multiples: one panel per tier over weeks (columns week, tier, value[, target]), each
+    axis scaled to the tier's data (not to its target); the tier's target as a labelled dashed
+    line when it lies within reach of the data, else named in the panel ("target 1,440 min,
+    above the axis"), so a target far above the data cannot squash it flat."""
     tiers = [t for t in (order or sorted(frame["tier"].astype(str).unique())) if (frame["tier"] == t).any()]
-    palette = dict(zip(tiers, sns.color_palette(n_colors=max(len(tiers), 1))))
-    for tier in tiers:
+    n = max(len(tiers), 1)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.4 * rows + 0.8), sharex=True, squeeze=False)
+    palette = dict(zip(tiers, sns.color_palette(n_colors=n)))
+    show = (lambda v: f"{v:.0%}") if percent else (lambda v: f"{v:,.0f}")
+    for ax, tier in zip(axes.flat, tiers):
         d = frame[frame["tier"] == tier]
-        ax.plot(d["week"], d[value], label=tier, color=palette[tier], lw=1.4)
+        ax.plot(d["week"], d[value], color=palette[tier], lw=1.4)
+        data_max = float(np.nanmax(d[value].to_numpy(dtype=float))) if d[value].notna().any() else 0.0
+        top = data_max * 1.15 if data_max > 0 else 1.0
         if target is not None and d[target].notna().any():
-            ax.axhline(d[target].dropna().iloc[0], color=palette[tier], ls="--", lw=1, alpha=0.8)
+            goal = float(d[target].dropna().iloc[0])
+            if goal <= top * 1.5:
+                top = max(top, goal * 1.1)
+                ax.axhline(goal, color="grey", ls="--", lw=1)
+                ax.text(0.01, goal, f" target {show(goal)}", transform=ax.get_yaxis_transform(), va="bottom",
+                        fontsize=7, color="dimgrey")
+            else:
+                ax.text(0.99, 0.95, f"target {show(goal)}, above the axis", transform=ax.transAxes, ha="right",
+                        va="top", fontsize=7, color="dimgrey")
+        ax.set_ylim(0, top)
+        ax.set_title(str(tier), fontsize=9)
+        if percent:
+            ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+        ax.tick_params(axis="x", rotation=30, labelsize=7)
+        ax.tick_params(axis="y", labelsize=7)
+    for ax in list(axes.flat)[len(tiers):]:
+        ax.axis("off")
     if not tiers:
-        no_data(ax)
-    if percent:
-        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
-    ax.set_xlabel("week (Monday start, UTC)")
-    if tiers:
-        ax.legend(title="tier" + (" (dashed: target)" if target else ""), fontsize=8, ncol=min(len(tiers), 5))
+        no_data(axes.flat[0])
+    fig.suptitle(title)
+    fig.supylabel(ylabel, fontsize=9)
+    fig.supxlabel("week (Monday start, UTC)", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -194,8 +245,11 @@ def cohort_heatmap(values: pd.DataFrame, sizes: pd.Series, title: str, max_age: 
     fig, ax = plt.subplots(figsize=(min(1.0 + 0.5 * v.shape[1], 14), 0.28 * max(len(v), 4) + 1.5))
     if v.size:
         ax.patch.set(hatch="//", edgecolor="lightgrey")
+        # every cell carries its value (thousands as "14.5k" where the grid is wide)
+        wide = v.shape[1] > 12
+        text = v.map(lambda x: "" if pd.isna(x) else (f"{x / 1000:.1f}k" if wide and abs(x) >= 1000 else f"{x:,.0f}"))
         sns.heatmap(v, ax=ax, cmap="viridis", mask=v.isna(), cbar_kws={"label": "LTV per client"},
-                    annot=v.shape[1] <= 12, fmt=",.0f", annot_kws={"fontsize": 7})
+                    annot=text.to_numpy(), fmt="", annot_kws={"fontsize": 6 if wide else 7})
         ax.set_yticks(np.arange(len(v)) + 0.5, [f"{c} (n={sizes.get(c, 0):,})" for c in v.index], fontsize=7)
     else:
         no_data(ax)

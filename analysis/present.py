@@ -27,7 +27,7 @@ import markupsafe
 import pandas as pd
 
 __all__ = ["Md", "md", "join", "show", "html", "table", "Collapsed", "escape_md", "label", "category", "LABELS", "CATEGORY_LABELS", "column_kind",
-           "format_percent", "format_money", "format_count", "format_number", "format_p", "p_text", "format_time", "CONTENT_SECURITY_POLICY"]
+           "format_percent", "format_money", "format_count", "format_number", "format_p", "p_text", "format_time", "download_link", "CONTENT_SECURITY_POLICY"]
 
 # what a report page needs and nothing more: its inline styles and its base64 figures; no script,
 # no fetch, no form, no base URL (the reports, index.html and the skip pages carry it)
@@ -258,6 +258,15 @@ def column_kind(name: Any, values: pd.Series, before: str | None = None) -> str:
 
 
 def _formatter(kind: str, currency: str | None):
+    """The cell formatter of a kind, its output HTML-escaped (pandas escapes a text value before a
+    formatter sees it, so text is passed through as it comes)."""
+    f = _formatters(kind, currency)
+    if f is None:
+        return None
+    return lambda v: v if isinstance(v, str) else str(markupsafe.escape(f(v)))
+
+
+def _formatters(kind: str, currency: str | None):
     return {"percent": format_percent, "money": lambda v: format_money(v, currency), "count": format_count,
             "ratio": lambda v: "" if pd.isna(v) else f"{v:,.2f}",
             "p": format_p,
@@ -279,20 +288,27 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
     """
     shown = frame.copy(deep=False)
     kinds = dict(kinds or {})
+    multi = isinstance(frame.columns, pd.MultiIndex)
+
+    def name_of(col):      # a column's name for its kind: levels joined ("revenue_90d_count")
+        return "_".join(map(str, col)) if multi else col
+
+    def label_of(col):
+        return tuple(label(x) for x in col) if multi else label(col)
+
     before, fmt = None, {}
     for col in shown.columns:
-        kind = kinds.get(col) or column_kind(col, shown[col], before)
-        if kind not in ("text",) and not str(col).lower().endswith(("_low", "_high")):
-            before = str(col).lower()
+        kind = kinds.get(col) or column_kind(name_of(col), shown[col], before)
+        if kind not in ("text",) and not str(name_of(col)).lower().endswith(("_low", "_high")):
+            before = str(name_of(col)).lower()
         f = _formatter(kind, currency)
         if f is not None:
-            fmt[col] = f
+            fmt[label_of(col)] = f
     plain_index = isinstance(shown.index, pd.RangeIndex) and shown.index.name is None
     shown.index = _relabel(shown.index).set_names(_escaped_names(shown.index))
-    shown.columns = pd.Index([label(c) for c in shown.columns]) if not isinstance(shown.columns, pd.MultiIndex) \
-        else shown.columns
+    shown.columns = (pd.MultiIndex.from_tuples([label_of(c) for c in shown.columns]) if multi
+                     else pd.Index([label(c) for c in shown.columns]))
     shown.columns = shown.columns.set_names(_escaped_names(frame.columns))
-    fmt = {label(c) if not isinstance(frame.columns, pd.MultiIndex) else c: f for c, f in fmt.items()}
     uuid = hashlib.sha1(title.encode()).hexdigest()[:8]  # stable ids: the same report gives the same HTML
     styler = (shown.style.set_uuid(uuid).set_caption(str(markupsafe.escape(title)))
               .format(precision=2, na_rep="", thousands=",", escape="html")
@@ -300,15 +316,25 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
               .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
     if plain_index:
         styler = styler.hide(axis="index")
-    text = [label(c) for c, k in ((c, kinds.get(c) or column_kind(c, frame[c])) for c in frame.columns)
-            if k == "text"] if not isinstance(frame.columns, pd.MultiIndex) else []
-    if text:
+    text = [label_of(c) for c in frame.columns if (kinds.get(c) or column_kind(name_of(c), frame[c])) == "text"]
+    if text and shown.index.is_unique and shown.columns.is_unique:   # pandas styles only unique labels
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
                                                                       "font-size: 1.05em; text-align: left;"}])
     if collapsed is None:
         collapsed = len(frame) > 25
     return Collapsed(styler, title, len(frame)) if collapsed else styler
+
+
+def download_link(frame: pd.DataFrame, filename: str, text: str) -> markupsafe.Markup:
+    """A link that saves ``frame`` as a CSV file (UTF-8, the index as the first column) without a
+    server or a script: the file is inside the link (a base64 ``data:`` address, which the
+    pages' Content-Security-Policy does not restrict for a download). The file name and the text
+    are escaped; the data cannot reach the markup (base64). Display it with IPython's ``HTML``."""
+    import base64
+    csv = frame.to_csv(index=True, date_format="%Y-%m-%d %H:%M:%S").encode("utf-8")
+    return html("<p><a download='{name}' href='data:text/csv;base64,{data}'>{text}</a> ({rows:,} rows, CSV)</p>",
+                name=filename, data=base64.b64encode(csv).decode("ascii"), text=text, rows=len(frame))
 
 
 class Collapsed:

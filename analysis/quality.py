@@ -9,8 +9,9 @@ from analysis import keys, present
 from analysis.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.dataset import Dataset
 from analysis.durations import calendar_minutes
+from analysis.escalation import reply_counts
 
-__all__ = ["accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
+__all__ = ["flags", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
            "amount_summary", "duration_minutes", "duration_summary", "quality_metrics", "headline"]
 
 
@@ -160,6 +161,65 @@ def duration_summary(tickets: pd.DataFrame) -> pd.DataFrame:
                      "p90_min": s.quantile(0.9) if len(s) else None,
                      "mean_min": s.mean() if len(s) else None})
     return pd.DataFrame(rows, columns=["duration", "n", "none yet", "median_min", "p90_min", "mean_min"])
+
+
+# thresholds of the data-quality flags (``flags``): amber from the first, red from the second
+NEVER_PAID_SHARE = (0.8, 0.97)
+STALE_OPEN_SHARE = (0.02, 0.10)
+STALE_OPEN_DAYS = 30
+SECOND_REPLY_SHARE = 0.02
+
+
+def flags(ds: Dataset) -> pd.DataFrame:
+    """What should worry an analyst before reading the other reports, one row per finding:
+    ``level`` (red: a report's figure is not meaningful as computed; amber: read it with care),
+    ``check`` and ``finding`` in words. Checks:
+
+    - clients who never paid (a positive charge): amber from 80%, red from 97% of clients
+      (LTV, churn and the support effect cover only the payers);
+    - tickets still open STALE_OPEN_DAYS days after they were created: amber from 2%, red from
+      10% of those tickets (the backlog only grows unless the export closes them);
+    - resolved tickets with events but almost no second agent reply (under 2% with two or more):
+      red, the one-touch rate is then 'one reply' by construction.
+    An empty frame when nothing is found."""
+    rows = []
+    pay, cl, tk, ev = ds.payments, ds.clients, ds.tickets, ds.ticket_events
+    if cl is not None and len(cl) and pay is not None:
+        paid = keys.isin(cl["client_id"], pay.loc[pay["amount"] > 0, "client_id"])
+        share = 1 - float(np.mean(paid))
+        if share >= NEVER_PAID_SHARE[0]:
+            rows.append({"level": "red" if share >= NEVER_PAID_SHARE[1] else "amber", "check": "clients who never paid",
+                         "finding": f"{share:.1%} of {len(cl):,} clients have no charge: LTV, churn and the support "
+                                    f"effect cover only the {int(paid.sum()):,} who paid"})
+    if tk is not None and len(tk) and "resolved_at" in tk.columns:
+        old = tk["created_at"] <= ds.as_of - pd.Timedelta(days=STALE_OPEN_DAYS)
+        stale = old & tk["resolved_at"].isna()
+        share = float(stale.sum() / old.sum()) if old.sum() else 0.0
+        if share >= STALE_OPEN_SHARE[0]:
+            rows.append({"level": "red" if share >= STALE_OPEN_SHARE[1] else "amber", "check": "tickets that never close",
+                         "finding": f"{int(stale.sum()):,} tickets ({share:.1%} of those created over {STALE_OPEN_DAYS} "
+                                    "days ago) are still open: the backlog can only grow; check whether the export "
+                                    "closes tickets"})
+    if tk is not None and ev is not None and len(ev) and "event" in ev.columns:
+        replies, has = reply_counts(tk, ev)
+        resolved = tk["resolved_at"].notna().to_numpy() & has
+        if resolved.sum():
+            second = float((replies[resolved] >= 2).mean())
+            if second < SECOND_REPLY_SHARE:
+                rows.append({"level": "red", "check": "second agent replies",
+                             "finding": f"only {second:.1%} of {int(resolved.sum()):,} resolved tickets with events have "
+                                        "a second agent reply: the one-touch rate is near 100% by construction, not "
+                                        "a measure of first-contact resolution"})
+    return pd.DataFrame(rows, columns=["level", "check", "finding"])
+
+
+def flags_text(found: pd.DataFrame) -> present.Md:
+    """The flags as a list for the top of a report ('No data-quality flag.' when none)."""
+    if not len(found):
+        return present.md("No data-quality flag: no check found a reason to doubt a report's figures.")
+    marks = {"red": "RED", "amber": "AMBER"}
+    return present.join(present.md("- **{mark}** {check}: {finding}.", mark=marks[r["level"]], check=r["check"],
+                                   finding=r["finding"]) for r in found.to_dict("records"))
 
 
 def quality_metrics(ds: Dataset, duplicates: pd.DataFrame | None = None, orphans: pd.DataFrame | None = None) -> dict:

@@ -45,7 +45,8 @@ def run_code(report: Report, parameters: dict[str, Any]) -> dict:
     for index, cell in enumerate(nb["cells"]):
         if cell["cell_type"] != "code":
             continue
-        lines = [line for line in "".join(cell["source"]).splitlines()
+        lines = [line.replace("from IPython.display import HTML, display", "from IPython.display import HTML")
+                 for line in "".join(cell["source"]).splitlines()
                  if not line.lstrip().startswith("%") and line.strip() != "from IPython.display import display"]
         namespace["display"] = _render
         exec(compile("\n".join(lines), f"<{report.name} cell {index}>", "exec"), namespace)

@@ -108,6 +108,12 @@ def test_conveyor_stages_calls_and_losses():
     # in the last 91 days: cold call entered 3, stopped there 1 (c); need found entered 2, stopped 1 (b)
     assert losses.loc["cold_call", ["entered_last", "lost_last"]].tolist() == [3, 1]
     assert losses.loc["need_found", ["entered_last", "lost_last"]].tolist() == [2, 1]
+    # the conveyor's order, not sorted by loss; no lead in the previous span: no change to name
+    assert list(losses.index) == list(conveyor.STAGES[:-1])
+    assert losses["loss_rate_change"].isna().all() and conveyor.most_changed_loss(losses) is None
+    # the largest change either way: need_found -5.0 pp beats cold_call +1.0 pp
+    changes = pd.DataFrame({"loss_rate_change": [0.01, -0.05, np.nan]}, index=["cold_call", "need_found", "proposal"])
+    assert conveyor.most_changed_loss(changes) == "need_found"
 
 
 @pytest.fixture(scope="module")

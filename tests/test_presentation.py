@@ -1,0 +1,189 @@
+"""The presentation layer (analysis.present: labels and formats), the KPI tiles with the change
+since the previous run and the history page (analysis.kpi), and every page of a run checked in
+headless Chromium the way a manager reads it (analysis.pages)."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import kpi, present
+from analysis.cli import main
+
+
+def test_labels_say_the_suites_names_in_words_and_leave_data_values_alone():
+    assert present.label("ltv_12m") == "LTV 12 months"
+    assert present.label("revenue_90d") == "Revenue 90 days"
+    assert present.label("sla_achieved_low") == "SLA achieved, 95% CI low"
+    assert present.label("first_response_p90_min") == "First response, 90th percentile (min)"
+    assert present.label("clients") == "Clients"
+    # values from the data keep their spelling (tiers, segments with capitals or spaces)
+    assert present.label("L1") == "L1" and present.label("Big accounts") == "Big accounts"
+    assert present.category("not_contacted") == "Not contacted early"
+    assert present.category("cold_call") == "Cold call"
+    assert present.category("smb") == "smb"          # a segment from the data: not a suite category
+
+
+def test_formats_per_kind():
+    assert present.format_percent(0.5892) == "58.9%"
+    assert present.format_money(14466.123, "RUB") == "14,466 RUB" and present.format_money(2.5) == "2.50"
+    assert present.format_count(11106.0) == "11,106"
+    assert present.format_number(1.928e8) == "192,800,000"       # never 1.928e+08
+    assert present.format_p(5.7e-24) == "< 0.001" and present.format_p(0.03456) == "0.0346"
+    assert present.p_text(5.7e-24) == "p < 0.001" and present.p_text(0.2) == "p = 0.2"
+    assert present.format_time(pd.Timestamp("2025-03-01", tz="UTC")) == "2025-03-01"
+    assert present.format_time(pd.Timestamp("2025-03-01 10:30:59", tz="UTC")) == "2025-03-01 10:30"
+    for f in (present.format_percent, present.format_money, present.format_count, present.format_number,
+              present.format_p, present.format_time):
+        assert f(np.nan) == ""
+
+
+def test_table_formats_each_column_by_its_kind_and_hides_a_plain_index():
+    frame = pd.DataFrame({"group": ["contacted", "not_contacted"], "clients": [1222.0, 5.0],
+                          "rate": [0.592, 0.1], "rate_low": [0.5, 0.05], "ltv_12m": [14466.123, 2.5],
+                          "ci_low": [14000.0, 1.0], "p_value": [5.7e-24, 0.5]})
+    html = present.table(frame, "t", currency="RUB").to_html()
+    for shown in ("1,222", "59.2%", "50.0%", "14,466 RUB", "14,000 RUB", "2.50 RUB", "&lt; 0.001",
+                  "LTV 12 months", "Rate, 95% CI low", "95% CI low"):
+        assert shown in html, shown
+    for raw in ("ltv_12m", "1222.000", "0.592", "e-24", ">0<"):
+        assert raw not in html, raw
+    # a frame whose rows are the suite's groups: the categories in words
+    by_group = present.table(frame.set_index("group"), "t").to_html()
+    assert "Contacted early" in by_group and "Not contacted early" in by_group
+
+
+def test_a_long_table_is_collapsed_behind_its_summary():
+    long = pd.DataFrame({"clients": range(30)})
+    shown = present.table(long, "Per cohort")
+    assert isinstance(shown, present.Collapsed)
+    html = shown.to_html()
+    assert html.startswith("<details") and "Per cohort: 30 rows" in html
+    assert not isinstance(present.table(long.head(5), "short"), present.Collapsed)
+
+
+RUN_1 = {"as_of": "2025-12-01", "sla": {"by_tier": {"L1": {"sla_achieved": 0.55, "first_response_median_min": 30.0}}},
+         "churn": {"first_month": {"all": {"rate": 0.20}}}, "ltv": {"by_group": {"all": {"ltv_12m": 1000.0}}}}
+RUN_2 = {"as_of": "2026-01-01", "sla": {"by_tier": {"L1": {"sla_achieved": 0.571, "first_response_median_min": 24.0},
+                                                    "L2": {"sla_achieved": 0.9}}},
+         "churn": {"first_month": {"all": {"rate": 0.21}}}, "ltv": {"by_group": {"all": {"ltv_12m": 1000.0}}}}
+
+
+def test_kpi_values_expand_a_wildcard_per_tier():
+    rows = [(k.path, name, v) for k, name, v in kpi.kpi_values(RUN_2, "01_support_tiers")]
+    assert ("sla.by_tier.*.sla_achieved", "SLA achieved, L1", 0.571) in rows
+    assert ("sla.by_tier.*.sla_achieved", "SLA achieved, L2", 0.9) in rows
+    assert ("sla.by_tier.*.first_response_median_min", "First response median, L1", 24.0) in rows
+
+
+def test_change_is_in_points_for_rates_relative_otherwise_and_coloured_by_direction():
+    sla, churn, ltv, hr = (next(k for k in kpi.KPIS if k.path == p) for p in (
+        "sla.by_tier.*.sla_achieved", "churn.first_month.all.rate", "ltv.by_group.all.ltv_12m",
+        "churn.support_effect.methods.renewal.hazard_ratio"))
+    # 0.571 - 0.55 = +2.1 pp, SLA up is good; churn 0.20 -> 0.21 = +1.0 pp, churn up is bad
+    assert kpi.change(sla, 0.571, 0.55) == ("+2.1 pp", "good")
+    assert kpi.change(churn, 0.21, 0.20) == ("+1.0 pp", "bad")
+    # LTV 1000 -> 1050: +5.0%; no change shown as such; a hazard ratio has no good direction
+    assert kpi.change(ltv, 1050.0, 1000.0) == ("+5.0%", "good")
+    assert kpi.change(ltv, 1000.0, 1000.0) == ("no change", "neutral")
+    assert kpi.change(hr, 0.70, 0.75) == ("-0.05", "neutral")
+    assert kpi.change(ltv, 10.0, None) == ("", "neutral") and kpi.change(ltv, 10.0, 0.0) == ("", "neutral")
+
+
+def test_previous_run_is_the_newest_archived_before_this_as_of(tmp_path):
+    for as_of, body in (("2025-12-01", RUN_1), ("2026-01-01", RUN_2)):
+        (tmp_path / as_of).mkdir()
+        (tmp_path / as_of / "metrics.json").write_text(json.dumps(body))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "metrics.json").write_text("{not json")
+    runs = kpi.archived_runs(tmp_path)
+    assert [r[0] for r in runs] == ["2025-12-01", "2026-01-01"]
+    assert kpi.previous_run(runs, "2026-01-01")[0] == "2025-12-01"
+    assert kpi.previous_run(runs, "2025-12-01") is None
+    assert kpi.previous_run(runs, "2026-02-01")[0] == "2026-01-01"
+
+
+def test_tiles_name_the_previous_run_and_escape_data_values():
+    hostile = json.loads(json.dumps(RUN_2).replace('"L2"', '"<img src=x onerror=alert(1)>"'))
+    html = kpi.tiles_html(hostile, ("2025-12-01", RUN_1), "01_support_tiers")
+    assert "+2.1 pp since 2025-12-01" in html and "delta good" in html
+    assert "-20.0% since 2025-12-01" in html                      # first response 30 -> 24 min, down is good
+    assert "not in the run of 2025-12-01" in html                 # L2 is new
+    assert "<img" not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert "first run" in kpi.tiles_html(RUN_2, None, "01_support_tiers")
+    assert kpi.tiles_html({"as_of": "2026-01-01"}, None, "01_support_tiers") == ""
+
+
+def test_history_draws_each_kpi_over_the_runs():
+    html = kpi.history_html([("2025-12-01", RUN_1), ("2026-01-01", RUN_2)], currency="RUB")
+    # SLA L1, first response L1, first-month churn, LTV 12 months; SLA L2 from the second run
+    assert html.count("<section>") == 5
+    assert "data:image/png;base64," in html and "1,000 RUB" in html and "2026-01-01" in html
+
+
+@pytest.mark.browser
+def test_every_page_of_a_run_reads_in_a_browser(small_dir, tmp_path):
+    from analysis import pages
+    if not os.path.exists(pages.CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    out, archive = tmp_path / "out", tmp_path / "archive"
+    assert main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive),
+                 "--as-of", "2025-12-01", "-p", "contact_window_days=14"]) == 0
+    assert main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)]) == 0
+    found = pages.check_run(out, tmp_path / "shots")
+    assert set(found) == {p.name for p in out.glob("*.html")} and len(found) == 10
+    assert all(problems == [] for problems in found.values()), {k: v for k, v in found.items() if v}
+    assert all((tmp_path / "shots" / f"{p.stem}.png").stat().st_size > 10_000 for p in out.glob("*.html"))
+    index = (out / "index.html").read_text()
+    assert "since 2025-12-01" in index and "history.html" in index
+    report = (out / "03_churn_survival.html").read_text()
+    assert "<title>Churn and survival</title>" in report and "All reports" in report
+    assert "Recorded for metrics.json" not in report and 'href="#First-month-churn"' in report
+    # the first run's page says which parameter differed from the default
+    first = (archive / "2025-12-01" / "03_churn_survival.html").read_text()
+    assert "parameters changed for this run" in first and "set for this run (default 30)" in first
+
+
+def test_download_link_carries_the_whole_table_as_csv_and_escapes_its_text():
+    import base64
+    import re
+    frame = pd.DataFrame({"revenue_at_risk_3m": [1200.5, 30.0]}, index=pd.Index(["<b>c1</b>", "c2"], name="client_id"))
+    link = str(present.download_link(frame, "early'warning.csv", "<i>Download</i>"))
+    data = re.search(r"base64,([A-Za-z0-9+/=]+)'", link).group(1)
+    assert base64.b64decode(data).decode() == "client_id,revenue_at_risk_3m\n<b>c1</b>,1200.5\nc2,30.0\n"
+    assert "<i>" not in link and "&lt;i&gt;Download&lt;/i&gt;" in link and "early&#39;warning.csv" in link
+    assert "(2 rows, CSV)" in link
+
+
+def test_quality_flags_by_hand():
+    from types import SimpleNamespace
+    from analysis import quality
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    # 10 clients, 1 paid (a refund is not a charge): 90% never paid -> amber (80% <= 90% < 97%)
+    clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(10)]})
+    payments = pd.DataFrame({"client_id": ["c0", "c1"], "amount": [100.0, -5.0]})
+    # tickets created over 30 days before as-of: 4, of which 1 still open (25%) -> red (>= 10%);
+    # t5 is young and open: not counted
+    tickets = pd.DataFrame({"ticket_id": [f"t{i}" for i in range(1, 6)],
+                            "created_at": [t("2025-01-01")] * 4 + [t("2025-03-30")],
+                            "resolved_at": [t("2025-01-02"), t("2025-01-02"), t("2025-01-03"), pd.NaT, pd.NaT]})
+    # events: each resolved ticket one agent reply -> 0% with a second reply -> red
+    events = pd.DataFrame({"ticket_id": ["t1", "t2", "t3", "t1"], "event": ["agent_reply"] * 3 + ["solved"]})
+    ds = SimpleNamespace(clients=clients, payments=payments, tickets=tickets, ticket_events=events,
+                         as_of=t("2025-04-01"))
+    found = quality.flags(ds).set_index("check")
+    assert found["level"].to_dict() == {"clients who never paid": "amber", "tickets that never close": "red",
+                                        "second agent replies": "red"}
+    assert found.loc["clients who never paid", "finding"].startswith("90.0% of 10 clients")
+    assert "1 tickets (25.0% of those created over 30 days ago)" in found.loc["tickets that never close", "finding"]
+    # a second reply on one of the three resolved tickets (33%): no flag; everyone paid: no flag
+    events2 = pd.concat([events, pd.DataFrame({"ticket_id": ["t2"], "event": ["agent_reply"]})])
+    ds2 = SimpleNamespace(**{**vars(ds), "ticket_events": events2, "payments": pd.DataFrame(
+        {"client_id": clients["client_id"], "amount": 1.0})})
+    assert list(quality.flags(ds2)["check"]) == ["tickets that never close"]
+    assert "No data-quality flag" in quality.flags_text(quality.flags(ds2).iloc[:0])
