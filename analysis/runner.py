@@ -200,15 +200,17 @@ def page_header(nb, defaults: dict[str, Any]) -> str:
                 sections.append(present.html("<li><a href='#{anchor}'>{text}</a></li>", anchor=text.replace(" ", "-"),
                                              text=text))
     given = dict(nb.metadata.get("papermill", {}).get("parameters", {}))
+    changed = sum(name in given and given[name] != default for name, default in defaults.items()
+                  if name not in RUNNER_PARAMETERS and name != "metrics_path")
     shown = []
     for name, default in defaults.items():
         if name in RUNNER_PARAMETERS or name == "metrics_path":
             continue
         value = given.get(name, default)
-        changed = name in given and value != default
+        differs = name in given and value != default
         shown.append(present.html("<tr><td>{name}</td><td>{value}</td><td>{note}</td></tr>", name=present.label(name),
                                   value="(empty)" if value == "" else value,
-                                  note=f"set for this run (default {default!r})" if changed else "default"))
+                                  note=f"set for this run (notebook default {default!r})" if differs else "default"))
     return str(present.html(
         "<nav class='report-nav'><a href='index.html'>&larr; All reports</a>"
         "<details><summary>Contents</summary><ol>{sections}</ol></details>"
@@ -216,9 +218,8 @@ def page_header(nb, defaults: dict[str, Any]) -> str:
         "<table class='run-parameters'><tbody>{rows}</tbody></table></details></nav>",
         sections=markupsafe.Markup("").join(sections), as_of=given.get("as_of", ""),
         data=Path(str(given.get("data_dir", ""))).name or given.get("data_dir", ""),
-        changed=markupsafe.Markup("; <b>parameters changed for this run</b>") if any(
-            name in given and given[name] != defaults.get(name) for name in defaults
-            if name not in RUNNER_PARAMETERS and name != "metrics_path") else "",
+        changed=present.html("; <b>{n} set by the config or -p</b>", n=f"{changed} parameter{'s' if changed != 1 else ''}")
+        if changed else "",
         rows=markupsafe.Markup("").join(shown)))
 
 

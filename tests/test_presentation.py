@@ -146,7 +146,7 @@ def test_every_page_of_a_run_reads_in_a_browser(small_dir, tmp_path):
     assert "Recorded for metrics.json" not in report and 'href="#First-month-churn"' in report
     # the first run's page says which parameter differed from the default
     first = (archive / "2025-12-01" / "03_churn_survival.html").read_text()
-    assert "parameters changed for this run" in first and "set for this run (default 30)" in first
+    assert "1 parameter set by the config or -p" in first and "set for this run (notebook default 30)" in first
 
 
 def test_download_link_carries_the_whole_table_as_csv_and_escapes_its_text():
