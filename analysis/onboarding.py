@@ -165,7 +165,10 @@ def revenue_share_text(result: dict) -> present.Md:
     head = present.md("From {period}, {contacted:,} clients wrote to support. E = {e:,} of them paid after writing, "
                       "N = {n:,} of those were new (no charge before), S = {s:,} had paid before writing. ",
                       period=period, contacted=result["contacted"], e=e, n=n, s=s)
-    head += (present.md("Share = (E - N) / S = ({e:,} - {n:,}) / {s:,} = **{share:.1%}**.", e=e, n=n, s=s, share=share)
+    # not in bold: with no comparison group the figure is the least trustworthy on the page
+    head += (present.md("Share = (E - N) / S = ({e:,} - {n:,}) / {s:,} = {share:.1%}, a count of clients with no "
+                        "comparison group, not revenue that support caused (the caveats below).", e=e, n=n, s=s,
+                        share=share)
              if s else present.md("S is 0: no share."))
     caveats = [
         "It counts clients, not money: a client who paid once more counts as much as one who doubled the check.",
