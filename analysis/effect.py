@@ -47,14 +47,14 @@ import statsmodels.api as sm
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
 
-from analysis import keys
+from analysis import churn, cohorts, keys
 from analysis.contact import first_contacts
 from analysis.months import add_months, months_between
 from analysis.stats import e_value, e_value_interval, smd_to_risk_ratio
 
 __all__ = ["ENGAGEMENT_DAYS", "FIRST_DECISION", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
            "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
-           "covariates_for", "support_effects", "table_view", "ltv_effect", "ltv_effect_view", "METHOD_LABELS", "ESTIMANDS"]
+           "covariates_for", "support_effects", "support_effects_of", "table_view", "ltv_effect", "ltv_effect_view", "METHOD_LABELS", "ESTIMANDS"]
 
 ENGAGEMENT_DAYS = 14   # usage is measured in the first two weeks after sign-up, before the first ticket
 FIRST_DECISION = 2     # the renewal model starts at the second renewal (the module docstring says why)
@@ -285,6 +285,18 @@ def covariates_for(starts: pd.DataFrame, clients: pd.DataFrame | None, tickets: 
     if usage is not None and clients is not None:
         eng = engagement(starts, clients.set_index("client_id")["signed_up_at"], usage, first_contacts(tickets))
     return adjustment_covariates(starts, clients, eng)
+
+
+def support_effects_of(tables: dict, as_of: pd.Timestamp, grace_days: int, window_days: int) -> pd.DataFrame:
+    """``support_effects`` on a whole data set's tables (clients, payments, tickets, usage when
+    given), every client with a start: what the calibration study and the tests run on each
+    generated world (the report runs the same steps on a stated sample of clients)."""
+    pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
+    starts = cohorts.client_starts(pay, cl)
+    life = churn.lifetimes(pay, starts, as_of, grace_days)
+    spell = churn.first_spells(pay, starts, as_of, grace_days)
+    covs = covariates_for(starts, cl, tk, tables.get("usage"))
+    return support_effects(life, spell, tk, covs, window_days, as_of)
 
 
 def support_effects(life: pd.DataFrame, spell: pd.DataFrame, tickets: pd.DataFrame, covs: pd.DataFrame,

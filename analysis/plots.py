@@ -352,9 +352,9 @@ def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reache
     ax.barh(y, t["clients"], color=sns.color_palette()[:len(t)])
     top = t["clients"].iloc[0]
     for yi, (name, n) in zip(y, t["clients"].items()):
-        share = f" ({n / top:.1%} of {steps[0]})" if top else ""
+        share = f" ({n / top:.1%} of {category(steps[0])})" if top else ""
         ax.text(n, yi, f"  {n:,}{share}", va="center", fontsize=8)
-    ax.set_yticks(y, list(t.index))
+    ax.set_yticks(y, [str(category(i)) for i in t.index])
     ax.set_xlim(0, max(top, 1) * 1.35)
     ax.set_title(title)
     ax.set_xlabel(xlabel)

@@ -209,8 +209,10 @@ def format_number(v: float) -> str:
 def format_p(v) -> str:
     """A p-value for a reader: three significant digits, '< 0.001' below that (the exact value,
     with three significant digits, stays in metrics.json); text is kept as it is."""
-    if isinstance(v, str) or pd.isna(v):
-        return "" if not isinstance(v, str) else v
+    if isinstance(v, str):
+        return v
+    if pd.isna(v):
+        return ""
     return "< 0.001" if v < 0.001 else f"{v:.3g}"
 
 
@@ -258,19 +260,14 @@ def column_kind(name: Any, values: pd.Series, before: str | None = None) -> str:
 
 
 def _formatter(kind: str, currency: str | None):
-    """The cell formatter of a kind, its output HTML-escaped (pandas escapes a text value before a
-    formatter sees it, so text is passed through as it comes)."""
-    f = _formatters(kind, currency)
+    """The cell formatter of a kind (None for text), its output HTML-escaped (pandas escapes a text
+    value before a formatter sees it, so text is passed through as it comes)."""
+    f = {"percent": format_percent, "money": lambda v: format_money(v, currency), "count": format_count,
+         "ratio": lambda v: "" if pd.isna(v) else f"{v:,.2f}", "p": format_p, "time": format_time,
+         "number": format_number}.get(kind)
     if f is None:
         return None
     return lambda v: v if isinstance(v, str) else str(markupsafe.escape(f(v)))
-
-
-def _formatters(kind: str, currency: str | None):
-    return {"percent": format_percent, "money": lambda v: format_money(v, currency), "count": format_count,
-            "ratio": lambda v: "" if pd.isna(v) else f"{v:,.2f}",
-            "p": format_p,
-            "time": format_time, "number": format_number}.get(kind)
 
 
 def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: dict | None = None,
@@ -296,10 +293,12 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
     def label_of(col):
         return tuple(label(x) for x in col) if multi else label(col)
 
-    before, fmt = None, {}
+    before, fmt, text = None, {}, []
     for col in shown.columns:
         kind = kinds.get(col) or column_kind(name_of(col), shown[col], before)
-        if kind not in ("text",) and not str(name_of(col)).lower().endswith(("_low", "_high")):
+        if kind == "text":
+            text.append(label_of(col))
+        elif not str(name_of(col)).lower().endswith(("_low", "_high")):
             before = str(name_of(col)).lower()
         f = _formatter(kind, currency)
         if f is not None:
@@ -316,7 +315,6 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
               .format_index(escape="html", axis=0).format_index(escape="html", axis=1))
     if plain_index:
         styler = styler.hide(axis="index")
-    text = [label_of(c) for c in frame.columns if (kinds.get(c) or column_kind(name_of(c), frame[c])) == "text"]
     if text and shown.index.is_unique and shown.columns.is_unique:   # pandas styles only unique labels
         styler = styler.set_properties(subset=text, **{"text-align": "left"})
     styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "

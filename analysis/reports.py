@@ -52,7 +52,7 @@ REPORTS: tuple[Report, ...] = (
            "vendor, the source's case recomputed, and a pilot read-out.", needs=("leads", "calls"), weight=10),
     Report("07_sales_conveyor", "Sales conveyor",
            "Stage-by-stage conversion and timing of the sales conveyor, successful calls per operator against the "
-           "target, the value of the clients it brought, and the stage that lost the most lately.",
+           "target, the value of the clients it brought, and where the loss of leads changed lately.",
            needs=("leads", "calls"), weight=25),
 )
 

@@ -146,26 +146,35 @@ def churn_headline(first_month: pd.DataFrame, effects: pd.DataFrame | None) -> s
     return text + "."
 
 
+def _sensitivity(e: float, e_ci: float, linked: str, estimate: str, null: str) -> present.Md:
+    """The E-value of an estimate and of its interval limit nearest 1 in one sentence (the
+    interval's E-value is 1 when it already includes ``null``)."""
+    if e_ci > 1:
+        return present.md("- **Sensitivity (E-value).** An unmeasured factor linked to both {linked} by a risk ratio "
+                          "of {e:.2f} each could explain the {estimate} away, and one of {eci:.2f} each could move its "
+                          "interval to include {null}.", linked=linked, e=e, estimate=estimate, eci=e_ci, null=null)
+    return present.md("- **Sensitivity (E-value).** The adjusted interval already includes {null}; an unmeasured factor "
+                      "linked to both {linked} by a risk ratio of {e:.2f} each would explain the point estimate away.",
+                      null=null, linked=linked, e=e)
+
+
+def _engagement_unmeasured(subject: str, outcome: str, remedy: str) -> present.Md:
+    """Why an adjusted estimate stays confounded without a usage table."""
+    return present.md("- **Engagement is not measured here.** Without a `usage` table the {subject} confounded by how "
+                      "engaged clients are: engaged clients both write to support and {outcome}.{remedy}",
+                      subject=subject, outcome=outcome, remedy=present.Md(remedy))
+
+
 def ltv_caveats(ratios: pd.DataFrame | None, naive_ratios: pd.DataFrame | None, window_days: int,
                 adjusted: dict | None = None, usage_given: bool = False) -> present.Md:
     """Plain-language caveats for the LTV comparison, with the computed ratios and, given the
     adjusted ratio (``effect.ltv_effect``), its E-value in one sentence."""
     lines = []
     if adjusted is not None and pd.notna(adjusted["ratio"]):
-        if adjusted["e_value_ci"] > 1:
-            lines.append(present.md(
-                "- **Sensitivity (E-value).** An unmeasured factor linked to both early contact and LTV by a risk "
-                "ratio of {e:.2f} each could explain the adjusted ratio away, and one of {eci:.2f} each could move "
-                "its interval to include no difference.", e=adjusted["e_value"], eci=adjusted["e_value_ci"]))
-        else:
-            lines.append(present.md(
-                "- **Sensitivity (E-value).** The adjusted interval already includes no difference; an unmeasured "
-                "factor linked to both early contact and LTV by a risk ratio of {e:.2f} each would explain the point "
-                "estimate away.", e=adjusted["e_value"]))
+        lines.append(_sensitivity(adjusted["e_value"], adjusted["e_value_ci"], "early contact and LTV",
+                                  "adjusted ratio", "no difference"))
         if not usage_given:
-            lines.append(present.md(
-                "- **Engagement is not measured here.** Without a `usage` table the adjusted ratio stays confounded "
-                "by how engaged clients are: engaged clients both write to support and pay more."))
+            lines.append(_engagement_unmeasured("adjusted ratio stays", "pay more", ""))
     lines += [present.md("- **Clients are not assigned to contact support at random.** Engaged clients and clients "
                         "with larger checks both write to support more and pay more, so the gap between the groups "
                         "mixes the effect of support with who the clients are. The comparison within check-size "
@@ -200,21 +209,10 @@ def effect_caveats(effects: pd.DataFrame, window_days: int, grace_days: int, cal
                                 estimand=ESTIMANDS[key].format(window=window_days, covariates=covariates)))
     h = effects.loc[HEADLINE_METHOD] if HEADLINE_METHOD in effects.index else None
     if h is not None and pd.notna(h["hazard_ratio"]):
-        if h["e_value_ci"] > 1:
-            lines.append(present.md(
-                "- **Sensitivity (E-value).** An unmeasured factor linked to both contact and churn by a risk ratio "
-                "of {e:.2f} each could explain the adjusted estimate away, and one of {eci:.2f} each could move its "
-                "interval to include no effect.", e=h["e_value"], eci=h["e_value_ci"]))
-        else:
-            lines.append(present.md(
-                "- **Sensitivity (E-value).** The adjusted interval already includes no effect; an unmeasured factor "
-                "linked to both contact and churn by a risk ratio of {e:.2f} each would explain the point estimate "
-                "away.", e=h["e_value"]))
+        lines.append(_sensitivity(h["e_value"], h["e_value_ci"], "contact and churn", "adjusted estimate", "no effect"))
     if not usage_given:
-        lines.append(present.md(
-            "- **Engagement is not measured here.** Without a `usage` table the adjusted estimates stay confounded "
-            "by how engaged clients are: engaged clients both write to support and stay. Add product usage (the "
-            "`usage` table) to remove it."))
+        lines.append(_engagement_unmeasured("adjusted estimates stay", "stay",
+                                            " Add product usage (the `usage` table) to remove it."))
     if 28 + grace_days >= window_days:
         lines.append(present.md(
             "- **One landmark row, not two.** No churn can be recorded before 1 month + {grace} days after the first "

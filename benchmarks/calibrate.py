@@ -30,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from analysis import churn, cohorts, effect  # noqa: E402
+from analysis import effect  # noqa: E402
 from analysis.stats import wilson_interval  # noqa: E402
 from analysis.generate import build_tables  # noqa: E402
 
@@ -54,12 +54,7 @@ def estimate(world: dict, seed: int, clients: int) -> dict[str, tuple[float, flo
     """(HR, ci_low, ci_high) per method on one generated world, as the report computes them."""
     warnings.simplefilter("ignore")
     tables, _ = build_tables(clients, seed, world=world)
-    pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
-    starts = cohorts.client_starts(pay, cl)
-    life = churn.lifetimes(pay, starts, AS_OF, 14)
-    covs = effect.covariates_for(starts, cl, tk, tables.get("usage"))
-    spell = churn.first_spells(pay, starts, AS_OF, 14)
-    rows = effect.support_effects(life, spell, tk, covs, 30, AS_OF).to_dict("index")
+    rows = effect.support_effects_of(tables, AS_OF, 14, 30).to_dict("index")
     return {m: (r["hazard_ratio"], r["ci_low"], r["ci_high"]) for m, r in rows.items()}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import churn, cohorts, effect
+from analysis import churn, effect
 from analysis.generate import build_tables
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -89,12 +89,7 @@ def test_adjustment_covariates_name_what_they_adjust_for():
 
 def estimates(world: dict, clients: int = 10_000, seed: int = 1) -> dict[str, dict]:
     tables, _ = build_tables(clients, seed, world=world)
-    pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
-    starts = cohorts.client_starts(pay, cl)
-    life = churn.lifetimes(pay, starts, AS_OF, 14)
-    covs = effect.covariates_for(starts, cl, tk, tables.get("usage"))
-    spell = churn.first_spells(pay, starts, AS_OF, 14)
-    return effect.support_effects(life, spell, tk, covs, 30, AS_OF).to_dict("index")
+    return effect.support_effects_of(tables, AS_OF, 14, 30).to_dict("index")
 
 
 def test_no_effect_with_measured_confounding_adjusted_intervals_contain_1():
