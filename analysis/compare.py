@@ -8,7 +8,10 @@ interval of (after* - before*), where before* and after* are bootstrap replicate
 independently from each period:
 - medians and p90: resampled tickets' quantile, drawn exactly (``stats.quantile_replicates``);
 - means: resampled tickets; rates: Binomial(n, p) / n, which is what resampling n 0/1 values gives;
-- per-day metrics (load, backlog): resampled days, ratio of sums.
+- per-day metrics (load, backlog): ratio of sums over days resampled in blocks of consecutive
+  days (a stationary bootstrap, ``stats.block_ratio_replicates``): a day's backlog is the day
+  before's plus the day's net inflow, so resampling single days as if independent would give
+  an interval many times too narrow. The expected block length is in ``block_days``.
 The relative change (after / before - 1) has its interval from the same replicates.
 """
 from __future__ import annotations
@@ -23,8 +26,8 @@ from analysis.config import Config
 from analysis.dataset import parse_day
 from analysis.errors import InputError
 from analysis.sla import sla_status, target_minutes, ticket_times
-from analysis.stats import (difference_interval, mean_replicates, percentile_interval, proportion_replicates,
-                            quantile_replicates, ratio_replicates)
+from analysis.stats import (block_ratio_replicates, difference_interval, mean_replicates, percentile_interval,
+                            proportion_replicates, quantile_replicates)
 from analysis.escalation import escalated, reply_counts
 from analysis.tiers import entry_tier, resolving_tier
 
@@ -218,9 +221,11 @@ def compare_periods(measures: pd.DataFrame, before: Period, after: Period, confi
                     num = (d.sum(axis=1) if group == "all" else d[group]).to_numpy(float)
                     den = np.ones(len(num))
                 point = num.sum() / den.sum() if den.sum() > 0 else np.nan
-                est[p.label] = (point, len(num), ratio_replicates(num, den, reps, rng))
-            (b, nb, rb), (a, na, ra) = est["before"], est["after"]
-            rows.append(_row(metric, label, unit, group, b, a, rb, ra, nb, na))
+                replicates, block = block_ratio_replicates(num, den, reps, rng)
+                est[p.label] = (point, len(num), replicates, block)
+            (b, nb, rb, block_b), (a, na, ra, block_a) = est["before"], est["after"]
+            rows.append({**_row(metric, label, unit, group, b, a, rb, ra, nb, na),
+                         "block_days": max((x for x in (block_b, block_a) if not np.isnan(x)), default=np.nan)})
     out = pd.DataFrame(rows)
     out["sentence"] = [change_sentence(r) for r in out.to_dict("records")]
     return out
@@ -260,6 +265,8 @@ def change_sentence(row: dict) -> str:
     text += f"; 95% CI of the change {_fmt(row['ci_low'], unit, True)} to {_fmt(row['ci_high'], unit, True)}"
     if row["ci_low"] <= 0 <= row["ci_high"]:
         text += ", which includes no change"
+    if not pd.isna(row.get("block_days", np.nan)):
+        text += f", with days resampled in runs of about {row['block_days']:.0f} because each day depends on the days before"
     return text + "."
 
 

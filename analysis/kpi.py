@@ -37,15 +37,19 @@ class Kpi:
     kind: str       # percent, money, count, ratio, minutes, months
     better: str | None = None  # "up", "down" or None (neither)
     index: bool = True         # also on the index page (the rest only on the report's own page)
+    order: str | None = None   # dotted path of a list that orders the "*" keys (else sorted)
+    note: str | None = None    # appended to the label, formatted with the value's siblings
+                               # (left out when one it names is missing or null)
 
 
 KPIS: tuple[Kpi, ...] = (
     Kpi("00_data_quality", "data.payments.used", "Payments used", "count", index=False),
     Kpi("00_data_quality", "data.tickets.used", "Tickets used", "count", index=False),
-    Kpi("01_support_tiers", "sla.by_tier.*.sla_achieved", "SLA achieved, {key}", "percent", "up"),
+    Kpi("01_support_tiers", "sla.by_tier.*.sla_achieved", "First-response SLA achieved, {key}", "percent", "up",
+        order="sla.tiers", note="target {first_response_target_min:,.0f} min"),
     Kpi("01_support_tiers", "sla.by_tier.*.first_response_median_min", "First response median, {key}", "minutes",
-        "down", index=False),
-    Kpi("01_support_tiers", "sla.by_tier.*.csat", "CSAT, {key}", "percent", "up", index=False),
+        "down", index=False, order="sla.tiers"),
+    Kpi("01_support_tiers", "sla.by_tier.*.csat", "CSAT, {key}", "percent", "up", index=False, order="sla.tiers"),
     Kpi("02_cohort_ltv", "ltv.by_group.all.ltv_12m", "LTV at 12 months, all clients", "money", "up"),
     Kpi("02_cohort_ltv", "ltv.ratio_adjusted.ratio", "LTV ratio, early contact vs not, adjusted", "ratio",
         index=False),
@@ -62,28 +66,44 @@ KPIS: tuple[Kpi, ...] = (
 )
 
 
-def _lookup(metrics: dict, parts: list[str], found: str = "") -> list[tuple[str, Any]]:
+def _lookup(metrics: Any, parts: list[str], order: list | None = None,
+            found: str = "", parent: Any = None) -> list[tuple[str, Any, Any]]:
+    """(key "*" stood for, value, the dict holding the value) for each match of ``parts``; the
+    keys of a "*" in ``order``'s order (those it does not name after them, sorted)."""
     if not parts:
-        return [(found, metrics)]
+        return [(found, metrics, parent)]
     if not isinstance(metrics, dict):
         return []
     head, rest = parts[0], parts[1:]
     if head == "*":
-        return [hit for key in sorted(metrics) for hit in _lookup(metrics[key], rest, key)]
-    return _lookup(metrics[head], rest, found) if head in metrics else []
+        ranked = [k for k in (order or []) if isinstance(k, str) and k in metrics]
+        keys = ranked + sorted(k for k in metrics if k not in ranked)
+        return [hit for key in keys for hit in _lookup(metrics[key], rest, order, key, metrics[key])]
+    return _lookup(metrics[head], rest, order, found, metrics) if head in metrics else []
+
+
+def _label(k: Kpi, key: str, siblings: Any) -> str:
+    name = k.label.format(key=key)
+    if k.note and isinstance(siblings, dict):
+        try:
+            name += f" ({k.note.format(**siblings)})"
+        except (KeyError, TypeError, ValueError):   # a sibling missing or null: no note
+            pass
+    return name
 
 
 def kpi_values(metrics: dict, report: str | None = None, kpis: tuple[Kpi, ...] = KPIS) -> list[tuple[Kpi, str, float]]:
     """(kpi, label, value) for every KPI of ``report`` (None: the KPIs of the index) present in
     ``metrics`` with a number; a wildcard gives one row per key (``sla.by_tier.*.sla_achieved``:
-    one per tier)."""
+    one per tier, in the order of ``sla.tiers``, the config's ladder)."""
     out = []
     for k in kpis:
         if (report is not None and k.report != report) or (report is None and not k.index):
             continue
-        for key, value in _lookup(metrics, k.path.split(".")):
+        order = _lookup(metrics, k.order.split("."))[0][1] if k.order and _lookup(metrics, k.order.split(".")) else None
+        for key, value, siblings in _lookup(metrics, k.path.split("."), order if isinstance(order, list) else None):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
-                out.append((k, k.label.format(key=key), float(value)))
+                out.append((k, _label(k, key, siblings), float(value)))
     return out
 
 

@@ -162,18 +162,18 @@ def rate_bars(table: pd.DataFrame, rate: str, title: str, n: str, xlabel: str = 
         err = np.clip(np.vstack([t[rate] - t[f"{rate}_low"], t[f"{rate}_high"] - t[rate]]), 0, None)  # Wilson ends at 0 or 1 may round past the rate
         ax.barh(y, t[rate], color=sns.color_palette()[0], xerr=err, capsize=3)
         ax.set_yticks(y, labels)
-        top = min(1.0, max(float(t[f"{rate}_high"].max()), 0.01) * 1.45)   # the axis fits the data, not 0-100%
-        for yi, r, hi, k in zip(y, t[rate], t[f"{rate}_high"], t[n]):
-            ax.text(min(hi, top * 0.72) + top * 0.01, yi, f"{r:.1%}  n = {k:,}", va="center", ha="left", fontsize=8,
-                    bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1})
+        top = min(1.0, max(float(t[f"{rate}_high"].max()), 0.01) * 1.15)   # the axis fits the data, not 0-100%
+        # the values in a column right of the axes: never on a bar or a whisker
+        for yi, r, k in zip(y, t[rate], t[n]):
+            ax.text(1.02, yi, f"{r:.1%}  (n = {k:,})", transform=ax.get_yaxis_transform(), va="center", ha="left",
+                    fontsize=9)
         ax.set_xlim(0, top)
-        ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
         ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     else:
         no_data(ax)
     ax.set_title(title)
     ax.set_xlabel(xlabel + " (bars: 95% Wilson interval)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.8, 1))
     return fig
 
 
@@ -203,18 +203,31 @@ def daily_lines(frame: pd.DataFrame, title: str, ylabel: str):
 
 
 def staffing_lines(table: pd.DataFrame, title: str):
-    """Required agents per hour of day, one step line per tier (staffing.staffing_table)."""
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    for tier, d in table.groupby("tier", observed=True, sort=False):
-        ax.step(d["hour"], d["agents"], where="mid", label=str(tier))
+    """Erlang C per hour of day (staffing.staffing_table), three panels over a shared hour axis:
+    the calls arriving per hour, the agents needed for the target, and the expected answer time
+    those agents give; one line per voice tier, each axis scaled to its data."""
+    fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
+    panels = (("calls_per_hour", "calls per hour", False), ("agents", "agents needed", True),
+              ("asa_s", "expected answer time (s)", False))
+    for ax, (col, ylabel, steps) in zip(axes, panels):
+        for tier, d in table.groupby("tier", observed=True, sort=False):
+            if steps:
+                ax.step(d["hour"], d[col], where="mid", label=str(tier))
+            else:
+                ax.plot(d["hour"], d[col], marker="o", ms=3, label=str(tier))
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        if steps and len(table):
+            ax.yaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(integer=True))
+            ax.set_ylim(0, max(float(table[col].max()), 1) + 1)
     if len(table):
-        ax.legend(title="tier", fontsize=8)
-        ax.set_xticks(range(0, 24, 2))
+        axes[0].legend(title="tier", fontsize=8, ncol=min(table["tier"].nunique(), 5))
+        axes[-1].set_xticks(range(0, 24, 2))
     else:
-        no_data(ax)
-    ax.set_title(title)
-    ax.set_xlabel("hour of day")
-    ax.set_ylabel("agents needed")
+        for ax in axes:
+            no_data(ax)
+    axes[0].set_title(title)
+    axes[-1].set_xlabel("hour of day")
     fig.tight_layout()
     return fig
 

@@ -11,7 +11,7 @@ from analysis.dataset import Dataset
 from analysis.durations import calendar_minutes
 from analysis.escalation import reply_counts
 
-__all__ = ["flags", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
+__all__ = ["flags", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
            "amount_summary", "duration_minutes", "duration_summary", "quality_metrics", "headline"]
 
 
@@ -170,7 +170,10 @@ STALE_OPEN_DAYS = 30
 SECOND_REPLY_SHARE = 0.02
 
 
-def flags(ds: Dataset) -> pd.DataFrame:
+TICKET_CHECKS = ("tickets that never close", "second agent replies")
+
+
+def flags(ds: Dataset, checks: tuple[str, ...] | None = None) -> pd.DataFrame:
     """What should worry an analyst before reading the other reports, one row per finding:
     ``level`` (red: a report's figure is not meaningful as computed; amber: read it with care),
     ``check`` and ``finding`` in words. Checks:
@@ -181,6 +184,7 @@ def flags(ds: Dataset) -> pd.DataFrame:
       10% of those tickets (the backlog only grows unless the export closes them);
     - resolved tickets with events but almost no second agent reply (under 2% with two or more):
       red, the one-touch rate is then 'one reply' by construction.
+    ``checks`` keeps only the named checks (``TICKET_CHECKS``: the two 01's figures depend on).
     An empty frame when nothing is found."""
     rows = []
     pay, cl, tk, ev = ds.payments, ds.clients, ds.tickets, ds.ticket_events
@@ -210,7 +214,8 @@ def flags(ds: Dataset) -> pd.DataFrame:
                              "finding": f"only {second:.1%} of {int(resolved.sum()):,} resolved tickets with events have "
                                         "a second agent reply: the one-touch rate is near 100% by construction, not "
                                         "a measure of first-contact resolution"})
-    return pd.DataFrame(rows, columns=["level", "check", "finding"])
+    found = pd.DataFrame(rows, columns=["level", "check", "finding"])
+    return found if checks is None else found[found["check"].isin(checks)].reset_index(drop=True)
 
 
 def flags_text(found: pd.DataFrame) -> present.Md:

@@ -18,12 +18,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis import present
 from analysis.config import Config
 from analysis.durations import business_days, local_timezone
 from analysis.tiers import entry_tier
 
 __all__ = ["erlang_c", "service_level", "average_speed_of_answer", "required_agents",
-           "hourly_arrivals", "staffing_table"]
+           "hourly_arrivals", "staffing_table", "staffing_view", "staffing_sentences", "PLAN_COLUMNS"]
 
 
 def erlang_c(traffic, agents) -> np.ndarray:
@@ -106,3 +107,50 @@ def staffing_table(arrivals: pd.DataFrame, handle_min: float, target: float, ans
     long["occupancy"] = np.where(n > 0, a / np.where(n > 0, n, 1), np.nan)
     return long[["tier", "hour", "calls_per_hour", "traffic_erlangs", "agents", "service_level", "p_wait",
                  "asa_s", "occupancy"]]
+
+
+# what a planner reads per hour, in reading order: the demand, the answer, what it buys
+PLAN_COLUMNS = {"calls_per_hour": "calls per hour", "agents": "agents needed",
+                "asa_s": "expected answer time (s)", "service_level": "answered within target"}
+
+
+def staffing_view(plan: pd.DataFrame) -> pd.DataFrame:
+    """``staffing_table`` for the report: one row per hour of day, for each voice tier its calls
+    per hour, the agents needed and, with them, the expected (mean) answer time in seconds and
+    the share of calls answered within the target (columns: tier x PLAN_COLUMNS). Hours with no
+    calls show 0 calls and 0 agents and no answer time."""
+    wide = plan.pivot(index="hour", columns="tier", values=list(PLAN_COLUMNS))
+    tiers = list(dict.fromkeys(plan["tier"]))
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([list(PLAN_COLUMNS), tiers])).swaplevel(0, 1, axis=1)
+    wide = wide.reindex(columns=pd.MultiIndex.from_product([tiers, list(PLAN_COLUMNS)]))
+    wide.columns = wide.columns.set_levels([wide.columns.levels[0], [PLAN_COLUMNS[c] for c in wide.columns.levels[1]]],
+                                           verify_integrity=False)
+    wide.index.name = "hour of day"
+    return wide
+
+
+def staffing_sentences(plan: pd.DataFrame, target: float, answer_within_s: float, clock: str):
+    """One sentence per voice tier of ``staffing_table``: the busiest and the quietest hour (calls
+    per hour; the earliest hour on a tie), the range of agents needed, and the longest expected
+    answer time those agents give, with its hour. ``clock`` names the hours' timezone."""
+    lines = []
+    for tier, d in plan.groupby("tier", sort=False, observed=True):
+        d = d.sort_values("hour")
+        busy = d.loc[d["calls_per_hour"].idxmax()]
+        quiet = d.loc[d["calls_per_hour"].idxmin()]
+        answered = d.dropna(subset=["asa_s"])
+        slow = answered.loc[answered["asa_s"].idxmax()] if len(answered) else None
+        agents = (f"{int(d['agents'].min())} agent{'s' if d['agents'].min() != 1 else ''}"
+                  if d["agents"].min() == d["agents"].max()
+                  else f"from {int(d['agents'].min())} to {int(d['agents'].max())} agents")
+        text = present.md("- **{tier}**: from {quiet:,.2f} calls per hour ({qh:02d}:00) to {busy:,.2f} ({bh:02d}:00, "
+                          "{clock}); {agents} per hour answer {target:.0%} within {within:,.0f} s",
+                          tier=tier, quiet=quiet["calls_per_hour"], qh=int(quiet["hour"]), busy=busy["calls_per_hour"],
+                          bh=int(busy["hour"]), clock=clock, agents=agents, target=target, within=answer_within_s)
+        if slow is not None:
+            text += present.md("; the longest expected answer is {asa:,.0f} s, at {h:02d}:00.", asa=slow["asa_s"],
+                               h=int(slow["hour"]))
+        else:
+            text += present.md(".")
+        lines.append(text)
+    return present.join(lines)

@@ -10,7 +10,8 @@ import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
 __all__ = ["wilson_interval", "rate_table", "duration_stats", "quantile_replicates",
-           "mean_replicates", "proportion_replicates", "ratio_replicates", "percentile_interval", "NORMAL_LIMIT_N",
+           "mean_replicates", "proportion_replicates", "block_length", "block_ratio_replicates",
+           "percentile_interval", "NORMAL_LIMIT_N",
            "SKEW_LIMIT", "difference_interval", "hazard_to_risk_ratio", "smd_to_risk_ratio", "e_value", "e_value_interval"]
 
 
@@ -166,17 +167,39 @@ def proportion_replicates(successes: int, n: int, reps: int, rng: np.random.Gene
     return rng.binomial(n, successes / n, size=reps) / n
 
 
-def ratio_replicates(numerator, denominator, reps: int, rng: np.random.Generator) -> np.ndarray:
-    """Bootstrap replicates of sum(numerator) / sum(denominator), resampling units (e.g. days)."""
+def block_length(series) -> float:
+    """Expected block length for a stationary bootstrap of a daily series: Politis & White's
+    (2004) automatic choice with Patton, Politis & White's (2009) correction, as computed by
+    ``arch.bootstrap.optimal_block_length``, at least 1 and at most the series' length. A
+    series too short or too flat for the estimate (fewer than 10 values, or no variation)
+    gets 1: plain resampling of days."""
+    from arch.bootstrap import optimal_block_length
+    x = np.asarray(series, dtype="float64")
+    if len(x) < 10 or not np.isfinite(x).all() or np.ptp(x) == 0:
+        return 1.0
+    with np.errstate(all="ignore"):
+        b = float(optimal_block_length(x)["stationary"].iloc[0])
+    return float(min(max(b, 1.0), len(x))) if np.isfinite(b) else 1.0
+
+
+def block_ratio_replicates(numerator, denominator, reps: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Replicates of sum(numerator) / sum(denominator) over consecutive days, resampled by
+    Politis & Romano's stationary bootstrap (``arch.bootstrap.StationaryBootstrap``: blocks of
+    geometric length, wrapping around), so a series whose days depend on each other (a backlog
+    is a stock: today's is yesterday's plus what came in minus what was solved) gets an interval
+    as wide as that dependence makes it; independent days resampling would make it far too
+    narrow. The expected block length is ``block_length`` of the ratio's linearisation
+    numerator - ratio x denominator. Returns (replicates, expected block length); no days: NaN."""
+    from arch.bootstrap import StationaryBootstrap
     a = np.asarray(numerator, dtype="float64")
     b = np.asarray(denominator, dtype="float64")
-    n = len(a)
-    if n == 0:
-        return np.full(reps, np.nan)
-    idx = rng.integers(0, n, size=(reps, n))
-    den = b[idx].sum(axis=1)
+    if len(a) == 0 or b.sum() <= 0:
+        return np.full(reps, np.nan), np.nan
+    block = block_length(a - a.sum() / b.sum() * b)
+    boot = StationaryBootstrap(block, a, b, seed=rng)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, a[idx].sum(axis=1) / np.where(den > 0, den, 1), np.nan)
+        reps_ = boot.apply(lambda x, y: np.array([x.sum() / y.sum() if y.sum() > 0 else np.nan]), reps)[:, 0]
+    return reps_, block
 
 
 def percentile_interval(replicates: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:

@@ -67,7 +67,10 @@ def tier_summary(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
 
 
 def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
-    """The tier summary with readable column names and rates as percentages, for the report."""
+    """The tier summary with readable column names and rates as percentages, for the report.
+    Each tier's first-response and resolution targets stand beside its figures (SLA achieved is
+    against the tier's own target: 59% against 30 minutes and 95% against 2 hours are not a
+    ranking); "(by priority)" marks a tier whose targets also vary by priority."""
     v = pd.DataFrame(index=list(tier_names(config).values()))
     s = summary.reset_index(drop=True).set_axis(v.index)
     def pct(col):
@@ -76,15 +79,22 @@ def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
         return s[col].map(lambda x: "" if pd.isna(x) else f"{x:,.1f}")
     def ci(col):
         return [("" if pd.isna(lo) else f"{lo:.1%} to {hi:.1%}") for lo, hi in zip(s[f"{col}_low"], s[f"{col}_high"])]
+    targets = {t.id: t for t in config.tiers}
+    def target(field):
+        return [("" if getattr(targets[tid], field) is None else f"{getattr(targets[tid], field):,.0f}")
+                + (" (by priority)" if getattr(targets[tid], field.replace("_min", "_by_priority_min")) else "")
+                for tid in config.tier_ids]
     v["tickets (entering)"] = s["tickets"]
     v["first response median, min"] = num("first_response_median_min")
     v["first response p90, min"] = num("first_response_p90_min")
+    v["first-response target, min"] = target("first_response_target_min")
     v["SLA achieved"] = pct("sla_achieved")
     v["SLA 95% CI"] = ci("sla_achieved")
     v["achieved / breached / active"] = [f"{a:,} / {b:,} / {c:,}" for a, b, c in
                                          zip(s["sla_achieved_count"], s["sla_breached"], s["sla_active"])]
     v["resolved"] = s["resolved"]
     v["resolution median, min"] = num("resolution_median_min")
+    v["resolution target, min"] = target("resolution_target_min")
     v["CSAT"] = pct("csat")
     v["CSAT 95% CI"] = ci("csat")
     v["ratings"] = s["csat_responses"]
@@ -111,17 +121,22 @@ def extra_tier_metrics(daily: pd.DataFrame, config: Config, tickets: pd.DataFram
 
 def sla_metrics(summary: pd.DataFrame, config: Config, extra_by_tier: dict | None = None,
                 extra: dict | None = None) -> dict:
-    """`sla` section of metrics.json: clock, then by_tier.<tier> with the DESIGN §5 keys (plus
-    the rest of the summary row and ``extra_by_tier``), then ``extra`` sections. Counts are
-    integers; rates and medians null when not measurable."""
+    """`sla` section of metrics.json: clock, tiers (the tier ids in the config's ladder order;
+    by_tier's keys are sorted in the file), then by_tier.<tier> with the DESIGN §5 keys (plus the
+    rest of the summary row, the tier's first-response and resolution targets in minutes, null
+    when not set, and ``extra_by_tier``), then ``extra`` sections. Counts are integers; rates
+    and medians null when not measurable."""
     keep = ["tickets", "first_response_n", "first_response_median_min", "first_response_p90_min",
             "first_response_mean_min", "sla_achieved", "sla_achieved_count", "sla_breached", "sla_active",
             "resolved", "resolution_median_min", "resolution_p90_min", "resolution_sla_achieved", "csat",
             "csat_responses", "csat_response_rate", "escalation_rate", "escalated"]
     by_tier = {tier: {k: row[k] for k in keep} for tier, row in summary[keep].to_dict("index").items()}
+    for t in config.tiers:
+        by_tier.setdefault(t.id, {}).update(first_response_target_min=t.first_response_target_min,
+                                            resolution_target_min=t.resolution_target_min)
     for tier, values in (extra_by_tier or {}).items():
         by_tier.setdefault(tier, {}).update(values)
-    return {"sla": {"clock": clock(config), "by_tier": by_tier, **(extra or {})}}
+    return {"sla": {"clock": clock(config), "tiers": list(config.tier_ids), "by_tier": by_tier, **(extra or {})}}
 
 
 def headline(summary: pd.DataFrame, config: Config) -> str:

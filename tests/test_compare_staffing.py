@@ -11,7 +11,8 @@ from analysis.compare import change_sentence, compare_periods, periods, sentence
 from analysis.config import Config, Tier
 from analysis.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
                                staffing_table)
-from analysis.stats import percentile_interval, proportion_replicates, quantile_replicates
+from analysis.stats import (block_length, block_ratio_replicates, percentile_interval, proportion_replicates,
+                            quantile_replicates)
 from conftest import shown
 
 AS_OF = pd.Timestamp("2026-03-01", tz="UTC")
@@ -125,6 +126,53 @@ def test_proportion_replicates_stay_in_unit_interval(k, extra):
     else:
         lo, hi = percentile_interval(r)
         assert 0 <= lo <= k / n <= hi <= 1
+
+
+def test_block_bootstrap_edge_cases():
+    rng = np.random.default_rng(0)
+    reps, block = block_ratio_replicates([], [], 50, rng)
+    assert np.isnan(reps).all() and np.isnan(block)
+    # one day, or a flat series: every replicate is the ratio of sums, (2 + 2 + 2) / (1 + 1 + 1) = 2
+    reps, block = block_ratio_replicates([2.0], [1.0], 50, rng)
+    assert (reps == 2.0).all() and block == 1.0
+    reps, block = block_ratio_replicates([2.0] * 30, [1.0] * 30, 50, rng)
+    assert (reps == 2.0).all() and block == 1.0
+    # no agent on duty at all: the ratio is undefined, not zero
+    reps, _ = block_ratio_replicates([0.0, 0.0], [0.0, 0.0], 10, rng)
+    assert np.isnan(reps).all()
+    # the ratio is of sums, not a mean of daily ratios: (1 + 9) / (1 + 3) = 2.5 in every replicate
+    # that draws both days once; with days resampled every replicate lies between 1 and 3
+    reps, _ = block_ratio_replicates([1.0, 9.0], [1.0, 3.0], 200, rng)
+    assert ((reps >= 1.0) & (reps <= 3.0)).all() and (np.isclose(reps, 2.5)).any()
+    # a random walk needs long blocks, white noise about one day
+    walk = np.cumsum(np.random.default_rng(1).normal(size=180))
+    noise = np.random.default_rng(2).normal(size=180)
+    assert block_length(walk) > 5 and block_length(noise) < 3
+
+
+def test_block_bootstrap_covers_the_mean_of_a_dependent_series():
+    """Calibration with a known truth: 150 series of 182 days (a half-year) from an AR(1) with
+    phi 0.8 around a mean of 50, like a slowly moving backlog. Resampling single days ignores
+    the dependence: its 95% interval is about sqrt((1 + phi) / (1 - phi)) = 3 times too narrow
+    and covers 50 in under half the runs. The block bootstrap covers it in about 80% (measured
+    over 200 runs: 80% against 44%; at phi 0.9 and 120 days 63% against 28%): far better, still
+    short of 95%, which the report says (its interval is a lower bound on the uncertainty)."""
+    phi, mean, days, runs = 0.8, 50.0, 182, 150
+    covered_block = covered_iid = 0
+    for run in range(runs):
+        rng = np.random.default_rng([7, run])
+        x = np.empty(days)
+        x[0] = mean + rng.normal() / np.sqrt(1 - phi**2)
+        for t in range(1, days):
+            x[t] = mean + phi * (x[t - 1] - mean) + rng.normal()
+        reps, _ = block_ratio_replicates(x, np.ones(days), 400, rng)
+        lo, hi = percentile_interval(reps)
+        covered_block += lo <= mean <= hi
+        iid = x[rng.integers(0, days, size=(400, days))].mean(axis=1)
+        lo, hi = percentile_interval(iid)
+        covered_iid += lo <= mean <= hi
+    assert covered_iid / runs < 0.55
+    assert covered_block / runs > 0.7 and covered_block / runs - covered_iid / runs > 0.2
 
 
 def test_erlang_c_published_example():

@@ -74,9 +74,20 @@ RUN_2 = {"as_of": "2026-01-01", "sla": {"by_tier": {"L1": {"sla_achieved": 0.571
 
 def test_kpi_values_expand_a_wildcard_per_tier():
     rows = [(k.path, name, v) for k, name, v in kpi.kpi_values(RUN_2, "01_support_tiers")]
-    assert ("sla.by_tier.*.sla_achieved", "SLA achieved, L1", 0.571) in rows
-    assert ("sla.by_tier.*.sla_achieved", "SLA achieved, L2", 0.9) in rows
+    assert ("sla.by_tier.*.sla_achieved", "First-response SLA achieved, L1", 0.571) in rows
+    assert ("sla.by_tier.*.sla_achieved", "First-response SLA achieved, L2", 0.9) in rows
     assert ("sla.by_tier.*.first_response_median_min", "First response median, L1", 24.0) in rows
+
+
+def test_kpi_tiles_follow_the_ladder_and_name_the_target():
+    run = {"sla": {"tiers": ["L2", "L10", "L1"],   # the config's ladder, not alphabetical
+                   "by_tier": {"L1": {"sla_achieved": 0.6, "first_response_target_min": 30},
+                               "L10": {"sla_achieved": 0.7, "first_response_target_min": None},
+                               "L2": {"sla_achieved": 0.9, "first_response_target_min": 120.0},
+                               "X": {"sla_achieved": 0.5}}}}   # not in the ladder: after it
+    names = [name for k, name, _ in kpi.kpi_values(run, "01_support_tiers") if k.path.endswith("sla_achieved")]
+    assert names == ["First-response SLA achieved, L2 (target 120 min)", "First-response SLA achieved, L10",
+                     "First-response SLA achieved, L1 (target 30 min)", "First-response SLA achieved, X"]
 
 
 def test_change_is_in_points_for_rates_relative_otherwise_and_coloured_by_direction():
