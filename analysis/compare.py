@@ -32,7 +32,7 @@ from analysis.escalation import escalated, reply_counts
 from analysis.tiers import entry_tier, resolving_tier
 
 __all__ = ["Period", "periods", "ticket_measures", "METRICS", "compare_periods", "change_sentence",
-           "sentences_markdown", "comparison_metrics"]
+           "sentences_markdown", "comparison_metrics", "changes_view"]
 
 
 @dataclass(frozen=True)
@@ -265,8 +265,10 @@ def change_sentence(row: dict) -> str:
     text += f"; 95% CI of the change {_fmt(row['ci_low'], unit, True)} to {_fmt(row['ci_high'], unit, True)}"
     if row["ci_low"] <= 0 <= row["ci_high"]:
         text += ", which includes no change"
-    if not pd.isna(row.get("block_days", np.nan)):
-        text += f", with days resampled in runs of about {row['block_days']:.0f} because each day depends on the days before"
+    block = row.get("block_days", np.nan)
+    if not pd.isna(block):
+        text += (", with days resampled one by one (no dependence between days found)" if block < 1.5 else
+                 f", with days resampled in runs of about {block:.0f}, as each day depends on the days before")
     return text + "."
 
 
@@ -301,3 +303,24 @@ def comparison_metrics(table: pd.DataFrame, before: Period, after: Period) -> di
     return {"before": {"from": f"{before.start:%Y-%m-%d}", "to_exclusive": f"{before.end:%Y-%m-%d}"},
             "after": {"from": f"{after.start:%Y-%m-%d}", "to_exclusive": f"{after.end:%Y-%m-%d}"},
             "by_tier": by_tier}
+
+
+def changes_view(table: pd.DataFrame, tier: str = "all") -> pd.DataFrame:
+    """The comparison of one tier for the report, one row per metric, each value in its own
+    unit (rates as percentages and their difference in points, times in minutes, counts whole):
+    before, after, change with its 95% interval, relative change, n before and after."""
+    rows = table[table["tier"] == tier]
+    def rel(r):
+        return "" if pd.isna(r["relative_change"]) else f"{r['relative_change']:+.1%}"
+    out = pd.DataFrame({
+        "before": [_fmt(r["before"], r["unit"]) if not pd.isna(r["before"]) else "" for r in rows.to_dict("records")],
+        "after": [_fmt(r["after"], r["unit"]) if not pd.isna(r["after"]) else "" for r in rows.to_dict("records")],
+        "change": [_fmt(r["difference"], r["unit"], True) if not pd.isna(r["difference"]) else ""
+                   for r in rows.to_dict("records")],
+        "change_95_ci": ["" if pd.isna(r["ci_low"]) else
+                         f"{_fmt(r['ci_low'], r['unit'], True)} to {_fmt(r['ci_high'], r['unit'], True)}"
+                         for r in rows.to_dict("records")],
+        "relative_change": [rel(r) for r in rows.to_dict("records")],
+        "n_before": rows["n_before"].to_numpy(), "n_after": rows["n_after"].to_numpy()},
+        index=pd.Index([f"{l[0].upper()}{l[1:]}" for l in rows["label"]], name="metric"))
+    return out

@@ -11,28 +11,42 @@ suite's own text; only the values put into them are escaped, by the escaping of 
   string: putting it into another template, or joining ``Md`` strings, does not escape it twice.
 - ``show(template, **values)``: displays ``md(...)`` in the notebook.
 - ``html(template, **values)``: HTML (index.html, skip pages), values HTML-escaped.
-- ``table(frame, title)``: a pandas Styler whose cells, row and column labels, their names and
-  the caption are HTML-escaped.
+- ``table(frame, title)``: a ``Table`` (a pandas Styler) whose cells, row and column labels,
+  their names and the caption are HTML-escaped; long ones sortable, searchable and saved as CSV
+  by the suite's one script (``TABLE_SCRIPT``), which reads and writes only text.
 
 Example: ``md("**{tier}** answered {share:.0%}", tier="<b>L1</b>", share=0.5)`` gives
 ``**&lt;b&gt;L1&lt;/b&gt;** answered 50%``, which shows as **<b>L1</b>** answered 50%.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
+from pathlib import Path
 from typing import Any, Iterable
 
 import markupsafe
 import pandas as pd
 
-__all__ = ["Md", "md", "join", "show", "html", "table", "Collapsed", "escape_md", "label", "category", "LABELS", "CATEGORY_LABELS", "column_kind",
+__all__ = ["Md", "md", "join", "show", "html", "table", "Table", "TABLE_SCRIPT", "table_script_tag", "csv_safe", "escape_md", "label", "category", "LABELS", "CATEGORY_LABELS", "column_kind",
            "format_percent", "format_money", "format_count", "format_number", "format_p", "p_text", "format_time", "download_link", "CONTENT_SECURITY_POLICY"]
 
-# what a report page needs and nothing more: its inline styles and its base64 figures; no script,
-# no fetch, no form, no base URL (the reports, index.html and the skip pages carry it)
-CONTENT_SECURITY_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
-                           "base-uri 'none'; form-action 'none'")
+# the suite's one script: sorting, filtering and CSV download of long tables (``table``); a
+# constant text shipped with the package, allowed by the policy below through its SHA-256 hash
+TABLE_SCRIPT = (Path(__file__).parent / "templates" / "tables.js").read_text(encoding="utf-8")
+TABLE_SCRIPT_HASH = base64.b64encode(hashlib.sha256(TABLE_SCRIPT.encode("utf-8")).digest()).decode("ascii")
+
+# what a report page needs and nothing more: its inline styles, its base64 figures and the one
+# script above (by hash: no other inline script, no script file, no handler attribute runs); no
+# fetch, no form, no base URL (the reports, index.html and the skip pages carry it)
+CONTENT_SECURITY_POLICY = (f"default-src 'none'; script-src 'sha256-{TABLE_SCRIPT_HASH}'; img-src data:; "
+                           "style-src 'unsafe-inline'; font-src data:; base-uri 'none'; form-action 'none'")
+
+
+def table_script_tag() -> markupsafe.Markup:
+    """The ``<script>`` element of TABLE_SCRIPT, byte for byte what the policy's hash allows."""
+    return markupsafe.Markup(f"<script>{TABLE_SCRIPT}</script>")
 
 # the ASCII punctuation that means something in Markdown (CommonMark, GFM tables and
 # strikethrough, footnotes, math's $); & < > become entities instead, after this escaping, so
@@ -100,6 +114,8 @@ LABELS = {
     "survival_at_horizon": "Still paying at the horizon", "won_back": "Won back",
     "dormancy_events": "Dormancy events", "revenue_at_risk_3m": "Revenue at risk, 3 months",
     "roi": "ROI (x cost)", "cpa": "CPA", "arpa": "ARPA", "ltv": "LTV",
+    "calls_per_hour": "Calls per hour", "agents_needed": "Agents needed", "asa_s": "Expected answer time (s)",
+    "service_level": "Answered within target", "change_95_ci": "Change, 95% CI",
 }
 # the suite's own category values (groups, stages, pricing models, methods, model terms)
 CATEGORY_LABELS = {
@@ -167,12 +183,12 @@ def _relabel(index: pd.Index) -> pd.Index:
 
 # ---- numbers: one format per kind ---------------------------------------------------------------
 _PERCENT = re.compile(r"(^|_)(rate|share|coverage|conversion|sla_achieved|csat|survival|reach_rate|occupancy|"
-                      r"probability|one_touch|false_positive)")
+                      r"probability|one_touch|false_positive|service_level)")
 _MONEY = re.compile(r"(^|_)(ltv|revenue|amount|cost|cpa|arpa|price|mrr|charge|check|payments|value|"
                     r"break_even_price|kept)($|_)")
 _COUNT = re.compile(r"(^|_)(clients|events|tickets|eligible|n|count|leads|calls|requests|saved|won_back|"
                     r"contacted|reached|paid|registrations|agents|churned|responses|operators|converted|"
-                    r"conversions|rows|read|used|set_aside|units|decisions|runs|at_risk)$")
+                    r"conversions|rows|read|used|set_aside|units|decisions|runs|at_risk|agents_needed)$")
 _RATIO = re.compile(r"(^|_)(hazard_ratio|ratio|e_value|e_value_ci|roi|multiple)$")
 _SUFFIX = re.compile(r"_(low|high|ci_low|ci_high|lo|hi)$")
 
@@ -235,7 +251,9 @@ def column_kind(name: Any, values: pd.Series, before: str | None = None) -> str:
     """How a column is shown: 'percent', 'money', 'count', 'ratio', 'p', 'time', 'text' or
     'number', from its dtype and its name (an interval end such as ``rate_low`` or ``ci_high``
     takes the kind of its estimate: the named column or ``before``, the column to its left). A
-    'percent' column with values above 1 is a number (already in points)."""
+    count name wins over a rate word inside it (``csat_responses`` is a count). A 'percent'
+    column with values above 1 is a count when its name says so, else a number (already in
+    points)."""
     if pd.api.types.is_datetime64_any_dtype(values):
         return "time"
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
@@ -249,9 +267,13 @@ def column_kind(name: Any, values: pd.Series, before: str | None = None) -> str:
         return "p"
     if _RATIO.search(key):
         return "ratio"
+    if _COUNT.search(key) and pd.api.types.is_integer_dtype(values):   # csat_responses: a count, not CSAT
+        return "count"
     if _PERCENT.search(key):
         finite = values.dropna()
-        return "percent" if not len(finite) or finite.abs().max() <= 1.0 + 1e-9 else "number"
+        if not len(finite) or finite.abs().max() <= 1.0 + 1e-9:
+            return "percent"
+        return "count" if _COUNT.search(key) else "number"
     if _COUNT.search(key) or pd.api.types.is_integer_dtype(values):
         return "count"
     if _MONEY.search(key):
@@ -270,8 +292,12 @@ def _formatter(kind: str, currency: str | None):
     return lambda v: v if isinstance(v, str) else str(markupsafe.escape(f(v)))
 
 
+INTERACTIVE_ROWS = 10   # from this many rows a table can be sorted, filtered and saved as CSV
+COLLAPSED_ROWS = 25     # above this many rows it is closed behind a summary line
+
+
 def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: dict | None = None,
-          collapsed: bool | None = None):
+          collapsed: bool | None = None, interactive: bool | None = None) -> "Table":
     """A table for a report (the one way a report shows a table):
 
     - its title as caption; columns, index names and the suite's own categories in words
@@ -281,7 +307,11 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
       ratios with two decimals, p-values with three significant digits, times without '+00:00',
       never scientific notation; empty cells blank (nothing to measure);
     - every text (cells, labels, their names, the caption) HTML-escaped (DESIGN §10);
-    - ``collapsed`` (default: more than 25 rows) puts it behind a summary line that opens it.
+    - ``interactive`` (default: INTERACTIVE_ROWS rows or more): a filter box, a CSV download of
+      the rows shown and column headings that sort (TABLE_SCRIPT); its row labels are repeated on
+      every row instead of spanning rows, so that a row sorts and filters whole;
+    - ``collapsed`` (default: more than COLLAPSED_ROWS rows) puts it behind a summary line that
+      opens it.
     """
     shown = frame.copy(deep=False)
     kinds = dict(kinds or {})
@@ -320,31 +350,60 @@ def table(frame: pd.DataFrame, title: str, currency: str | None = None, kinds: d
     styler = styler.set_table_styles([{"selector": "caption", "props": "caption-side: top; font-weight: bold; "
                                                                       "font-size: 1.05em; text-align: left;"}])
     if collapsed is None:
-        collapsed = len(frame) > 25
-    return Collapsed(styler, title, len(frame)) if collapsed else styler
+        collapsed = len(frame) > COLLAPSED_ROWS
+    if interactive is None:
+        interactive = len(frame) >= INTERACTIVE_ROWS
+    return Table(styler, title, len(frame), collapsed, interactive)
+
+
+_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text a spreadsheet would run as a formula (it starts with = + - @, a tab or a carriage
+    return and is not a number) with a leading apostrophe, which shows it as text (OWASP: CSV
+    injection); anything else unchanged."""
+    if isinstance(value, str) and _FORMULA_START.match(value) and not _NUMBER.match(value):
+        return "'" + value
+    return value
 
 
 def download_link(frame: pd.DataFrame, filename: str, text: str) -> markupsafe.Markup:
     """A link that saves ``frame`` as a CSV file (UTF-8, the index as the first column) without a
     server or a script: the file is inside the link (a base64 ``data:`` address, which the
     pages' Content-Security-Policy does not restrict for a download). The file name and the text
-    are escaped; the data cannot reach the markup (base64). Display it with IPython's ``HTML``."""
-    import base64
-    csv = frame.to_csv(index=True, date_format="%Y-%m-%d %H:%M:%S").encode("utf-8")
+    are escaped; the data cannot reach the markup (base64); a text value that a spreadsheet would
+    run as a formula is written as text (``csv_safe``). Display it with IPython's ``HTML``."""
+    safe = frame.copy()
+    for col in safe.columns:
+        if safe[col].dtype == object or pd.api.types.is_string_dtype(safe[col]):
+            safe[col] = safe[col].map(csv_safe)
+    safe.index = safe.index.map(csv_safe)
+    csv = safe.to_csv(index=True, date_format="%Y-%m-%d %H:%M:%S").encode("utf-8")
     return html("<p><a download='{name}' href='data:text/csv;base64,{data}'>{text}</a> ({rows:,} rows, CSV)</p>",
                 name=filename, data=base64.b64encode(csv).decode("ascii"), text=text, rows=len(frame))
 
 
-class Collapsed:
-    """A long table behind a one-line summary that opens it (HTML ``details``, no script)."""
+class Table:
+    """A report's table: the Styler of ``table``, shown as HTML; ``interactive`` marks it for
+    TABLE_SCRIPT (class ``sr-table``, row labels on every row); ``collapsed`` puts it behind a
+    one-line summary that opens it (HTML ``details``, no script)."""
 
-    def __init__(self, styler, title: str, rows: int):
+    def __init__(self, styler, title: str, rows: int, collapsed: bool = False, interactive: bool = False):
         self.styler, self.title, self.rows = styler, title, rows
+        self.collapsed, self.interactive = collapsed, interactive
 
     def to_html(self) -> str:
+        if self.interactive:
+            body = self.styler.to_html(table_attributes='class="sr-table"', sparse_index=False)
+        else:
+            body = self.styler.to_html()
+        if not self.collapsed:
+            # a long open table scrolls in its own box, its filter and download above it
+            return f"<div class='sr-scroll'>{body}</div>" if self.interactive and self.rows > COLLAPSED_ROWS else body
         return str(html("<details class='long-table'><summary>{title}: {rows:,} rows (click to open)</summary>"
-                        "{table}</details>", title=self.title, rows=self.rows,
-                        table=markupsafe.Markup(self.styler.to_html())))
+                        "{table}</details>", title=self.title, rows=self.rows, table=markupsafe.Markup(body)))
 
     def _repr_html_(self) -> str:
         return self.to_html()

@@ -164,9 +164,11 @@ def plan_parameters(reports: list[Report], base: dict[str, Any], config_params: 
 
 
 def export_html(notebook: Path, target: Path, report: Report | None = None, tiles: str = "") -> None:
-    """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline, no
-    script at all and the reports' Content-Security-Policy (the 'offline' template), so a report
-    opens anywhere and nothing in it can run script (DESIGN §10). The page's title is the
+    """HTML with code hidden (exclude_input; report_mode does not hide it), figures inline, the
+    suite's one script (``present.TABLE_SCRIPT``: long tables sort, filter and save as CSV) and
+    the reports' Content-Security-Policy (the 'offline' template), which lets that script run by
+    its hash and nothing else, so a report opens anywhere, offline, and nothing from the data
+    can run script (DESIGN §10). The page's title is the
     report's; cells tagged ``metrics`` (what the report records for metrics.json) are left out;
     above the report: a link back to the index, the contents (its ``##`` sections), the
     parameters it ran with (``page_header``) and its KPI ``tiles`` (``kpi.tiles_html``)."""
@@ -181,7 +183,8 @@ def export_html(notebook: Path, target: Path, report: Report | None = None, tile
     exporter.register_preprocessor(TagRemovePreprocessor(remove_cell_tags={"metrics"}), enabled=True)
     header = (page_header(nb, declared_defaults(report)) if report is not None else "") + tiles
     body, _ = exporter.from_notebook_node(nb, resources={"content_security_policy": present.CONTENT_SECURITY_POLICY,
-                                                         "page_header": header, "extra_style": kpi.TILE_STYLE})
+                                                         "page_header": header, "extra_style": kpi.TILE_STYLE,
+                                                         "table_script": present.table_script_tag()})
     target.write_text(body, encoding="utf-8")
 
 

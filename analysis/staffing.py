@@ -110,21 +110,19 @@ def staffing_table(arrivals: pd.DataFrame, handle_min: float, target: float, ans
 
 
 # what a planner reads per hour, in reading order: the demand, the answer, what it buys
-PLAN_COLUMNS = {"calls_per_hour": "calls per hour", "agents": "agents needed",
-                "asa_s": "expected answer time (s)", "service_level": "answered within target"}
+PLAN_COLUMNS = {"calls_per_hour": "calls_per_hour", "agents": "agents_needed", "asa_s": "asa_s",
+                "service_level": "service_level"}
 
 
 def staffing_view(plan: pd.DataFrame) -> pd.DataFrame:
     """``staffing_table`` for the report: one row per hour of day, for each voice tier its calls
-    per hour, the agents needed and, with them, the expected (mean) answer time in seconds and
-    the share of calls answered within the target (columns: tier x PLAN_COLUMNS). Hours with no
-    calls show 0 calls and 0 agents and no answer time."""
-    wide = plan.pivot(index="hour", columns="tier", values=list(PLAN_COLUMNS))
+    per hour, the agents needed (``agents_needed``) and, with them, the expected (mean) answer
+    time in seconds (``asa_s``) and the share of calls answered within the target
+    (``service_level``); columns: tier x those four. Hours with no calls show 0 calls and 0
+    agents and no answer time."""
     tiers = list(dict.fromkeys(plan["tier"]))
-    wide = wide.reindex(columns=pd.MultiIndex.from_product([list(PLAN_COLUMNS), tiers])).swaplevel(0, 1, axis=1)
-    wide = wide.reindex(columns=pd.MultiIndex.from_product([tiers, list(PLAN_COLUMNS)]))
-    wide.columns = wide.columns.set_levels([wide.columns.levels[0], [PLAN_COLUMNS[c] for c in wide.columns.levels[1]]],
-                                           verify_integrity=False)
+    wide = plan.pivot(index="hour", columns="tier", values=list(PLAN_COLUMNS)).rename(columns=PLAN_COLUMNS, level=0)
+    wide = wide.swaplevel(0, 1, axis=1).reindex(columns=pd.MultiIndex.from_product([tiers, list(PLAN_COLUMNS.values())]))
     wide.index.name = "hour of day"
     return wide
 

@@ -51,6 +51,12 @@ def test_table_formats_each_column_by_its_kind_and_hides_a_plain_index():
         assert shown in html, shown
     for raw in ("ltv_12m", "1222.000", "0.592", "e-24", ">0<"):
         assert raw not in html, raw
+    # a count whose name holds a rate word: CSAT responses are a count, as integers or as floats
+    assert present.column_kind("csat_responses", pd.Series([678, 6587])) == "count"
+    assert present.column_kind("csat_responses", pd.Series([64.0, 149.0])) == "count"
+    assert present.column_kind("csat_responses", pd.Series([0, 1])) == "count"
+    assert present.column_kind("paid_rate_reached", pd.Series([0.16, 0.07])) == "percent"
+    assert present.column_kind("csat", pd.Series([0.86, 0.9])) == "percent"
     # a frame whose rows are the suite's groups: the categories in words
     by_group = present.table(frame.set_index("group"), "t").to_html()
     assert "Contacted early" in by_group and "Not contacted early" in by_group
@@ -59,10 +65,12 @@ def test_table_formats_each_column_by_its_kind_and_hides_a_plain_index():
 def test_a_long_table_is_collapsed_behind_its_summary():
     long = pd.DataFrame({"clients": range(30)})
     shown = present.table(long, "Per cohort")
-    assert isinstance(shown, present.Collapsed)
+    assert shown.collapsed and shown.interactive
     html = shown.to_html()
     assert html.startswith("<details") and "Per cohort: 30 rows" in html
-    assert not isinstance(present.table(long.head(5), "short"), present.Collapsed)
+    short = present.table(long.head(5), "short")
+    assert not short.collapsed and not short.interactive and "sr-table" not in short.to_html()
+    assert 'class="sr-table"' in html
 
 
 RUN_1 = {"as_of": "2025-12-01", "sla": {"by_tier": {"L1": {"sla_achieved": 0.55, "first_response_median_min": 30.0}}},
@@ -169,6 +177,66 @@ def test_download_link_carries_the_whole_table_as_csv_and_escapes_its_text():
     assert base64.b64decode(data).decode() == "client_id,revenue_at_risk_3m\n<b>c1</b>,1200.5\nc2,30.0\n"
     assert "<i>" not in link and "&lt;i&gt;Download&lt;/i&gt;" in link and "early&#39;warning.csv" in link
     assert "(2 rows, CSV)" in link
+    # a text a spreadsheet would run is written as text; numbers and negative numbers are not touched
+    risky = pd.DataFrame({"note": ["=HYPERLINK(\"http://x\")", "-5", "@SUM(A1)", "ok"]},
+                         index=pd.Index(["+cmd", "c2", "c3", "c4"], name="client_id"))
+    data = re.search(r"base64,([A-Za-z0-9+/=]+)'", str(present.download_link(risky, "r.csv", "r"))).group(1)
+    assert base64.b64decode(data).decode() == ("client_id,note\n'+cmd,\"'=HYPERLINK(\"\"http://x\"\")\"\n"
+                                               "c2,-5\nc3,'@SUM(A1)\nc4,ok\n")
+
+
+@pytest.mark.browser
+def test_long_tables_sort_filter_and_save_as_csv_in_chromium(tmp_path):
+    """The suite's table script under the reports' policy: the only script that runs; a heading
+    sorts numbers as numbers (a second click reverses, empty cells last), the filter hides rows,
+    the CSV holds the rows shown with spreadsheet formulas written as text; data values stay text."""
+    from playwright.sync_api import sync_playwright
+    from analysis import pages
+    if not os.path.exists(pages.CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    frame = pd.DataFrame({"client_id": [f"c{i}" for i in range(12)],
+                          "revenue_at_risk_3m": [900.0, 12000.0, 50.5, None, 3000.0, 7.0, 800.0, 1200.0, 10.0, 2.0,
+                                                 99999.0, 450.0],
+                          "segment": ["smb"] * 10 + ["<img src=x onerror=alert(1)>", "=HYPERLINK(1)"]})
+    shown = present.table(frame.set_index("client_id"), "Early <b>warning</b>", currency="RUB")
+    assert shown.interactive and not shown.collapsed
+    page_html = (f"<!doctype html><html><head><meta http-equiv='Content-Security-Policy' "
+                 f"content=\"{present.CONTENT_SECURITY_POLICY}\"></head><body>{present.table_script_tag()}"
+                 f"<script>alert('not allowed')</script>{shown.to_html()}</body></html>")
+    path = tmp_path / "t.html"
+    path.write_text(page_html, encoding="utf-8")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=pages.CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_context(accept_downloads=True).new_page()
+        dialogs, errors = [], []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri(), wait_until="load")
+        def column(i):
+            return page.evaluate(f"() => [...document.querySelector('table.sr-table').tBodies[0].rows]"
+                                 f".filter(r => r.style.display !== 'none').map(r => r.cells[{i}].textContent.trim())")
+        assert page.locator(".sr-count").inner_text() == "12 rows; click a column heading to sort"
+        heading = page.locator("th.sr-sortable", has_text="Revenue at risk, 3 months")
+        heading.click()
+        assert column(1)[:4] == ["2.00 RUB", "7.00 RUB", "10.00 RUB", "50.50 RUB"] and column(1)[-1] == ""
+        heading.click()
+        assert column(1)[:3] == ["99,999 RUB", "12,000 RUB", "3,000 RUB"] and column(1)[-1] == ""
+        page.locator(".sr-tools input").fill("onerror")
+        assert column(0) == ["c10"] and page.locator(".sr-count").inner_text() == "1 of 12 rows match"
+        page.locator(".sr-tools input").fill("c1")       # c1, c10, c11
+        with page.expect_download() as download:
+            page.locator(".sr-tools button").click()
+        assert download.value.suggested_filename == "Early_b_warning_b.csv"
+        csv = open(download.value.path(), encoding="utf-8-sig", newline="").read()
+        # rows in the order shown (revenue at risk, highest first), only those the filter kept
+        assert csv == ("Client ID,\"Revenue at risk, 3 months\",Segment\r\n"
+                       "c10,\"99,999 RUB\",<img src=x onerror=alert(1)>\r\n"
+                       "c1,\"12,000 RUB\",smb\r\nc11,450 RUB,'=HYPERLINK(1)\r\n"), csv
+        assert dialogs == [] and errors == []
+        assert page.evaluate("() => document.images.length") == 0       # the data's <img> stayed text
+        browser.close()
 
 
 def test_quality_flags_by_hand():
