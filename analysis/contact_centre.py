@@ -221,19 +221,22 @@ def prices_from(per_minute: float, per_hour: float, per_status_minute: dict, per
             "revenue_share": revenue_share}
 
 
-def price_table(prices: dict) -> pd.DataFrame:
+def price_table(prices: dict, currency: str | None = None) -> pd.DataFrame:
     """The assumed prices as a table for the report: one row per pricing model and call status
-    (only the status-priced minute has several), with what one unit is."""
+    (only the status-priced minute has several), with what one unit is and its price as text:
+    money in the reporting ``currency`` (``present.format_money``), the revenue share as a
+    percentage of the converted clients' revenue."""
     units = {"per_minute": "a started billing increment, as minutes", "per_hour": "an hour of calls",
              "per_result_call": "a call with a result", "per_lead": "a confirmed lead",
              "per_client": "a converted client", "revenue_share": "share of the converted clients' revenue"}
     rows = []
     for model, price in prices.items():
         if isinstance(price, dict):
-            rows += [{"model": model, "status": status, "unit": f"a minute of a call ending with {status}", "price": p}
-                     for status, p in price.items()]
+            rows += [{"model": model, "status": status, "unit": f"a minute of a call ending with {status}",
+                      "price": present.format_money(p, currency)} for status, p in price.items()]
         else:
-            rows.append({"model": model, "status": "", "unit": units.get(model, ""), "price": price})
+            text = present.format_percent(price) if model == "revenue_share" else present.format_money(price, currency)
+            rows.append({"model": model, "status": "", "unit": units.get(model, ""), "price": text})
     return pd.DataFrame(rows).set_index(["model", "status"])
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from analysis import keys
 from analysis.stats import rate_table
 
-__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_summary", "stage_losses", "most_changed_loss",
+__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_roles", "operator_summary", "stage_losses", "most_changed_loss",
            "clients_brought", "conveyor_metrics", "headline"]
 
 _NOT_YET = np.iinfo("int64").max  # no call at that stage while taking minimums
@@ -67,14 +67,35 @@ def successful_calls(calls: pd.DataFrame, min_seconds: int = 30) -> pd.DataFrame
     return pd.DataFrame({"calls": g.size(), "successful": g["successful"].sum()}).reset_index()
 
 
-def operator_summary(daily: pd.DataFrame, target: int = 45) -> pd.DataFrame:
-    """Per operator: working days, mean successful calls per day, and the share of days on target."""
+def operator_roles(calls: pd.DataFrame) -> pd.Series:
+    """Per operator: "telemarketer" when most of their calls are cold calls (the first stage),
+    else "manager" (sales and account managers work the later stages with fewer, longer calls);
+    a tie counts as telemarketer. Without a ``stage`` column everyone is a telemarketer."""
+    ops = calls["operator_id"]
+    if "stage" not in calls.columns:
+        return pd.Series("telemarketer", index=pd.Index(ops.dropna().unique(), name="operator_id"), name="role")
+    cold = (calls["stage"] == STAGES[0]).groupby(ops).mean()
+    return pd.Series(np.where(cold >= 0.5, "telemarketer", "manager"), index=cold.index, name="role")
+
+
+def operator_summary(daily: pd.DataFrame, target: int = 45, roles: pd.Series | None = None) -> pd.DataFrame:
+    """Per operator: role, working days, mean successful calls per day, and the days and share of
+    days on the target of successful calls. The target is the telemarketers' (the source's
+    minimum for cold calling): a manager's days on target are left empty, not 0, since a manager
+    is not judged by it. Telemarketers first, each group by successful calls per day, highest
+    first. Without ``roles`` everyone is a telemarketer."""
     on_target = (daily["successful"] >= target).groupby(daily["operator_id"]).sum()
     g = daily.groupby("operator_id")
     out = pd.DataFrame({"days": g.size(), "successful_per_day": g["successful"].mean(),
-                        "days_on_target": on_target.astype("int64")})
-    out["share_days_on_target"] = out["days_on_target"] / out["days"]
-    return out.sort_values("successful_per_day", ascending=False)
+                        "days_on_target": on_target.astype("Int64")})
+    out.insert(0, "role", (roles.reindex(out.index) if roles is not None else pd.Series(index=out.index, dtype=object))
+               .fillna("telemarketer"))
+    out["share_days_on_target"] = (out["days_on_target"] / out["days"]).astype("float64")
+    judged = out["role"] == "telemarketer"
+    out.loc[~judged, "days_on_target"] = pd.NA
+    out.loc[~judged, "share_days_on_target"] = np.nan
+    out["_order"] = np.where(judged, 0, 1)
+    return out.sort_values(["_order", "successful_per_day"], ascending=[True, False]).drop(columns="_order")
 
 
 def stage_losses(times: pd.DataFrame, as_of: pd.Timestamp, days: int = 91) -> pd.DataFrame:
@@ -121,13 +142,17 @@ def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
 def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int, losses: pd.DataFrame,
                      value: pd.DataFrame | None = None, survival: pd.DataFrame | None = None) -> dict:
     """`conveyor`: stages.<stage> (leads, conversion), meeting_conversion, successful-call target
-    figures, the stage that lost the most in the last period, and the brought clients' value."""
+    figures (``operators``: the telemarketers judged by it; ``managers_not_judged``), the stage
+    that lost the most in the last period, and the brought clients' value."""
+    tele = (operators["role"] == "telemarketer") if "role" in operators.columns else pd.Series(True, operators.index)
     out = {"stages": {s: {"leads": r["leads"], "conversion": r["conversion"],
                           "median_days_from_previous": r["median_days_from_previous"]}
                       for s, r in funnel.to_dict("index").items()},
            "meeting_conversion": funnel.loc["contract", "conversion"],
            "successful_calls_target": target,
-           "operators": len(operators), "operators_meeting_target_on_average": int((operators["successful_per_day"] >= target).sum()),
+           "operators": int(tele.sum()),
+           "operators_meeting_target_on_average": int((operators.loc[tele, "successful_per_day"] >= target).sum()),
+           "managers_not_judged": int((~tele).sum()),
            "stage_lost_most_last_period": losses["lost_last"].idxmax() if len(losses) and losses["lost_last"].sum() else None,
            "stage_loss_changed_most": most_changed_loss(losses)}
     if value is not None:

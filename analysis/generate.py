@@ -74,6 +74,7 @@ PARAMS = {
     "confounding": 1.0,
     "usage": {"write": True, "weekly_events": 6.0, "engagement": 0.8, "contact_lift": 0.0, "trial_days": 14},
     "topups_per_month": 0.5,
+    "currency": "RUB",   # payments.currency (one code: the reports show money with it); None: no column
     "random_refund_share": 0.02,
     "refund_request_share_of_churners": 0.20, "refund_save_rate": 1 / 3,
     "nonpayer_ticket_share": 0.5, "nonpayer_extra_tickets": 1.0,
@@ -125,7 +126,8 @@ PROFILES = {
               "hazard": {"baseline_monthly": 0.035},
               "topups_per_month": 1.4,
               "later_ticket_rate_per_month": 0.36,
-              "usage": {"write": False}},   # DESIGN §8's volumes: no usage (weekly rows of 1M clients)
+              "usage": {"write": False},    # DESIGN §8's volumes: no usage (weekly rows of 1M clients)
+              "currency": None},            # ... and the contract's required columns only
 }
 
 
@@ -331,6 +333,8 @@ def build_tables(clients: int, seed: int, profile: str = "sample",
                                 "paid_at": _ts(payments["paid_at"].to_numpy()),
                                 "amount": payments["amount"].to_numpy(),
                                 "kind": np.where(payments["amount"].to_numpy() > 0, "charge", "refund")})
+    if P["currency"]:
+        payments_df["currency"] = P["currency"]
 
     # retention outreach after refund demands (customer success calls)
     rq = r_idx[request_at[r_idx] + 3600 * 10**9 < end_ns]

@@ -59,8 +59,8 @@ def funnel(flags: pd.DataFrame) -> pd.DataFrame:
     paid_nr = int((flags["paid"] & ~flags["reached"]).sum())
     counts = pd.DataFrame({"clients": [n, reached, paid, paid_r, paid_nr],
                            "of": [n, n, n, reached, n - reached]},
-                          index=pd.Index(["registrations", "reached", "paid", "paid among reached",
-                                          "paid among not reached"], name="step"))
+                          index=pd.Index(["registrations", "reached", "paid", "paid_among_reached",
+                                          "paid_among_not_reached"], name="step"))
     return counts.join(rate_table(counts["clients"], counts["of"], name="rate"))
 
 
@@ -80,7 +80,7 @@ def first_check_by_reach(flags: pd.DataFrame, reps: int = 1000, seed: int = 0) -
     rb = mean_replicates(b, reps, np.random.default_rng([seed, 2]))
     lo, hi = percentile_interval(ra / rb) if len(a) and len(b) else (np.nan, np.nan)
     rows = [{"group": g, "payers": len(v), "mean_first_check": v.mean() if len(v) else np.nan,
-             "median_first_check": np.median(v) if len(v) else np.nan} for g, v in (("reached", a), ("not reached", b))]
+             "median_first_check": np.median(v) if len(v) else np.nan} for g, v in (("reached", a), ("not_reached", b))]
     out = pd.DataFrame(rows).set_index("group")
     out.attrs["ratio"] = (a.mean() / b.mean()) if len(a) and len(b) else np.nan
     out.attrs["ratio_ci"] = (lo, hi)
@@ -132,8 +132,8 @@ def onboarding_metrics(table: pd.DataFrame, flags: pd.DataFrame, check: pd.DataF
     t = table["clients"]
     rate = table["rate"]
     return {"onboarding": {"registrations": t["registrations"], "reached": t["reached"], "paid": t["paid"],
-                           "reach_rate": rate["reached"], "paid_rate_reached": rate["paid among reached"],
-                           "paid_rate_not_reached": rate["paid among not reached"],
+                           "reach_rate": rate["reached"], "paid_rate_reached": rate["paid_among_reached"],
+                           "paid_rate_not_reached": rate["paid_among_not_reached"],
                            "share_paying_within_3_days": share_within(flags),
                            "first_check_ratio_reached": check.attrs.get("ratio") if check is not None else None}}
 
@@ -153,7 +153,7 @@ def onboarding_headline(table: pd.DataFrame) -> str:
     if not t["registrations"]:
         return "No registrations before the as-of date."
     return (f"{t['registrations']:,} registrations; {r['reached']:.0%} reached by onboarding; paid "
-            f"{r['paid among reached']:.1%} if reached vs {r['paid among not reached']:.1%} if not.")
+            f"{r['paid_among_reached']:.1%} if reached vs {r['paid_among_not_reached']:.1%} if not.")
 
 
 def revenue_share_text(result: dict) -> present.Md:

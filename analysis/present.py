@@ -120,6 +120,9 @@ LABELS = {
 # the suite's own category values (groups, stages, pricing models, methods, model terms)
 CATEGORY_LABELS = {
     "all": "All", "contacted": "Contacted early", "not_contacted": "Not contacted early",
+    "registrations": "Registrations", "reached": "Reached by onboarding", "not_reached": "Not reached",
+    "paid": "Paid (a first charge)", "paid_among_reached": "Paid, among the reached",
+    "paid_among_not_reached": "Paid, among the not reached",
     "ever_contacted": "Ever contacted (biased split)", "never_contacted": "Never contacted (biased split)",
     "cold_call": "Cold call", "need_found": "Need found", "proposal": "Proposal", "meeting": "Meeting",
     "contract": "Contract", "account": "Account",
@@ -194,8 +197,13 @@ _SUFFIX = re.compile(r"_(low|high|ci_low|ci_high|lo|hi)$")
 
 
 def format_percent(v: float) -> str:
-    """0.5892 -> '58.9%' (one decimal); empty for a missing value."""
-    return "" if pd.isna(v) else f"{v:.1%}"
+    """0.5892 -> '58.9%' (one decimal); a value that is not 0 but would show as 0.0% keeps two
+    significant digits (0.00031 -> '0.031%'); empty for a missing value."""
+    if pd.isna(v):
+        return ""
+    if v != 0 and abs(v) < 0.0005:
+        return f"{v * 100:.2g}%"
+    return f"{v:.1%}"
 
 
 def format_money(v: float, currency: str | None = None) -> str:

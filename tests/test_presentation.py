@@ -29,6 +29,8 @@ def test_labels_say_the_suites_names_in_words_and_leave_data_values_alone():
 
 def test_formats_per_kind():
     assert present.format_percent(0.5892) == "58.9%"
+    # not zero but under 0.05%: two significant digits instead of a misleading 0.0%
+    assert present.format_percent(0.00031) == "0.031%" and present.format_percent(0.0) == "0.0%"
     assert present.format_money(14466.123, "RUB") == "14,466 RUB" and present.format_money(2.5) == "2.50"
     assert present.format_count(11106.0) == "11,106"
     assert present.format_number(1.928e8) == "192,800,000"       # never 1.928e+08

@@ -73,6 +73,13 @@ def test_source_scenario_recomputed():
     assert cc.cpa_change(0.02, 0.037, 1.1 * 0.826109) == pytest.approx(-0.5088, abs=1e-5)
 
 
+def test_price_table_shows_money_with_the_currency_and_the_share_as_a_percentage():
+    t = cc.price_table({"per_minute": 12.0, "per_hour": 600.0, "per_status_minute": {"consent": 20.0},
+                        "revenue_share": 0.1}, "RUB")
+    assert t["price"].tolist() == ["12.00 RUB", "600 RUB", "20.00 RUB", "10.0%"]
+    assert t.loc[("per_status_minute", "consent"), "unit"] == "a minute of a call ending with consent"
+
+
 def test_pilot_readout():
     # 15 of 500 converted = 3%; the centre spends 30 per lead -> 30 / 0.03 = 1,000 per client; the client
     # earns 5,000 per client x margin 0.5 = 2,500: a deal is possible between 1,000 and 2,500
@@ -104,6 +111,17 @@ def test_conveyor_stages_calls_and_losses():
     assert t1.tolist() == [2, 0, 0]
     summary = conveyor.operator_summary(daily, target=2)
     assert summary.loc["t1", "days_on_target"] == 1 and summary.loc["t1", "share_days_on_target"] == pytest.approx(1 / 3)
+    # roles: t1 made 3 cold calls of 4 (telemarketer), t2 1 of 1, s1 none of 1 (a manager)
+    roles = conveyor.operator_roles(calls)
+    assert roles.to_dict() == {"s1": "manager", "t1": "telemarketer", "t2": "telemarketer"}
+    judged = conveyor.operator_summary(daily, target=2, roles=roles)
+    # the manager is not judged against the telemarketers' target: empty, not 0; listed after
+    # them; telemarketers by successful calls per day: t2 1 / 1 day, t1 2 / 3 days
+    assert list(judged.index) == ["t2", "t1", "s1"]
+    assert pd.isna(judged.loc["s1", "days_on_target"]) and np.isnan(judged.loc["s1", "share_days_on_target"])
+    assert judged.loc["t2", "days_on_target"] == 0 and judged.loc["t2", "share_days_on_target"] == 0.0
+    m = conveyor.conveyor_metrics(f, judged, 2, conveyor.stage_losses(times, T0 + pd.Timedelta(days=10)))["conveyor"]
+    assert (m["operators"], m["managers_not_judged"], m["operators_meeting_target_on_average"]) == (2, 1, 0)
     losses = conveyor.stage_losses(times, T0 + pd.Timedelta(days=10), days=91)
     # in the last 91 days: cold call entered 3, stopped there 1 (c); need found entered 2, stopped 1 (b)
     assert losses.loc["cold_call", ["entered_last", "lost_last"]].tolist() == [3, 1]

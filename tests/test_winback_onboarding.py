@@ -151,7 +151,7 @@ def test_funnel_arithmetic():
     f = onboarding.funnel(flags)
     # registrations 10; reached c0-c5 = 6 -> 0.6; paid among reached c0, c1, c2 = 3/6; among not reached c7 = 1/4
     assert f.loc["registrations", "clients"] == 10 and f.loc["reached", "rate"] == 0.6
-    assert f.loc["paid among reached", "rate"] == 0.5 and f.loc["paid among not reached", "rate"] == 0.25
+    assert f.loc["paid_among_reached", "rate"] == 0.5 and f.loc["paid_among_not_reached", "rate"] == 0.25
     m = onboarding.onboarding_metrics(f, flags)["onboarding"]
     assert (m["registrations"], m["reached"], m["paid"], m["paid_rate_not_reached"]) == (10, 6, 4, 0.25)
     # days to first charge: c0 1, c1 2, c2 19, c7 1 -> 3 of 4 within 3 days
