@@ -168,6 +168,7 @@ def rate_bars(table: pd.DataFrame, rate: str, title: str, n: str, xlabel: str = 
             ax.text(1.02, yi, f"{r:.1%}  (n = {k:,})", transform=ax.get_yaxis_transform(), va="center", ha="left",
                     fontsize=9)
         ax.set_xlim(0, top)
+        ax.xaxis.set_major_locator(plt.matplotlib.ticker.MaxNLocator(nbins=5))   # room for each label
         ax.xaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
     else:
         no_data(ax)
@@ -369,6 +370,7 @@ def funnel_bars(table: pd.DataFrame, title: str, steps=("registrations", "reache
         ax.text(n, yi, f"  {n:,}{share}", va="center", fontsize=8)
     ax.set_yticks(y, [str(category(i)) for i in t.index])
     ax.set_xlim(0, max(top, 1) * 1.35)
+    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     fig.tight_layout()

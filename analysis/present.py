@@ -114,7 +114,8 @@ LABELS = {
     "survival_at_horizon": "Still paying at the horizon", "won_back": "Won back",
     "dormancy_events": "Dormancy events", "revenue_at_risk_3m": "Revenue at risk, 3 months",
     "roi": "ROI (x cost)", "cpa": "CPA", "arpa": "ARPA", "ltv": "LTV",
-    "calls_per_hour": "Calls per hour", "agents_needed": "Agents needed", "asa_s": "Expected answer time (s)",
+    "baseline_3m": "Usual revenue, 3 months", "recent_3m": "Last 3 months' revenue", "drop": "Drop",
+    "last_activity": "Last activity", "calls_per_hour": "Calls per hour", "agents_needed": "Agents needed", "asa_s": "Expected answer time (s)",
     "service_level": "Answered within target", "change_95_ci": "Change, 95% CI",
 }
 # the suite's own category values (groups, stages, pricing models, methods, model terms)

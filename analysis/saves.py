@@ -16,7 +16,7 @@ from analysis.config import Config
 from analysis.stats import rate_table
 from analysis.tiers import resolving_tier
 
-__all__ = ["refund_requests", "save_rates", "REFUND_TOPIC"]
+__all__ = ["handled_by_tier", "refund_requests", "save_rates", "REFUND_TOPIC"]
 
 REFUND_TOPIC = "refund_request"
 
@@ -74,3 +74,11 @@ def save_rates(requests: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
     g = frame.sum().to_frame("all").T if by is None else frame.groupby(r[by], observed=False).sum()
     g[["requests", "saved"]] = g[["requests", "saved"]].astype("int64")
     return g.join(rate_table(g["saved"], g["requests"], name="save_rate"))
+
+
+def handled_by_tier(requests: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """``save_rates`` per tier for the report: the tiers that handled at least one known refund
+    demand, and the names of those that handled none (listed in a sentence, not as rows of 0)."""
+    table = save_rates(requests, "tier")
+    idle = [str(t) for t in table.index[table["requests"] == 0]]
+    return table[table["requests"] > 0], idle

@@ -136,6 +136,10 @@ def test_retention_saves():
     assert (s["requests"], s["saved"], s["save_rate"], s["revenue_kept"]) == (3, 1, 1 / 3, 70.0)
     by_tier = saves.save_rates(r, "tier")
     assert by_tier.loc["CS", "save_rate"] == 0.5 and by_tier.loc["L1", "save_rate"] == 0.0
+    # for the report: tiers with no known demand are named, not shown as rows of zeros
+    ladder = Config(tiers=[Tier(id="L1"), Tier(id="L2"), Tier(id="CS")])
+    shown, idle = saves.handled_by_tier(saves.refund_requests(t, p, ladder, AS_OF, 90))
+    assert list(shown.index) == ["L1", "CS"] and shown["requests"].tolist() == [1, 2] and idle == ["L2"]
 
 
 def test_funnel_arithmetic():
