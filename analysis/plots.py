@@ -56,6 +56,7 @@ def accounting_bars(table: pd.DataFrame, title: str = "Rows read, used and set a
         no_data(ax, "no table given")
     ax.set_title(title)
     ax.set_xlabel("rows")
+    ax.xaxis.set_major_formatter(plt.matplotlib.ticker.StrMethodFormatter("{x:,.0f}"))
     ax.set_ylabel("")
     fig.tight_layout()
     return fig

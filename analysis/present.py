@@ -144,8 +144,9 @@ _SNAKE = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 def label(name: Any) -> str:
     """A column or category name of the suite as a reader says it: ``LABELS``, else the horizon
     form (``ltv_12m`` -> "LTV 12 months"), else snake_case words with the suite's acronyms
-    (``first_charge_median`` -> "First charge median"). Anything else (a value from the data, a
-    name with capitals or spaces) is returned as it is."""
+    (``first_charge_median`` -> "First charge median"), a lower-case phrase with its first
+    letter capitalised ("rows read" -> "Rows read"). Anything else (a value from the data, a name
+    with capitals) is returned as it is."""
     if not isinstance(name, str):
         return name
     if name in LABELS:
@@ -161,7 +162,8 @@ def label(name: Any) -> str:
     if re.fullmatch(r"[a-z]+", name):
         return _ACRONYMS.get(name, name.capitalize())
     if not _SNAKE.match(name):
-        return name
+        # a phrase of the suite's in lower case ("rows read") starts with a capital
+        return name[0].upper() + name[1:] if " " in name and name[0].islower() else name
     words = [_ACRONYMS.get(w, w) for w in name.split("_")]
     text = " ".join(words)
     return text[0].upper() + text[1:]
