@@ -256,8 +256,8 @@ def onboarding_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
     SELECT 'registrations' AS step, n AS clients, n AS "of" FROM n
     UNION ALL SELECT 'reached', reached, n FROM n
     UNION ALL SELECT 'paid', paid, n FROM n
-    UNION ALL SELECT 'paid among reached', paid_r, reached FROM n
-    UNION ALL SELECT 'paid among not reached', paid_nr, n - reached FROM n"""
+    UNION ALL SELECT 'paid_among_reached', paid_r, reached FROM n
+    UNION ALL SELECT 'paid_among_not_reached', paid_nr, n - reached FROM n"""
     return _sql_long(con, q, ["step"], {"as_of": as_of.isoformat()})
 
 
