@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="validate the data, run the notebooks, write HTML + metrics.json")
-    run.add_argument("--data", required=True, help="data directory (one NAME.csv or NAME.parquet per table)")
+    run.add_argument("--data", required=True, help="data directory (one NAME.csv or NAME.parquet per table), a DuckDB file (*.duckdb) or postgresql://user@host:port/db")
     run.add_argument("--out", required=True, help="output directory for reports")
     run.add_argument("--as-of", help="YYYY-MM-DD; default: the day after the last event in the data")
     run.add_argument("--config", help="YAML config (default: config/default.yaml)")
@@ -32,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="when another run holds the lock on OUT, wait for it instead of exiting with 2")
 
     val = sub.add_parser("validate", help="check a data directory against the contract and print the accounting")
-    val.add_argument("--data", required=True)
+    val.add_argument("--data", required=True, help="data directory, DuckDB file or postgresql:// URL")
     val.add_argument("--as-of")
     val.add_argument("--config")
 

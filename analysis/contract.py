@@ -275,7 +275,7 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
     for col in TABLES[raw.name]:
         if col.name not in present:
             if col.required:
-                problems.append(Problem(raw.path.name, col.name, "required column is missing", len(frame),
+                problems.append(Problem(raw.where, col.name, "required column is missing", len(frame),
                                         [f"columns found: {', '.join(map(str, frame.columns)) or '(none)'}"]))
             continue
         s = frame[col.name]
@@ -297,7 +297,7 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
         if failed.any():
             idx = failed[failed].index
             bad_rows[col.name] = set(idx)
-            problems.append(Problem(raw.path.name, col.name, _TYPE_RULES[col.kind], len(idx),
+            problems.append(Problem(raw.where, col.name, _TYPE_RULES[col.kind], len(idx),
                                     _examples(raw, idx, [col.name])))
         frame[col.name] = typed
     if raw.name == "tickets" and "channel" in frame.columns:
@@ -405,7 +405,7 @@ def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchem
     for check, grp in frame_cases.groupby("check", sort=True):
         idx = sorted(set(grp["index"].astype(int)))
         later, earlier = [p.strip() for p in str(check).split(">=")]
-        problems.append(Problem(raw.path.name, later, str(check), len(idx),
+        problems.append(Problem(raw.where, later, str(check), len(idx),
                                 _examples(raw, idx, [earlier, later])))
     col_cases = cases[~is_frame_check]
     for (column, check), grp in col_cases.groupby(["column", "check"], sort=True):
@@ -413,7 +413,7 @@ def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchem
         if not idx:
             continue
         rule = _rule_text(str(check), str(column), typed.loc[idx, column], config, raw.name)
-        problems.append(Problem(raw.path.name, str(column), rule, len(idx), _examples(raw, idx, [str(column)])))
+        problems.append(Problem(raw.where, str(column), rule, len(idx), _examples(raw, idx, [str(column)])))
     return problems
 
 

@@ -40,6 +40,7 @@ from analysis.contract import REFERENCES, TABLES, validate_tables
 from analysis.currency import convert_payments
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_arrow_frame, read_table, write_arrow_frame
+from analysis.sources import Source, parse_source, read_database
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
            "SNAPSHOT_ENV", "save_snapshot"]
@@ -106,8 +107,8 @@ class Dataset:
     as_of_source: str  # "given" or "data"
     data_range: tuple[pd.Timestamp | None, pd.Timestamp | None]
     config: Config
-    source: Path
-    files: dict[str, str] = field(default_factory=dict)
+    source: Path | str    # a data directory, or a database (a .duckdb file or a URL)
+    files: dict[str, str]   # table -> its file's name, or "table NAME in <database>" = field(default_factory=dict)
     # (table, column) -> each row's position in the referenced table (see ``KEYED``), when known
     positions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
@@ -217,11 +218,19 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
     return used, {"set_aside": aside, "masked": masked, "kept": kept}
 
 
-def _snapshot_key(data_dir: Path, files: dict[str, Path], config: Config) -> dict:
-    """What a snapshot must have been made from to stand in for reading ``data_dir`` again."""
-    return {"source": str(data_dir.resolve()),
-            "files": {n: [p.name, p.stat().st_size, p.stat().st_mtime_ns] for n, p in sorted(files.items())},
-            "config": config.model_dump(mode="json")}
+def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dict:
+    """What a snapshot must have been made from to stand in for reading the source again: a
+    directory's files (name, size, modification time), a DuckDB file's size and modification
+    time, a PostgreSQL URL as given (the run reads the database once: every report of a run
+    sees the same rows even while the database changes)."""
+    if source.kind == "directory":
+        stats = {n: [p.name, p.stat().st_size, p.stat().st_mtime_ns] for n, p in sorted(files.items())}
+        return {"source": str(Path(source.location).resolve()), "files": stats, "config": config.model_dump(mode="json")}
+    stats = {}
+    if source.kind == "duckdb":
+        st = Path(source.location).stat()
+        stats = {"database": [st.st_size, st.st_mtime_ns]}
+    return {"source": source.location, "files": stats, "config": config.model_dump(mode="json")}
 
 
 def _write_keys(ds: Dataset, ref: tuple[str, str], target: tuple[str, str], path: Path) -> None:
@@ -250,8 +259,9 @@ def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
                  for ref, target in keyed]
         for job in jobs:
             job.result()
-    files = {n: ds.source / f for n, f in ds.files.items()}
-    meta = {"key": _snapshot_key(ds.source, files, ds.config), "accounting": ds.accounting,
+    source = parse_source(ds.source)
+    files = {n: Path(source.location) / f for n, f in ds.files.items()} if source.kind == "directory" else {}
+    meta = {"key": _snapshot_key(source, files, ds.config), "accounting": ds.accounting,
             "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
             "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
             "tables": sorted(ds.tables), "keyed": [[*ref, *target] for ref, target in keyed]}
@@ -259,7 +269,7 @@ def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
     return directory
 
 
-def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
+def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
                    as_of: str | pd.Timestamp | None) -> Dataset | None:
     """The dataset from the run's snapshot when it was made from exactly this request, else None."""
     where = os.environ.get(SNAPSHOT_ENV)
@@ -268,7 +278,7 @@ def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
         return None
     meta = json.loads(meta_file.read_text(encoding="utf-8"))
     try:
-        key = _snapshot_key(data_dir, files, config)
+        key = _snapshot_key(source, files, config)
     except OSError:
         return None
     cut = pd.Timestamp(meta["as_of"])
@@ -279,7 +289,7 @@ def _from_snapshot(data_dir: Path, files: dict[str, Path], config: Config,
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,
-                   source=data_dir, files={n: p.name for n, p in files.items()})
+                   source=_shown(source), files={n: a["file"] for n, a in meta["accounting"].items()})
 
 
 def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
@@ -288,40 +298,43 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
 
     Inside a run, a matching snapshot (see the module docstring) is read instead.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise InputError(f"data directory not found: {data_dir}")
+    source = parse_source(data_dir)
     if not isinstance(config, Config):
         config = load_config(config)
-    files, problems = find_table_files(data_dir, list(TABLES))
+    files, problems = find_table_files(Path(source.location), list(TABLES)) if not source.is_database else ({}, [])
     if not problems:
-        cached = _from_snapshot(data_dir, files, config, as_of)
+        cached = _from_snapshot(source, files, config, as_of)
         if cached is not None:
             return cached
     raw = {}
-    with ThreadPoolExecutor(max_workers=2) as pool:  # file reading and decoding release the GIL
-        read = list(pool.map(lambda item: read_table(*item), files.items()))
-    for name, (table, problem) in zip(files, read):
-        if problem:
-            problems.append(problem)
-        else:
-            raw[name] = table
+    if source.is_database:
+        raw, problems = read_database(source, list(TABLES), {n: [c.name for c in cols if c.required]
+                                                             for n, cols in TABLES.items()})
+    else:
+        with ThreadPoolExecutor(max_workers=2) as pool:  # file reading and decoding release the GIL
+            read = list(pool.map(lambda item: read_table(*item), files.items()))
+        for name, (table, problem) in zip(files, read):
+            if problem:
+                problems.append(problem)
+            else:
+                raw[name] = table
+    where = {n: r.where for n, r in raw.items()}
     found_at: dict = {}
     typed, found = validate_tables(raw, config, found_at)
     problems += found
     if not problems and "payments" in typed:
         typed["payments"], found = convert_payments(
             typed["payments"], typed.get("fx_rates"), config.reporting_currency,
-            {n: p.name for n, p in files.items()}, {n: r.row_label for n, r in raw.items()})
+            where, {n: r.row_label for n, r in raw.items()})
         problems += found
     if problems:
-        raise DataError(problems, str(data_dir))
+        raise DataError(problems, str(source))
     cut = parse_as_of(as_of) if as_of is not None else default_as_of(typed)
     used, notes = _see_at(typed, cut)
     accounting = {}
     for name, frame in typed.items():
         aside = notes["set_aside"][name]
-        accounting[name] = {"file": files[name].name, "read": len(frame), "used": len(used[name]),
+        accounting[name] = {"file": where[name], "read": len(frame), "used": len(used[name]),
                             "set_aside": sum(aside.values()), "set_aside_by_reason": aside}
         assert accounting[name]["read"] == accounting[name]["used"] + accounting[name]["set_aside"]
     if "tickets" in accounting:
@@ -336,8 +349,13 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
         keys.remember(used[table][col], used[target][target_col], pos)
     return Dataset(tables=used, accounting=accounting, as_of=cut,
                    as_of_source="given" if as_of is not None else "data",
-                   data_range=_data_range(typed), config=config, source=data_dir,
-                   files={n: p.name for n, p in files.items()}, positions=positions)
+                   data_range=_data_range(typed), config=config, source=_shown(source),
+                   files=where, positions=positions)
+
+
+def _shown(source: Source) -> Path | str:
+    """Dataset.source: a directory as the Path it was given as, a database as its location."""
+    return Path(source.location) if source.kind == "directory" else source.location
 
 
 def _reference_positions(typed: dict[str, pd.DataFrame], used: dict[str, pd.DataFrame], found_at: dict,

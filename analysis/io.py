@@ -45,13 +45,25 @@ class Problem:
 @dataclass
 class RawTable:
     name: str
-    path: Path
+    path: Path | None          # the file; None for a database table
     frame: pd.DataFrame
-    fmt: str  # "csv" or "parquet"
+    fmt: str                   # "csv", "parquet" or "database"
+    label: str = ""            # a database table: "table payments in <source>"
+    order: tuple[str, ...] = ()  # a database table: the columns its rows were read in order of
+
+    @property
+    def where(self) -> str:
+        """What a message names: the file's name, or the database table."""
+        return self.label or (self.path.name if self.path is not None else self.name)
 
     def row_label(self, index) -> str:
-        """Human row reference: CSV line number (header = line 1) or Parquet row number."""
-        return f"line {int(index) + 2}" if self.fmt == "csv" else f"row {int(index) + 1}"
+        """Human row reference: CSV line number (header = line 1), Parquet row number, or a
+        database table's row number in the order it was read."""
+        if self.fmt == "csv":
+            return f"line {int(index) + 2}"
+        if self.fmt == "database" and self.order:
+            return f"row {int(index) + 1} by {', '.join(self.order)}"
+        return f"row {int(index) + 1}"
 
 
 def find_table_files(data_dir: Path, names: list[str]) -> tuple[dict[str, Path], list[Problem]]:

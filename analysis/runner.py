@@ -47,6 +47,7 @@ from analysis.config import DEFAULT_CONFIG, load_config
 from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
 from analysis.errors import InputError, PublishError
 from analysis.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, publish, stage
+from analysis.sources import parse_source
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
 __all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "parse_parameter",
@@ -188,6 +189,12 @@ def export_html(notebook: Path, target: Path, report: Report | None = None, tile
     target.write_text(body, encoding="utf-8")
 
 
+def _source_name(data_dir: str) -> str:
+    """The data source as the report bar names it: a directory's or a file's name, a URL whole
+    (it holds no password: ``sources.parse_source`` refuses one)."""
+    return data_dir if "://" in data_dir else (Path(data_dir).name or data_dir)
+
+
 def page_header(nb, defaults: dict[str, Any]) -> str:
     """The bar above a report: back to the index, the contents (the ``##`` headings of the
     markdown cells not tagged ``metrics``, linked to nbconvert's heading ids: the text with spaces
@@ -220,7 +227,7 @@ def page_header(nb, defaults: dict[str, Any]) -> str:
         "<details><summary>Ran with: as-of {as_of}, data {data}{changed}</summary>"
         "<table class='run-parameters'><tbody>{rows}</tbody></table></details></nav>",
         sections=markupsafe.Markup("").join(sections), as_of=given.get("as_of", ""),
-        data=Path(str(given.get("data_dir", ""))).name or given.get("data_dir", ""),
+        data=_source_name(str(given.get("data_dir", ""))),
         changed=present.html("; <b>{n} set by the config or -p</b>", n=f"{changed} parameter{'s' if changed != 1 else ''}")
         if changed else "",
         rows=markupsafe.Markup("").join(shown)))
@@ -486,7 +493,9 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
     log(f"data valid: {ds.source} as of {ds.as_of_date}; "
         + ", ".join(f"{n} {a['used']:,}/{a['read']:,} rows" for n, a in ds.accounting.items()))
     fragments = target / FRAGMENT_DIR
-    base = {"data_dir": str(Path(data_dir).resolve()), "config_path": str(config_file),
+    source = parse_source(data_dir)
+    base = {"data_dir": str(Path(source.location).resolve()) if source.kind == "directory" else source.location,
+            "config_path": str(config_file),
             "as_of": ds.as_of_date}
     runnable, outcomes = [], {}
     for r in selected:
