@@ -30,7 +30,7 @@ from analysis import keys, present
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
-__all__ = ["price_table", "MODELS", "DEFAULT_PRICES", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
+__all__ = ["vendor_summary", "implied_scenario", "price_table", "MODELS", "DEFAULT_PRICES", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
            "cpa_change", "implied_cost_ratio", "scenario", "pilot_readout", "pilot_from_data", "prices_from",
            "contact_centre_metrics", "headline", "scenario_text", "pilot_text", "RISKS"]
 
@@ -164,6 +164,16 @@ def cpa_change(conv_before: float, conv_after: float, cost_ratio: float) -> floa
     return cost_ratio * conv_before / conv_after - 1
 
 
+VENDOR_COLUMNS = ["leads", "converted", "conversion", "conversion_low", "conversion_high", "revenue"]
+
+
+def vendor_summary(economics: pd.DataFrame) -> pd.DataFrame:
+    """One row per vendor of ``unit_economics`` (whose rows are vendor x pricing model): its
+    leads, conversions, conversion with its Wilson interval and revenue, which are the same in
+    every model's row (the models price the same calls)."""
+    return economics.groupby(level="vendor", sort=False).first()[VENDOR_COLUMNS]
+
+
 def implied_cost_ratio(conv_before: float, conv_after: float, change: float) -> float:
     """The cost-per-lead ratio that a CPA change implies: (1 + change) x conv_after / conv_before."""
     return (1 + change) * conv_after / conv_before
@@ -180,6 +190,16 @@ def scenario(leads: int, conv_before: float, conv_after: float, cost_per_lead_be
     return {"cpa_before": cpa_b, "cpa_after": cpa_a, "cpa_change": cpa_a / cpa_b - 1,
             "extra_clients": extra, "extra_revenue": extra * revenue_per_client,
             "cost_before": leads * cost_per_lead_before, "cost_after": leads * cost_per_lead_after}
+
+
+def implied_scenario(leads: int, conv_before: float, conv_after: float, cost_per_lead_before: float,
+                     cpa_change_seen: float, revenue_per_client: float) -> tuple[float, dict]:
+    """The source's case worked backwards: the cost-per-lead ratio a seen CPA change implies
+    (``implied_cost_ratio``), and the calculator (``scenario``) at the cost per lead after =
+    before x that ratio. Returns (ratio, scenario)."""
+    ratio = implied_cost_ratio(conv_before, conv_after, cpa_change_seen)
+    return ratio, scenario(leads, conv_before, conv_after, cost_per_lead_before, cost_per_lead_before * ratio,
+                           revenue_per_client)
 
 
 def pilot_readout(trial_leads: int, trial_conversions: int, centre_cost_per_lead: float,

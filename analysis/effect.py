@@ -52,7 +52,7 @@ from analysis.contact import first_contacts
 from analysis.months import add_months, months_between
 from analysis.stats import e_value, e_value_interval, smd_to_risk_ratio
 
-__all__ = ["ENGAGEMENT_DAYS", "FIRST_DECISION", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
+__all__ = ["landmark_ph_check", "ENGAGEMENT_DAYS", "FIRST_DECISION", "RETENTION_TOPICS", "engagement", "adjustment_covariates", "naive_effect",
            "landmark_frame", "fit_cox", "landmark_effect", "renewal_panel", "renewal_effect", "with_e_values",
            "covariates_for", "support_effects", "support_effects_of", "table_view", "ltv_effect", "ltv_effect_view", "METHOD_LABELS", "ESTIMANDS"]
 
@@ -372,3 +372,11 @@ def ltv_effect_view(row: dict) -> pd.DataFrame:
     view["adjusted for"] = ", ".join(row["adjusted_for"]) or "nothing"
     view["note"] = row["note"]
     return view
+
+
+def landmark_ph_check(landmark: pd.DataFrame) -> pd.DataFrame:
+    """The proportional-hazards check (``survival.ph_check``: Schoenfeld residuals per
+    covariate) of the adjusted landmark Cox model fitted on ``landmark`` (``fit_cox``); an empty
+    table when the model cannot be fitted."""
+    from analysis.survival import ph_check
+    return ph_check(fit_cox(landmark)[0], landmark)

@@ -22,7 +22,7 @@ from analysis import keys, present
 from analysis.months import add_months
 from analysis.stats import rate_table
 
-__all__ = ["activities", "dormancy_events", "winback_outcomes", "winback_rates", "return_times",
+__all__ = ["recovered_revenue", "activities", "dormancy_events", "winback_outcomes", "winback_rates", "return_times",
            "return_curves", "early_warning", "early_warning_text", "winback_metrics", "winback_headline"]
 
 
@@ -261,3 +261,11 @@ def winback_headline(overall: pd.DataFrame, by_channel: pd.DataFrame) -> str:
     caveat = "; channels go to different clients, so the rates are not the channels' effect" \
         if sum(1 for r in by_channel.to_dict("index").values() if r["events"]) > 1 else ""
     return f"{int(a['events']):,} dormancies with a full window; {a['rate']:.1%} won back ({parts}{caveat})."
+
+
+def recovered_revenue(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per outreach channel, the revenue recovered within 90 and 180 days of going dormant: the
+    sum of ``winback_outcomes``' revenue_90d / revenue_180d over the counted dormancies whose span
+    is over, and how many those are (a span still open at as-of is left out, not counted as 0)."""
+    counted = outcomes[outcomes["counted"]]
+    return counted.groupby("channel")[["revenue_90d", "revenue_180d"]].agg(["sum", "count"])

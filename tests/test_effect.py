@@ -162,3 +162,19 @@ def test_smd_to_risk_ratio():
     from analysis.stats import smd_to_risk_ratio
     assert smd_to_risk_ratio(0.5) == pytest.approx(np.exp(0.455)) and smd_to_risk_ratio(0.0) == 1.0
     assert np.isnan(smd_to_risk_ratio(np.nan))
+
+
+def test_landmark_ph_check_tests_each_covariate_and_is_empty_when_no_model_fits():
+    rng = np.random.default_rng(3)
+    n = 400
+    exposed = rng.integers(0, 2, n)
+    x = rng.standard_normal(n)
+    # constant hazards (exponential lifetimes): proportional by construction
+    duration = rng.exponential(200.0 / np.exp(-0.4 * exposed + 0.3 * x))
+    frame = pd.DataFrame({"duration": np.minimum(duration, 365.0), "churned": (duration < 365.0).astype(int),
+                          "exposed": exposed, "x": x})
+    check = effect.landmark_ph_check(frame)
+    assert list(check.index) == ["exposed", "x"] and list(check.columns) == ["test_statistic", "p"]
+    assert ((check["p"] >= 0) & (check["p"] <= 1)).all()
+    # nobody churned: no model, an empty check (not an error)
+    assert effect.landmark_ph_check(frame.assign(churned=0)).empty

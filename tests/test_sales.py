@@ -55,6 +55,10 @@ def test_pricing_models_hand_computed():
     assert ue.loc["per_minute", "break_even_conversion"] == pytest.approx(80 / 15000)
     assert ue.loc["per_minute", "conversion"] == pytest.approx(1 / 3)
     assert ue.loc["per_client", "break_even_conversion"] == 0.0 and np.isnan(ue.loc["revenue_share", "break_even_conversion"])
+    # one row per vendor: its leads and conversion, the same in every model's row
+    per_vendor = cc.vendor_summary(pd.concat({"v1": ue, "v2": ue}, names=["vendor"]))
+    assert list(per_vendor.index) == ["v1", "v2"] and list(per_vendor.columns) == cc.VENDOR_COLUMNS
+    assert per_vendor.loc["v1", "conversion"] == pytest.approx(1 / 3)
 
 
 def test_source_scenario_recomputed():
@@ -69,6 +73,8 @@ def test_source_scenario_recomputed():
     assert s["cpa_before"] == pytest.approx(1500) and s["cpa_after"] == pytest.approx(736.8)
     assert s["cpa_change"] == pytest.approx(-0.5088) and s["extra_clients"] == pytest.approx(1700)
     assert s["extra_revenue"] == pytest.approx(8_200_001)
+    # the same worked backwards in one call, as 06 shows it
+    assert cc.implied_scenario(100_000, 0.02, 0.037, 30.0, -0.5088, 4823.53) == (ratio, s)
     # with the minute price 10% higher the minutes per lead must fall to 0.90872 / 1.1 = 0.826 of before
     assert cc.cpa_change(0.02, 0.037, 1.1 * 0.826109) == pytest.approx(-0.5088, abs=1e-5)
 

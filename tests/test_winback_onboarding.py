@@ -211,6 +211,17 @@ def test_winback_properties(rows, days):
     assert ((rates["rate"].dropna() >= 0) & (rates["rate"].dropna() <= 1)).all()
 
 
+def test_recovered_revenue_sums_the_counted_dormancies_per_channel():
+    o = pd.DataFrame({"counted": [True, True, True, False], "channel": ["call", "call", "email", "call"],
+                      "revenue_90d": [100.0, 50.0, 0.0, 999.0], "revenue_180d": [150.0, np.nan, 10.0, 999.0]})
+    r = winback.recovered_revenue(o)
+    # call: 100 + 50 over 2 spans of 90 days; 150 over the one 180-day span that is over; the
+    # dormancy whose window is not over (999) is not counted
+    assert r.loc["call", ("revenue_90d", "sum")] == 150.0 and r.loc["call", ("revenue_90d", "count")] == 2
+    assert r.loc["call", ("revenue_180d", "sum")] == 150.0 and r.loc["call", ("revenue_180d", "count")] == 1
+    assert r.loc["email", ("revenue_180d", "sum")] == 10.0
+
+
 def test_no_payer_gives_no_activity_no_dormancy_and_a_null_rate():
     # only a refund: no start, so no activity; the chain still runs (it used to fail on the
     # empty activity table) and the win-back rate is null, not 0
