@@ -164,12 +164,22 @@ def _sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-def build_tables(clients: int, seed: int, profile: str = "sample",
+def _seed_words(seed) -> tuple[int, ...]:
+    return tuple(seed) if isinstance(seed, (tuple, list)) else (seed,)
+
+
+def _stream(seed, *more: int) -> np.random.Generator:
+    """A table's own random stream: (seed words..., more...), so one table's knobs move no other."""
+    return np.random.default_rng([*_seed_words(seed), *more])
+
+
+def build_tables(clients: int, seed: int | tuple[int, ...], profile: str = "sample",
                  world: dict | None = None) -> tuple[dict[str, pd.DataFrame], dict]:
     """Return the contract tables and the truth record for ``clients`` registrations; ``world``
-    overrides parameters (the knobs in the module docstring)."""
+    overrides parameters (the knobs in the module docstring). ``seed`` is an int, or a tuple
+    (seed, chunk) for one chunk of a large set (``generate``)."""
     P = profile_params(profile, world)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(list(_seed_words(seed)))
     n = clients
     start_ns, end_ns = START.value, END.value
 
@@ -354,11 +364,11 @@ def build_tables(clients: int, seed: int, profile: str = "sample",
     n_orphan = int(round(len(client_tix) * P["no_client_ticket_share"]))
     orphan = pd.DataFrame({"client": -1, "created": rng.integers(start_ns, end_ns, n_orphan), "topic": ""})
     tix = pd.concat([client_tix, orphan], ignore_index=True)
-    tix["created"] = _clock_time(np.random.default_rng([seed, 10, 1]), tix["created"].to_numpy(),
+    tix["created"] = _clock_time(_stream(seed, 10, 1), tix["created"].to_numpy(),
                                  np.where(tix["client"] >= 0, signed[np.maximum(tix["client"].to_numpy(), 0)], 0),
                                  P["hour_of_day_weights_utc3"])
     tix = tix[tix["created"] < end_ns].sort_values(["created", "client"], kind="stable").reset_index(drop=True)
-    tickets_df, events_df, agents_df, support_truth = _ticket_details(rng, np.random.default_rng([seed, 10]), tix,
+    tickets_df, events_df, agents_df, support_truth = _ticket_details(rng, _stream(seed, 10), tix,
                                                                       client_id, segment, P)
 
     outreach_df = pd.concat(outreach, ignore_index=True)
@@ -369,13 +379,13 @@ def build_tables(clients: int, seed: int, profile: str = "sample",
               "ticket_events": events_df, "agents": agents_df, "outreach": outreach_df}
     # leads and calls from their own stream, so the tables above stay identical for a seed
     first_charge = payments_df[payments_df["amount"] > 0].groupby("client_id")["paid_at"].min()
-    tables["leads"], tables["calls"], sales_truth = _leads_and_calls(np.random.default_rng([seed, 8]), n, first_charge, P)
+    tables["leads"], tables["calls"], sales_truth = _leads_and_calls(_stream(seed, 8), n, first_charge, P)
     if P["usage"]["write"]:  # its own stream too: the knobs of usage change no other table
         active_end = np.full(n, -1, dtype=np.int64)
         active_end[pid] = life_end
         contact_at = np.full(n, np.iinfo(np.int64).max)
         contact_at[pid[contacted]] = first_contact[contacted]
-        tables["usage"] = _usage(np.random.default_rng([seed, 9]), client_id, signed, engagement, active_end,
+        tables["usage"] = _usage(_stream(seed, 9), client_id, signed, engagement, active_end,
                                  contact_at, end_ns, P["usage"])
     wbe = pd.concat(winback_events, ignore_index=True) if winback_events else pd.DataFrame()
     truth = {
@@ -703,18 +713,107 @@ def _agents(P: dict) -> tuple[pd.DataFrame, dict]:
     return df, pools
 
 
+CHUNK_CLIENTS = 100_000   # a larger set is built and written this many registrations at a time
+
+# id columns numbered 1, 2, 3 ... within a chunk: (table, column) -> (prefix, zero-padded width)
+_NUMBERED = {("clients", "client_id"): ("client", "0", 7), ("payments", "client_id"): ("client", "0", 7),
+             ("tickets", "client_id"): ("client", "0", 7), ("outreach", "client_id"): ("client", "0", 7),
+             ("usage", "client_id"): ("client", "0", 7), ("leads", "client_id"): ("client", "0", 7),
+             ("payments", "payment_id"): ("payment", "P", 0), ("tickets", "ticket_id"): ("ticket", "T", 0),
+             ("ticket_events", "ticket_id"): ("ticket", "T", 0), ("leads", "lead_id"): ("lead", "L", 0),
+             ("calls", "lead_id"): ("lead", "L", 0), ("calls", "call_id"): ("call", "C", 0)}
+_COUNTED_BY = {"client": "clients", "payment": "payments", "ticket": "tickets", "lead": "leads", "call": "calls"}
+
+
+def _renumber(tables: dict[str, pd.DataFrame], offsets: dict[str, int]) -> None:
+    """Shift the numbered ids of one chunk by the counts of the chunks before it (in place), so
+    the ids of a set built in chunks are unique and read as those of one build would."""
+    for (table, col), (kind, prefix, width) in _NUMBERED.items():
+        if table not in tables or not offsets.get(kind):
+            continue
+        ids = tables[table][col]
+        known = ids.notna()
+        number = ids[known].astype(str).str.slice(len(prefix)).astype("int64") + offsets[kind]
+        text = number.astype(str)
+        shifted = (prefix + (text.str.zfill(width) if width else text)).astype(ids.dtype)
+        tables[table][col] = ids.where(~known, shifted) if (~known).any() else shifted
+
+
+class _Appender:
+    """Writes the chunks of each table into one file: Parquet row groups (one writer per table,
+    the first chunk's schema) or CSV rows after one header."""
+
+    def __init__(self, out: Path, fmt: str):
+        self.out, self.fmt, self.writers = out, fmt, {}
+
+    def write(self, name: str, frame: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        if self.fmt == "csv":
+            path = write_table(frame, self.out / ".chunk", name, "csv")
+            target = self.out / f"{name}.csv"
+            with open(path, "rb") as src, open(target, "ab") as dst:
+                if name in self.writers:
+                    src.readline()             # the header once
+                dst.write(src.read())
+            self.writers[name] = True
+            path.unlink()
+            return
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if name not in self.writers:
+            self.writers[name] = pq.ParquetWriter(self.out / f"{name}.parquet", table.schema)
+        self.writers[name].write_table(table.cast(self.writers[name].schema))
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            if writer is not True:
+                writer.close()
+        chunk_dir = self.out / ".chunk"
+        if chunk_dir.exists():
+            chunk_dir.rmdir()
+
+
 def generate(out: str | Path, clients: int = 20_000, seed: int = 42, fmt: str = "parquet",
-             profile: str = "sample", world: dict | None = None) -> dict:
+             profile: str = "sample", world: dict | None = None, chunk_clients: int = CHUNK_CLIENTS) -> dict:
     """Write every table to ``out`` in ``fmt`` and ``truth.json`` beside them; return the truth.
-    ``world`` overrides the generator's parameters (the knobs in the module docstring)."""
+    ``world`` overrides the generator's parameters (the knobs in the module docstring).
+
+    Up to ``chunk_clients`` registrations are built at once, as always (the sample is the same
+    files for a seed). A larger set is built in chunks of that many, chunk k from the seed
+    (seed, k), each written out before the next is built, so memory stays that of one chunk
+    (measured in docs/benchmarks.md): ids continue across chunks, the agents' roster is the first
+    chunk's, each chunk brings its own leads and calls, and truth.json adds up the row counts and
+    keeps each chunk's truth under ``chunks``. The chunks are independent draws of one world."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for suffix in (".csv", ".parquet"):  # a rerun in another format must not leave two files per table
         for old in out.glob(f"*{suffix}"):
             old.unlink()
-    tables, truth = build_tables(clients, seed, profile, world)
-    for name, frame in tables.items():
-        write_table(frame, out, name, fmt)
+    if clients <= chunk_clients:
+        tables, truth = build_tables(clients, seed, profile, world)
+        for name, frame in tables.items():
+            write_table(frame, out, name, fmt)
+    else:
+        writer, offsets, truths = _Appender(out, fmt), {}, []
+        try:
+            for k, first in enumerate(range(0, clients, chunk_clients)):
+                tables, part = build_tables(min(chunk_clients, clients - first), (seed, k), profile, world)
+                _renumber(tables, offsets)
+                for name, frame in tables.items():
+                    if name != "agents" or k == 0:
+                        writer.write(name, frame)
+                for kind, table in _COUNTED_BY.items():
+                    offsets[kind] = offsets.get(kind, 0) + len(tables[table])
+                truths.append(part)
+                del tables
+        finally:
+            writer.close()
+        truth = {**truths[0], "seed": seed, "clients": clients, "chunk_clients": chunk_clients,
+                 "rows": {name: sum(t["rows"].get(name, 0) for t in truths) if name != "agents"
+                          else truths[0]["rows"]["agents"] for name in truths[0]["rows"]},
+                 "chunks": [{"seed": [seed, k], "clients": t["clients"], "rows": t["rows"],
+                             "retention": t["retention"], "refunds": t["refunds"], "winback": t["winback"]}
+                            for k, t in enumerate(truths)]}
     truth["format"] = fmt
     (out / "truth.json").write_text(json.dumps(truth, indent=2, sort_keys=True, default=float) + "\n")
     return truth

@@ -10,7 +10,7 @@ import pytest
 
 import sample_figures as fig
 from analysis import load_dataset
-from analysis.generate import build_tables
+from analysis.generate import build_tables, generate
 
 
 def se(p: float, n: int) -> float:
@@ -121,3 +121,24 @@ def test_world_knobs_drive_confounding_and_leave_other_tables_alone():
     assert build_tables(300, 3, world={"true_hazard_ratio_contact": 1.0})[1]["retention"]["true_hazard_ratio_contact"] == 1.0
     with pytest.raises(ValueError, match="unknown generator parameter"):
         build_tables(10, 3, world={"true_hr": 1.0})
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_large_set_is_built_in_chunks_with_ids_continuing_across_them(tmp_path, fmt):
+    """2,500 registrations in chunks of 1,000: chunks 0, 1 (1,000 each) and 2 (500), each from
+    its own seed (7, k). The files validate as one set (unique ids, every reference found), the
+    row counts add up, the roster is written once, and chunk 1's first client is 00001001."""
+    truth = generate(tmp_path, clients=2_500, seed=7, fmt=fmt, chunk_clients=1_000)
+    ds = load_dataset(tmp_path)
+    assert {n: a["read"] for n, a in ds.accounting.items()} == truth["rows"]
+    assert len(ds.clients) == 2_500 and ds.clients["client_id"].is_unique
+    assert ds.payments["payment_id"].is_unique and ds.tickets["ticket_id"].is_unique
+    assert ds.calls["call_id"].is_unique and ds.leads["lead_id"].is_unique
+    parts = [build_tables(size, (7, k))[0] for k, size in enumerate((1_000, 1_000, 500))]
+    assert truth["rows"]["payments"] == sum(len(t["payments"]) for t in parts)
+    assert len(ds.agents) == len(parts[0]["agents"])
+    # chunk 1 is its own draw, its ids moved past chunk 0's
+    first = ds.clients.set_index("client_id").loc["00001001"]
+    assert first["signed_up_at"] == parts[1]["clients"]["signed_up_at"].iloc[0]
+    assert ds.payments["client_id"].isin(ds.clients["client_id"]).all()
+    assert [c["seed"] for c in truth["chunks"]] == [[7, 0], [7, 1], [7, 2]]
