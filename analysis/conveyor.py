@@ -70,12 +70,19 @@ def successful_calls(calls: pd.DataFrame, min_seconds: int = 30) -> pd.DataFrame
 def operator_roles(calls: pd.DataFrame) -> pd.Series:
     """Per operator: "telemarketer" when most of their calls are cold calls (the first stage),
     else "manager" (sales and account managers work the later stages with fewer, longer calls);
-    a tie counts as telemarketer. Without a ``stage`` column everyone is a telemarketer."""
+    a tie counts as telemarketer. Calls without a stage are not counted; an operator with none
+    known, or no ``stage`` column at all, is a telemarketer (judged by the target, as before
+    roles were told apart)."""
     ops = calls["operator_id"]
     if "stage" not in calls.columns:
         return pd.Series("telemarketer", index=pd.Index(ops.dropna().unique(), name="operator_id"), name="role")
-    cold = (calls["stage"] == STAGES[0]).groupby(ops).mean()
-    return pd.Series(np.where(cold >= 0.5, "telemarketer", "manager"), index=cold.index, name="role")
+    stage = calls["stage"]
+    known = stage.notna().to_numpy()
+    cold = pd.Series((stage == STAGES[0]).fillna(False).to_numpy(dtype=bool) & known)
+    counts = pd.DataFrame({"cold": cold, "known": known}).groupby(ops.to_numpy(), dropna=True).sum()
+    share = counts["cold"] / counts["known"].where(counts["known"] > 0)
+    role = np.where(share.isna() | (share >= 0.5), "telemarketer", "manager")
+    return pd.Series(role, index=pd.Index(counts.index, name="operator_id"), name="role")
 
 
 def operator_summary(daily: pd.DataFrame, target: int = 45, roles: pd.Series | None = None) -> pd.DataFrame:

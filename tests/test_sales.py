@@ -120,6 +120,9 @@ def test_conveyor_stages_calls_and_losses():
     # roles: t1 made 3 cold calls of 4 (telemarketer), t2 1 of 1, s1 none of 1 (a manager)
     roles = conveyor.operator_roles(calls)
     assert roles.to_dict() == {"s1": "manager", "t1": "telemarketer", "t2": "telemarketer"}
+    # calls without a stage are not counted; an operator with no known stage is judged
+    unknown = calls.assign(stage=pd.array(["need_found", None, None, None, "need_found", None], dtype="string[pyarrow]"))
+    assert conveyor.operator_roles(unknown).to_dict() == {"s1": "telemarketer", "t1": "manager", "t2": "telemarketer"}
     judged = conveyor.operator_summary(daily, target=2, roles=roles)
     # the manager is not judged against the telemarketers' target: empty, not 0; listed after
     # them; telemarketers by successful calls per day: t2 1 / 1 day, t1 2 / 3 days

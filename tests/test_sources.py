@@ -133,20 +133,21 @@ def postgres_url(tmp_path_factory):
     # refuses to run as root, so as root it runs as the postgres user the package creates
     home = Path(tempfile.mkdtemp(prefix="suite-postgres-"))
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    if prefix:
-        shutil.chown(home, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     data = home / "data"
-    subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C"], check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(home / "server.log"), "-w", "-o",
-                    f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
     try:
+        if prefix:
+            shutil.chown(home, "postgres")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                        "--locale=C"], check=True, capture_output=True)
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(home / "server.log"), "-w", "-o",
+                        f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -171,8 +172,11 @@ def test_postgres_gives_the_same_tables_and_metrics_as_the_files(typed_dir, post
     files, database = load_dataset(typed_dir), load_dataset(postgres_url)
     same_tables(files, database)
     assert database.files["payments"] == f"table payments in {postgres_url}"
+    # the tables are equal, so every report is; the runs check the runner's path with a URL
+    # (the notebooks' data_dir, the snapshot standing in for the database) on two reports
     for name, data in (("files", str(typed_dir)), ("postgres", postgres_url)):
-        assert main(["run", "--data", data, "--out", str(tmp_path / name)]) == 0
+        assert main(["run", "--data", data, "--out", str(tmp_path / name),
+                     "--only", "00_data_quality", "02_cohort_ltv"]) == 0
     a, b = (json.loads((tmp_path / n / "metrics.json").read_text()) for n in ("files", "postgres"))
     assert same_metrics(a, b) == []
     # the report bar names the URL (it holds no password); the data-quality report the tables
