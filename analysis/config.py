@@ -93,6 +93,9 @@ class Config(_Strict):
     reporting_currency: str | None = None
     # extra notebook parameters, applied to every notebook that declares them
     parameters: dict[str, Any] = {}
+    # a database source whose tables have other names: contract table -> its name there
+    # ("schema.table" for a table outside the default schema); checked when the data is read
+    source_tables: dict[str, str] = {}
 
     @field_validator("parameters", mode="after")
     @classmethod

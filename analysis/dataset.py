@@ -309,7 +309,7 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
     raw = {}
     if source.is_database:
         raw, problems = read_database(source, list(TABLES), {n: [c.name for c in cols if c.required]
-                                                             for n, cols in TABLES.items()})
+                                                             for n, cols in TABLES.items()}, config.source_tables)
     else:
         with ThreadPoolExecutor(max_workers=2) as pool:  # file reading and decoding release the GIL
             read = list(pool.map(lambda item: read_table(*item), files.items()))

@@ -90,20 +90,39 @@ def _connect(source: Source):
         raise InputError(f"cannot open the data source {source}: {str(exc).strip().splitlines()[0]}") from None
 
 
-def read_database(source: Source, names: list[str], order_by: dict[str, list[str]]) -> tuple[dict[str, RawTable], list[Problem]]:
+def read_database(source: Source, names: list[str], order_by: dict[str, list[str]],
+                  mapped: dict[str, str] | None = None) -> tuple[dict[str, RawTable], list[Problem]]:
     """Each contract table ``names`` the database holds, as a RawTable (format "database"), read
-    ordered by ``order_by[name]`` (the columns of those the table has); decimals as float64."""
+    ordered by ``order_by[name]`` (the columns of those the table has); decimals as float64.
+    ``mapped`` (the config's ``source_tables``) gives a table's name in the database when it is
+    not the contract's: "payments_v2", or "billing.payments" in the schema billing. A mapped name
+    the contract does not know is an InputError; a mapped table the database does not hold is a
+    problem naming it (it was asked for), an unmapped one is simply absent."""
+    mapped = dict(mapped or {})
+    unknown = sorted(set(mapped) - set(names))
+    if unknown:
+        raise InputError(f"config source_tables: {', '.join(unknown)} is not a table of the contract; "
+                         f"the tables are: {', '.join(names)}")
     con = _connect(source)
     try:
-        held = set(con.list_tables())
+        held: dict[str, set] = {}
         tables: dict[str, RawTable] = {}
         problems: list[Problem] = []
         for name in names:
-            if name not in held:
+            schema, _, table = mapped.get(name, name).rpartition(".")
+            if schema not in held:
+                try:
+                    held[schema] = set(con.list_tables(database=schema) if schema else con.list_tables())
+                except Exception:   # no such schema
+                    held[schema] = set()
+            label = f"table {mapped.get(name, name)} in {source}"
+            if table not in held[schema]:
+                if name in mapped:
+                    problems.append(Problem(label, "(table)", f"not in the database (config source_tables maps "
+                                            f"{name} to it)", 0))
                 continue
-            label = f"table {name} in {source}"
             try:
-                t = con.table(name)
+                t = con.table(table, database=schema or None)
                 schema = t.schema()
                 decimals = {c: t[c].cast("float64") for c, typ in schema.items() if typ.is_decimal()}
                 if decimals:

@@ -110,6 +110,23 @@ def test_a_duckdb_table_breaking_a_rule_is_named_with_its_rows(typed_dir, tmp_pa
     assert "row 1 by payment_id, client_id, paid_at, amount" in text      # the smallest payment_id is read first
 
 
+def test_the_config_maps_tables_with_other_names(typed_dir, tmp_path):
+    from analysis.config import Config, Tier, load_config
+    db = to_duckdb(typed_dir, tmp_path / "named.duckdb",
+                   "CREATE SCHEMA billing; CREATE TABLE billing.charges AS SELECT * FROM payments; DROP TABLE payments;"
+                   "ALTER TABLE tickets RENAME TO helpdesk_tickets")
+    base = load_config(None)
+    config = base.model_copy(update={"source_tables": {"payments": "billing.charges", "tickets": "helpdesk_tickets"}})
+    ds = load_dataset(db, config)
+    same_tables(load_dataset(typed_dir), ds)
+    assert ds.files["payments"] == f"table billing.charges in {db.resolve()}"
+    # asked for and not there: a problem naming it; a name outside the contract: refused
+    with pytest.raises(DataError, match="table billing.refunds in .*not in the database"):
+        load_dataset(db, config.model_copy(update={"source_tables": {"payments": "billing.refunds"}}))
+    with pytest.raises(InputError, match="source_tables: invoices is not a table of the contract"):
+        load_dataset(db, Config(tiers=[Tier(id="L1")], source_tables={"invoices": "billing.charges"}))
+
+
 def test_an_absent_database_table_is_an_absent_table(typed_dir, tmp_path):
     db = to_duckdb(typed_dir, tmp_path / "no_calls.duckdb", "DROP TABLE calls; DROP TABLE leads")
     ds = load_dataset(db)
