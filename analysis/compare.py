@@ -310,17 +310,16 @@ def changes_view(table: pd.DataFrame, tier: str = "all") -> pd.DataFrame:
     unit (rates as percentages and their difference in points, times in minutes, counts whole):
     before, after, change with its 95% interval, relative change, n before and after."""
     rows = table[table["tier"] == tier]
-    def rel(r):
-        return "" if pd.isna(r["relative_change"]) else f"{r['relative_change']:+.1%}"
+    records = rows.to_dict("records")
+    def shown(value, unit, signed=False):
+        return "" if pd.isna(value) else _fmt(value, unit, signed)
     out = pd.DataFrame({
-        "before": [_fmt(r["before"], r["unit"]) if not pd.isna(r["before"]) else "" for r in rows.to_dict("records")],
-        "after": [_fmt(r["after"], r["unit"]) if not pd.isna(r["after"]) else "" for r in rows.to_dict("records")],
-        "change": [_fmt(r["difference"], r["unit"], True) if not pd.isna(r["difference"]) else ""
-                   for r in rows.to_dict("records")],
-        "change_95_ci": ["" if pd.isna(r["ci_low"]) else
-                         f"{_fmt(r['ci_low'], r['unit'], True)} to {_fmt(r['ci_high'], r['unit'], True)}"
-                         for r in rows.to_dict("records")],
-        "relative_change": [rel(r) for r in rows.to_dict("records")],
+        "before": [shown(r["before"], r["unit"]) for r in records],
+        "after": [shown(r["after"], r["unit"]) for r in records],
+        "change": [shown(r["difference"], r["unit"], True) for r in records],
+        "change_95_ci": ["" if pd.isna(r["ci_low"]) else f"{_fmt(r['ci_low'], r['unit'], True)} to "
+                         f"{_fmt(r['ci_high'], r['unit'], True)}" for r in records],
+        "relative_change": ["" if pd.isna(r["relative_change"]) else f"{r['relative_change']:+.1%}" for r in records],
         "n_before": rows["n_before"].to_numpy(), "n_after": rows["n_after"].to_numpy()},
         index=pd.Index([f"{l[0].upper()}{l[1:]}" for l in rows["label"]], name="metric"))
     return out

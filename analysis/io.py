@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "read_parquet_frame", "write_arrow_frame", "read_arrow_frame", "write_table", "TABLE_SUFFIXES"]
+__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "arrow_frame", "read_parquet_frame", "write_arrow_frame", "read_arrow_frame", "write_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
@@ -108,10 +108,15 @@ def _csv_problem(path: Path) -> Problem | None:
     return None
 
 
-def read_parquet_frame(path: Path) -> pd.DataFrame:
-    """A Parquet file as a DataFrame with text straight into Arrow-backed strings (no Python
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """An Arrow table as a DataFrame with text straight into Arrow-backed strings (no Python
     object per cell); other columns as pandas reads them."""
-    return pq.read_table(path).to_pandas(types_mapper=_ARROW_TEXT.get)
+    return table.to_pandas(types_mapper=_ARROW_TEXT.get)
+
+
+def read_parquet_frame(path: Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame (``arrow_frame``)."""
+    return arrow_frame(pq.read_table(path))
 
 
 def write_arrow_frame(frame: pd.DataFrame, path: Path) -> None:

@@ -100,8 +100,9 @@ def kpi_values(metrics: dict, report: str | None = None, kpis: tuple[Kpi, ...] =
     for k in kpis:
         if (report is not None and k.report != report) or (report is None and not k.index):
             continue
-        order = _lookup(metrics, k.order.split("."))[0][1] if k.order and _lookup(metrics, k.order.split(".")) else None
-        for key, value, siblings in _lookup(metrics, k.path.split("."), order if isinstance(order, list) else None):
+        found = _lookup(metrics, k.order.split(".")) if k.order else []
+        order = found[0][1] if found and isinstance(found[0][1], list) else None
+        for key, value, siblings in _lookup(metrics, k.path.split("."), order):
             if isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value):
                 out.append((k, _label(k, key, siblings), float(value)))
     return out

@@ -24,14 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pyarrow as pa
-
 from analysis.errors import InputError
-from analysis.io import Problem, RawTable
+from analysis.io import Problem, RawTable, arrow_frame
 
 __all__ = ["Source", "parse_source", "read_database"]
 
-_ARROW_TEXT = {pa.string(): "string[pyarrow]", pa.large_string(): "string[pyarrow]"}
 _SCHEMES = ("postgresql", "postgres")
 
 
@@ -130,7 +127,7 @@ def read_database(source: Source, names: list[str], order_by: dict[str, list[str
                 keys = [c for c in order_by.get(name, []) if c in schema]
                 if keys:
                     t = t.order_by(keys)
-                frame = t.to_pyarrow().to_pandas(types_mapper=lambda typ: _text_dtype(typ))
+                frame = arrow_frame(t.to_pyarrow())
             except Exception as exc:  # a type the driver cannot hand over, a permission refused
                 problems.append(Problem(label, "(table)", f"not readable: {str(exc).strip().splitlines()[0]}", 0))
                 continue
@@ -140,7 +137,3 @@ def read_database(source: Source, names: list[str], order_by: dict[str, list[str
     finally:
         con.disconnect()
 
-
-def _text_dtype(typ):
-    import pandas as pd
-    return pd.StringDtype("pyarrow") if typ in _ARROW_TEXT else None

@@ -110,8 +110,7 @@ def staffing_table(arrivals: pd.DataFrame, handle_min: float, target: float, ans
 
 
 # what a planner reads per hour, in reading order: the demand, the answer, what it buys
-PLAN_COLUMNS = {"calls_per_hour": "calls_per_hour", "agents": "agents_needed", "asa_s": "asa_s",
-                "service_level": "service_level"}
+PLAN_COLUMNS = ["calls_per_hour", "agents_needed", "asa_s", "service_level"]
 
 
 def staffing_view(plan: pd.DataFrame) -> pd.DataFrame:
@@ -121,8 +120,8 @@ def staffing_view(plan: pd.DataFrame) -> pd.DataFrame:
     (``service_level``); columns: tier x those four. Hours with no calls show 0 calls and 0
     agents and no answer time."""
     tiers = list(dict.fromkeys(plan["tier"]))
-    wide = plan.pivot(index="hour", columns="tier", values=list(PLAN_COLUMNS)).rename(columns=PLAN_COLUMNS, level=0)
-    wide = wide.swaplevel(0, 1, axis=1).reindex(columns=pd.MultiIndex.from_product([tiers, list(PLAN_COLUMNS.values())]))
+    wide = plan.rename(columns={"agents": "agents_needed"}).pivot(index="hour", columns="tier", values=PLAN_COLUMNS)
+    wide = wide.swaplevel(0, 1, axis=1).reindex(columns=pd.MultiIndex.from_product([tiers, PLAN_COLUMNS]))
     wide.index.name = "hour of day"
     return wide
 
