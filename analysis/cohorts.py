@@ -13,121 +13,102 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis import keys
-from analysis.months import add_months, month_label, months_between, months_since
+import ibis
+import ibis.expr.types as ir
+
+from analysis import engine
+from analysis.engine import Engine
+from analysis.months import add_months, months_between
 from analysis.stats import mean_replicates, percentile_interval
 
-__all__ = ["client_starts", "payment_ages", "client_ltv", "ltv_matrix", "ltv_by_group", "ltv_ratios",
+__all__ = ["starts_table", "client_starts", "aged_payments", "ltv_table", "client_ltv", "ltv_cells", "ltv_matrix", "ltv_by_group", "ltv_ratios",
            "ltv_ratios_within", "quantile_bands", "check_bands", "HORIZONS"]
 
 HORIZONS = (1, 3, 6, 12)
 
 
-def client_starts(payments: pd.DataFrame, clients: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per client with a charge (index client_id): start, cohort ('YYYY-MM', UTC), first_charge
-    (the sum of charges at the start instant) and, when clients has it, segment."""
-    charge = np.asarray(payments["amount"] > 0, dtype=bool)
-    # group on integer keys, not on the text: each payment's row in clients (one Arrow lookup,
-    # shared with later calls), else the payments' own codes when a charge has no client row
-    row = keys.codes(payments["client_id"], clients["client_id"], read_only=True) if clients is not None else None
-    by_client_row = row is not None and not (charge & (row < 0)).any()
-    if by_client_row:
-        universe = clients["client_id"]
-    else:
-        row, uniques = pd.factorize(payments["client_id"])
-        universe = pd.Series(uniques)
-        charge &= row >= 0  # a null client_id (-1) has no start
-    # on int64 nanoseconds: the first instant per client row, a charge at it adds to first_charge
-    paid = keys.ns(payments["paid_at"])
-    first = keys.ns_extreme(paid, row, len(universe), where=charge)
-    has = np.flatnonzero(first != keys.NAT)  # clients with a charge, in row order
-    # the charges at their client's first instant (in blocks: no whole-length temporaries)
-    at_start = np.concatenate([np.flatnonzero(charge[b] & (paid[b] == first[row[b]])) + b.start
-                               for b in keys.blocks(len(paid))] or [np.zeros(0, dtype="int64")])
-    dense = np.full(len(universe), -1, dtype="int64")
-    dense[has] = np.arange(len(has))
-    out = pd.DataFrame(index=pd.Index(universe.take(has).array, name="client_id"))
-    out["start"] = keys.as_times(first[has], payments["paid_at"].dtype).array
-    out["cohort"] = month_label(out["start"])
-    out["first_charge"] = pd.Series(payments["amount"].to_numpy()[at_start]).groupby(
-        keys.code_groups(dense[row[at_start]], len(has)), observed=False).sum().to_numpy()
+def starts_table(payments: ir.Table, clients: ir.Table | None = None) -> ir.Table:
+    """Per client with a charge (an Ibis expression): client_id, start (the earliest paid_at
+    with amount > 0), cohort ('YYYY-MM', UTC), first_charge (the sum of the charges at the start
+    instant: ties at one instant add up) and, when ``clients`` has the column, segment ("(none)"
+    when empty). A payment without a client_id gives no start."""
+    charges = payments.filter((payments.amount > 0) & payments.client_id.notnull())
+    charges = charges.mutate(start=charges.paid_at.min().over(group_by=charges.client_id))
+    first = charges.filter(charges.paid_at == charges.start)
+    out = first.group_by(["client_id", "start"]).aggregate(first_charge=first.amount.sum())
+    out = out.mutate(cohort=engine.month_label(out.start))
     if clients is not None and "segment" in clients.columns:
-        segment = clients["segment"].take(has).set_axis(out.index) if by_client_row \
-            else clients.set_index("client_id")["segment"].reindex(out.index)
-        out["segment"] = segment.fillna("(none)")
-    order = keys.sorted_order(out.index)  # by client_id (no sort when the clients come so)
-    if not (np.diff(order) == 1).all():
-        out = out.take(order)
-    if by_client_row:  # each client row's place among the starts, for lookups in them
-        back = np.full(len(universe) + 1, -1, dtype=keys.row_dtype(len(universe)))
-        back[has[order]] = np.arange(len(has))
-        keys.remember_subset(universe, out.index, back)
+        seg = clients.select("client_id", "segment")
+        out = out.left_join(seg, "client_id").drop("client_id_right")
+        out = out.mutate(segment=out.segment.fill_null("(none)"))
     return out
 
 
-def _ages(payments: pd.DataFrame, starts: pd.DataFrame) -> tuple[np.ndarray | slice, np.ndarray, np.ndarray]:
-    """(rows of ``payments`` whose client has a start, that client's row in ``starts``, month of
-    age). When every payment's client has one (the usual case: refunds come from payers), rows
-    is ``slice(None)``, every row, and nothing is copied to select them."""
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    if len(pos) and pos.min() >= 0:
-        return slice(None), pos, months_since(starts["start"], pos, payments["paid_at"])
-    rows, pos = keys.found(payments["client_id"], starts.index)
-    return rows, pos, months_since(starts["start"], pos, payments["paid_at"].take(rows))
-
-
-def payment_ages(payments: pd.DataFrame, starts: pd.DataFrame) -> pd.DataFrame:
-    """Payments of clients with a start, with their month of age: age m means paid_at in
-    [start + m months, start + (m + 1) months); payments before the start get a negative age.
-    ``pos`` is the client's row in ``starts`` (an integer key to group on)."""
-    rows, pos, age = _ages(payments, starts)
-    p = payments if isinstance(rows, slice) else payments.take(rows)
-    return pd.DataFrame({"client_id": p["client_id"], "amount": p["amount"], "age": age, "pos": pos.astype("int64")},
-                        index=p.index)
-
-
-def client_ltv(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
-               horizons=HORIZONS) -> pd.DataFrame:
-    """Per client: net payments in [start, start + k months) as column ``ltv_{k}m``, null when
-    start + k months > as-of (the client is not old enough to be counted at that horizon)."""
-    rows, pos, age = _ages(payments, starts)
-    amount = payments["amount"].to_numpy()[rows]
-    out = pd.DataFrame(index=starts.index)
-    for k in horizons:
-        inside = (age >= 0) & (age < k)
-        net = pd.Series(amount[inside]).groupby(keys.code_groups(pos[inside], len(starts)), observed=False).sum()
-        old_enough = add_months(starts["start"], k) <= as_of
-        out[f"ltv_{k}m"] = pd.Series(net.to_numpy(), index=starts.index).where(old_enough)
+def client_starts(eng: Engine) -> pd.DataFrame:
+    """``starts_table`` of the engine's payments (and clients), index client_id in text order."""
+    out = eng.frame(starts_table(eng.table("payments"), eng.table("clients")))
+    columns = ["start", "cohort", "first_charge"] + (["segment"] if "segment" in out.columns else [])
+    out = out.set_index("client_id")[columns].sort_index()
+    out["cohort"] = out["cohort"].astype(object)
     return out
 
 
-def ltv_matrix(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
+def aged_payments(payments: ir.Table, starts: ir.Table) -> ir.Table:
+    """Payments of clients with a start, with their cohort and month of age: age m means paid_at
+    in [start + m months, start + (m + 1) months); payments before the start get a negative age."""
+    s = starts.select("client_id", "start", "cohort", **engine.calendar(starts.start, "start"))
+    p = payments.select("client_id", "paid_at", "amount", **engine.calendar(payments.paid_at, "paid_at"))
+    p = p.join(s, "client_id")
+    return p.select("client_id", "paid_at", "amount", "start", "cohort",
+                    age=engine.whole_months(p, "start", "paid_at"))
+
+
+def ltv_table(payments: ir.Table, starts: ir.Table, as_of: pd.Timestamp, horizons=HORIZONS) -> ir.Table:
+    """Per client with a start: ``ltv_{k}m`` = net payments in [start, start + k months), null
+    when start + k months > as-of (not old enough to count at that horizon)."""
+    aged = aged_payments(payments, starts)
+    net = aged.group_by("client_id").aggregate(**{
+        f"net_{k}": aged.amount.sum(where=(aged.age >= 0) & (aged.age < k)) for k in horizons})
+    s = starts.select("client_id", "start", **engine.calendar(starts.start, "start"))
+    s = s.mutate(age_at_cut=engine.whole_months(s, "start", as_of)).left_join(net, "client_id")
+    # start + k months <= as-of exactly when the whole months from start to as-of are >= k
+    return s.select("client_id", **{
+        f"ltv_{k}m": ibis.ifelse(s.age_at_cut >= k, s[f"net_{k}"].fill_null(0.0), ibis.null("float64"))
+        for k in horizons})
+
+
+def client_ltv(eng: Engine, as_of: pd.Timestamp, horizons=HORIZONS) -> pd.DataFrame:
+    """``ltv_table`` on the engine's payments, index client_id in text order (as client_starts)."""
+    payments = eng.table("payments")
+    out = eng.frame(ltv_table(payments, starts_table(payments, eng.table("clients")), as_of, horizons))
+    return out.set_index("client_id")[[f"ltv_{k}m" for k in horizons]].astype("float64").sort_index()
+
+
+def ltv_cells(payments: ir.Table, starts: ir.Table) -> ir.Table:
+    """Net payments per cohort and month of age (age >= 0): the cohort matrix before it is
+    accumulated and divided by the cohort's clients."""
+    aged = aged_payments(payments, starts)
+    aged = aged.filter(aged.age >= 0)
+    return aged.group_by(["cohort", "age"]).aggregate(net=aged.amount.sum())
+
+
+def ltv_matrix(eng: Engine, starts: pd.DataFrame, as_of: pd.Timestamp,
                max_age: int | None = None) -> tuple[pd.DataFrame, pd.Series]:
     """Cumulative LTV per client by cohort (rows) and age in months k = 1.. (columns), and the
     number of clients per cohort. Cell (c, k) = sum of the cohort's net payments in
     [start, start + k months) / its clients; masked (NaN) unless the cohort's last start + k
-    months <= as-of. Columns run to ``max_age`` or to the oldest observable age."""
+    months <= as-of. Columns run to ``max_age`` or to the oldest observable age. ``starts`` =
+    client_starts of the same engine (the sizes and last starts of the cohorts)."""
     size = starts.groupby("cohort").size().rename("clients")
     if not len(starts):
         return pd.DataFrame(), size
-    rows, pos, age = _ages(payments, starts)
+    payments = eng.table("payments")
+    cells = eng.frame(ltv_cells(payments, starts_table(payments, eng.table("clients"))))
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
-    cohort_code, cohort_names = pd.factorize(starts["cohort"])
-    amount = pd.Series(payments["amount"].to_numpy()[rows])
-    ages = max(int(age.max()) if len(age) else 0, 0) + 1
-    # one integer key per (cohort, age) (pandas' sums, no MultiIndex); a payment before its
-    # client's start (age < 0) gets no cell (-1), which leaves every cell's sum as it is
-    cell = np.empty(len(age), dtype=keys.row_dtype(len(cohort_names) * ages))
-    for b in keys.blocks(len(age)):
-        c = cohort_code[pos[b]] * ages
-        c += age[b]
-        c[age[b] < 0] = -1
-        cell[b] = c
-    sums = amount.groupby(keys.code_groups(cell, len(cohort_names) * ages), observed=False).sum()
-    sums = (pd.DataFrame(sums.to_numpy().reshape(len(cohort_names), ages), index=pd.Index(cohort_names),
-                         columns=range(ages))
-            .reindex(index=size.index, columns=range(top), fill_value=0.0).fillna(0.0))
+    sums = (cells.assign(cohort=cells["cohort"].astype(object), age=cells["age"].astype("int64"))
+            .pivot_table(index="cohort", columns="age", values="net", aggfunc="sum")
+            .reindex(index=size.index, columns=range(top)).fillna(0.0))
     cumulative = sums.cumsum(axis=1)
     cumulative.columns = range(1, top + 1)
     values = cumulative.div(size, axis=0)

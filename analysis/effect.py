@@ -49,6 +49,7 @@ from lifelines.exceptions import ConvergenceError
 
 from analysis import churn, cohorts, keys
 from analysis.contact import first_contacts
+from analysis.engine import from_frames
 from analysis.months import add_months, months_between
 from analysis.stats import e_value, e_value_interval, smd_to_risk_ratio
 
@@ -292,7 +293,7 @@ def support_effects_of(tables: dict, as_of: pd.Timestamp, grace_days: int, windo
     given), every client with a start: what the calibration study and the tests run on each
     generated world (the report runs the same steps on a stated sample of clients)."""
     pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
-    starts = cohorts.client_starts(pay, cl)
+    starts = cohorts.client_starts(from_frames({"payments": pay, "clients": cl}))
     life = churn.lifetimes(pay, starts, as_of, grace_days)
     spell = churn.first_spells(pay, starts, as_of, grace_days)
     covs = covariates_for(starts, cl, tk, tables.get("usage"))

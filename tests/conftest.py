@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+import glob
 import json
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -68,3 +74,40 @@ def small_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("small")
     generate(out, clients=SMALL_CLIENTS, seed=7, fmt="csv")
     return out
+
+
+# ---- PostgreSQL: a real server -----------------------------------------------------------------
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A private PostgreSQL server for this test session (Debian's postgresql: initdb and pg_ctl
+    in a temporary directory, trust authentication on 127.0.0.1 only); its URL."""
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is missing: .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL not installed (apt-get install postgresql)")
+    # in /tmp itself: pytest's own temporary directories are closed to other users; the server
+    # refuses to run as root, so as root it runs as the postgres user the package creates
+    home = Path(tempfile.mkdtemp(prefix="suite-postgres-"))
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    data = home / "data"
+    try:
+        if prefix:
+            shutil.chown(home, "postgres")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+                        "--locale=C"], check=True, capture_output=True)
+        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-l", str(home / "server.log"), "-w", "-o",
+                        f"-p {port} -k {home} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(home, ignore_errors=True)

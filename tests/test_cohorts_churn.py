@@ -9,7 +9,13 @@ from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
 
 from analysis import churn, cohorts, contact, survival
+from analysis.engine import from_frames
 from analysis.months import add_months, months_between
+
+
+def E(payments: pd.DataFrame, clients: pd.DataFrame | None = None):
+    """An in-process DuckDB engine over these tables."""
+    return from_frames({"payments": payments, "clients": clients})
 
 
 def pay(*rows) -> pd.DataFrame:
@@ -42,14 +48,14 @@ def test_month_arithmetic_clamps_and_counts_ages():
 
 
 def test_starts_and_cohorts():
-    s = cohorts.client_starts(P)
+    s = cohorts.client_starts(E(P))
     assert s["cohort"].to_dict() == {"a": "2024-01", "b": "2024-02", "c": "2024-03"}
     assert s.loc["a", "first_charge"] == 100.0
 
 
 def test_ltv_at_horizons_hand_computed():
-    s = cohorts.client_starts(P)
-    v = cohorts.client_ltv(P, s, AS_OF, horizons=(1, 2, 3))
+    s = cohorts.client_starts(E(P))
+    v = cohorts.client_ltv(E(P), AS_OF, horizons=(1, 2, 3))
     # 1 month: a = 100 - 30 (the Feb 29 10:00 charge is month 1) = 70; b = 50; c = 200
     #   (c: Mar 15 + 1 month = Apr 15 00:00 <= as-of Apr 15 00:00: just old enough)
     assert v["ltv_1m"].to_dict() == {"a": 70.0, "b": 50.0, "c": 200.0}
@@ -63,8 +69,8 @@ def test_ltv_at_horizons_hand_computed():
 
 
 def test_cohort_matrix_masks_cells_not_fully_observed():
-    s = cohorts.client_starts(P)
-    m, size = cohorts.ltv_matrix(P, s, AS_OF)
+    s = cohorts.client_starts(E(P))
+    m, size = cohorts.ltv_matrix(E(P), s, AS_OF)
     # oldest age observable: Jan 31 10:00 + 2 months = Mar 31 10:00 <= Apr 15; + 3 = Apr 30 > -> columns 1, 2
     assert list(m.columns) == [1, 2] and size.to_dict() == {"2024-01": 1, "2024-02": 1, "2024-03": 1}
     assert m.loc["2024-01"].tolist() == [70.0, 170.0]
@@ -74,7 +80,7 @@ def test_cohort_matrix_masks_cells_not_fully_observed():
 
 def test_observed_zero_stays_zero_and_unobserved_is_blank():
     p = pay(("z", "2024-01-10T00:00Z", 10.0), ("z", "2024-01-20T00:00Z", -10.0))   # nets to 0 in month 0
-    m, _ = cohorts.ltv_matrix(p, cohorts.client_starts(p), pd.Timestamp("2024-02-20", tz="UTC"))
+    m, _ = cohorts.ltv_matrix(E(p), cohorts.client_starts(E(p)), pd.Timestamp("2024-02-20", tz="UTC"))
     assert m.loc["2024-01", 1] == 0.0 and list(m.columns) == [1]
 
 
@@ -83,14 +89,15 @@ def test_payments_before_the_start_or_without_one_stay_out_of_the_matrix():
     # w: only a refund, so no start, and its payment is not any client's (the rows found path)
     as_of = pd.Timestamp("2024-02-20", tz="UTC")
     p = pay(("y", "2024-01-05T00:00Z", -5.0), ("y", "2024-01-10T00:00Z", 10.0))
-    m, size = cohorts.ltv_matrix(p, cohorts.client_starts(p), as_of)
+    m, size = cohorts.ltv_matrix(E(p), cohorts.client_starts(E(p)), as_of)
     assert m.loc["2024-01", 1] == 10.0 and size.to_dict() == {"2024-01": 1}
     q = pd.concat([p, pay(("w", "2024-01-07T00:00Z", -3.0))], ignore_index=True)
-    m2, size2 = cohorts.ltv_matrix(q, cohorts.client_starts(q), as_of)
+    m2, size2 = cohorts.ltv_matrix(E(q), cohorts.client_starts(E(q)), as_of)
     pd.testing.assert_frame_equal(m2, m)
     assert size2.to_dict() == {"2024-01": 1}
-    ages = cohorts.payment_ages(q, cohorts.client_starts(q))
-    assert ages["age"].tolist() == [-1, 0] and ages["pos"].dtype == "int64"
+    e = E(q)
+    ages = e.frame(cohorts.aged_payments(e.table("payments"), cohorts.starts_table(e.table("payments"))))
+    assert sorted(ages["age"].tolist()) == [-1, 0]  # w's refund has no start, so no age
 
 
 def test_first_month_churn_counts_only_clients_old_enough():
@@ -99,7 +106,7 @@ def test_first_month_churn_counts_only_clients_old_enough():
     # f: Mar 1, renewal exactly at the deadline Apr 15 00:00 is inside (start, deadline]: stays
     #    (the as-of is Apr 15 00:00, so the renewal is not seen yet: the as-of is moved to Apr 16 for f)
     p = pd.concat([P, pay(("d", "2024-01-10T00:00Z", 10.0), ("e", "2024-03-01T00:00Z", 10.0))])
-    s = cohorts.client_starts(p)
+    s = cohorts.client_starts(E(p))
     status = churn.first_month_status(p, s, AS_OF, grace_days=14)
     # a: deadline Feb 29 10:00 + 14 d <= as-of, renewed -> stays; b: Mar 29 + 14 = Apr 12 <= as-of, renewed
     # c: Apr 15 + 14 = Apr 29 > as-of -> not eligible
@@ -107,18 +114,18 @@ def test_first_month_churn_counts_only_clients_old_enough():
     r = churn.first_month_churn(status).loc["all"]
     assert (r["clients"], r["churned"], r["rate"]) == (4, 2, 0.5)
     f = pay(("f", "2024-03-01T00:00Z", 10.0), ("f", "2024-04-15T00:00Z", 10.0))
-    fs = churn.first_month_status(f, cohorts.client_starts(f), pd.Timestamp("2024-04-16", tz="UTC"), 14)
+    fs = churn.first_month_status(f, cohorts.client_starts(E(f)), pd.Timestamp("2024-04-16", tz="UTC"), 14)
     assert fs.loc["f", "churned"] == False  # noqa: E712 (nullable boolean)
 
 
 def test_lifetimes_censor_at_as_of():
-    s = cohorts.client_starts(P)
+    s = cohorts.client_starts(E(P))
     life = churn.lifetimes(P, s, AS_OF, grace_days=14)
     # b: last charge Mar 29 12:00 + 1 month + 14 d = May 13 > as-of -> censored at as-of:
     #    Feb 29 12:00 -> Mar 29 12:00 = 29 days, -> Apr 15 00:00 = 16.5 more: 45.5 days observed
     assert not life.loc["b", "churned"] and life.loc["b", "duration_days"] == pytest.approx(45.5)
     p = pay(("d", "2024-01-10T00:00Z", 10.0))
-    d = churn.lifetimes(p, cohorts.client_starts(p), AS_OF, 14).loc["d"]
+    d = churn.lifetimes(p, cohorts.client_starts(E(p)), AS_OF, 14).loc["d"]
     # churn date = Jan 10 + 1 month + 14 d = Feb 24; duration 45 days
     assert d["churned"] and d["churn_at"] == pd.Timestamp("2024-02-24", tz="UTC") and d["duration_days"] == 45.0
 
@@ -160,7 +167,7 @@ def test_kaplan_meier_and_rmst_hand_computed():
 
 
 def test_contact_window_is_strict_and_has_no_lower_bound():
-    s = cohorts.client_starts(P)
+    s = cohorts.client_starts(E(P))
     tickets = pd.DataFrame({"client_id": ["a", "b", "c"], "created_at": pd.to_datetime(
         ["2024-01-01T00:00Z",          # a: before the first charge -> early
          "2024-03-30T12:00Z",          # b: Feb 29 12:00 + 30 days = Mar 30 12:00 exactly -> not early (strict <)
@@ -181,11 +188,11 @@ def test_ltv_never_decreases_with_age_without_refunds_and_groups_sum(rows):
     p = pd.DataFrame({"client_id": [r[0] for r in rows], "paid_at": [base + pd.Timedelta(days=r[1]) for r in rows],
                       "amount": [r[2] for r in rows]})
     as_of = base + pd.Timedelta(days=720)
-    s = cohorts.client_starts(p)
-    m, _ = cohorts.ltv_matrix(p, s, as_of)
+    s = cohorts.client_starts(E(p))
+    m, _ = cohorts.ltv_matrix(E(p), s, as_of)
     diffs = m.diff(axis=1).iloc[:, 1:]
     assert (diffs.fillna(0) >= -1e-9).all().all()
-    v = cohorts.client_ltv(p, s, as_of)
+    v = cohorts.client_ltv(E(p), as_of)
     assert (v.diff(axis=1).iloc[:, 1:].fillna(0) >= -1e-9).all().all()
     groups = pd.Series(np.where(np.arange(len(s)) % 2, "contacted", "not_contacted"), index=s.index)
     t = cohorts.ltv_by_group(v, groups, reps=20).pivot(index="horizon", columns="group", values="clients").fillna(0)

@@ -10,6 +10,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 from analysis import cohorts, onboarding, saves, winback
 from analysis.config import Config, Tier
+from analysis.engine import from_frames
 from conftest import shown
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
@@ -39,7 +40,7 @@ OUTREACH = frame(["client_id", "at", "campaign", "channel"],
 
 @pytest.fixture(scope="module")
 def outcomes():
-    starts = cohorts.client_starts(PAY)
+    starts = cohorts.client_starts(from_frames({"payments": PAY}))
     act = winback.activities(PAY, TICKETS, starts)
     events = winback.dormancy_events(act, AS_OF, 90)
     return winback.winback_outcomes(events, PAY, OUTREACH, AS_OF, 90).set_index(["client_id", "dormant_at"])
@@ -111,7 +112,7 @@ def test_early_warning_ranks_sliding_active_clients():
     rows += [("young", m, 100.0) for m in months[-5:]]                       # started after as-of - 9 months
     rows += [("gone", m, 100.0) for m in months[:8]]                         # last charge Aug 1: dormant by Oct 30
     p = pd.DataFrame(rows, columns=["client_id", "paid_at", "amount"])
-    starts = cohorts.client_starts(p)
+    starts = cohorts.client_starts(from_frames({"payments": p}))
     act = winback.activities(p, None, starts)
     ew = winback.early_warning(p, act, starts, as_of, 90, drop_threshold=0.3)
     # sliding: recent (Oct-Dec) = 3 x 20 = 60; baseline = (Apr-Sep: 6 x 100) / 2 = 300; drop = 1 - 60/300 = 0.8
@@ -188,7 +189,7 @@ def test_winback_properties(rows, days):
     p = pd.DataFrame({"client_id": [r[0] for r in rows], "paid_at": [base + pd.Timedelta(days=r[1]) for r in rows],
                       "amount": 10.0})
     as_of = base + pd.Timedelta(days=760)
-    starts = cohorts.client_starts(p)
+    starts = cohorts.client_starts(from_frames({"payments": p}))
     act = winback.activities(p, None, starts)
     # the activities: each client's distinct charge instants, by client id then time (the id
     # categorical over the starts' ids)
@@ -226,7 +227,7 @@ def test_no_payer_gives_no_activity_no_dormancy_and_a_null_rate():
     # only a refund: no start, so no activity; the chain still runs (it used to fail on the
     # empty activity table) and the win-back rate is null, not 0
     p = frame(["client_id", "paid_at", "amount"], ("A", "2024-01-01", -5.0), times=["paid_at"])
-    starts = cohorts.client_starts(p)
+    starts = cohorts.client_starts(from_frames({"payments": p}))
     act = winback.activities(p, None, starts)
     events = winback.dormancy_events(act, AS_OF, 90)
     assert len(starts) == len(act) == len(events) == 0

@@ -1,0 +1,186 @@
+"""The engine's expressions on every backend (DESIGN §11): one set of small fixture tables with
+the tricky cases (the 31st of a month, a leap day, a payment exactly at start + k months and a
+second before it, ties at one instant, refunds before the first charge, a client with refunds
+only, a null client), each result compared with values worked out by hand below.
+
+DuckDB runs at every ``make test``; PostgreSQL on the private server of ``conftest.postgres_url``;
+Spark on a local session when pyspark is installed (``make spark``; CI installs it). A backend
+that cannot run an expression is marked here with its reason (docs/engines.md), never skipped
+silently."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from analysis import cohorts, engine
+from analysis.months import add_months as pandas_add_months, months_between as pandas_months_between
+
+
+def utc(*values: str) -> pd.Series:
+    return pd.Series(pd.to_datetime(list(values), utc=True, format="ISO8601"))
+
+
+@pytest.fixture(scope="session")
+def spark_backend():
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("pyspark is missing: .ci/run installs the Spark extra (make spark)")
+        pytest.skip("pyspark not installed (make spark)")
+    return engine.connect("spark")
+
+
+@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("spark", marks=pytest.mark.spark)])
+def backend(request):
+    if request.param == "duckdb":
+        return engine.connect("duckdb")
+    if request.param == "postgres":
+        return engine.connect("postgres", request.getfixturevalue("postgres_url"))
+    return request.getfixturevalue("spark_backend")
+
+
+# ---- calendar arithmetic ---------------------------------------------------------------------
+TIMES = utc("2024-01-31T10:00:00.250Z", "2023-01-31T00:00Z", "2024-02-29T23:59:59Z", "2023-12-31T23:30Z",
+            "2024-03-31T08:00Z", "2000-02-29T00:00Z", "1999-12-31T12:00Z")
+MONTHS = [1, 1, 12, 2, -1, 12, 2]
+# by hand: Jan 31 + 1 in a leap year = Feb 29; in 2023 = Feb 28; Feb 29 + 12 = Feb 28 2025;
+# Dec 31 + 2 = Feb 29 2024; Mar 31 - 1 = Feb 29; Feb 29 2000 + 12 = Feb 28 2001; Dec 31 1999 + 2 = Feb 29 2000
+SHIFTED = utc("2024-02-29T10:00:00.250Z", "2023-02-28T00:00Z", "2025-02-28T23:59:59Z", "2024-02-29T23:30Z",
+              "2024-02-29T08:00Z", "2001-02-28T00:00Z", "2000-02-29T12:00Z")
+LATER = utc("2024-02-29T10:00:00.249Z", "2023-02-28T00:00Z", "2025-02-28T23:59:58Z", "2024-02-29T23:30Z",
+            "2024-01-31T08:00Z", "2000-02-28T23:59:59Z", "1999-12-31T11:59:59Z")
+# whole months from TIMES to LATER: 0 (a quarter second short of Feb 29 10:00:00.250), 1 (exactly),
+# 11 (a second short of Feb 28 23:59:59 2025), 2 (exactly), -2 (Mar 31 - 1 month = Feb 29 08:00 > Jan 31
+# 08:00, - 2 = Jan 31 08:00 exactly), -1 (a second before the start), -1 (a second before the start)
+WHOLE = [0, 1, 11, 2, -2, -1, -1]
+
+
+def test_calendar_arithmetic_by_hand(backend):
+    eng = engine.from_frames({"t": pd.DataFrame({"ts": TIMES, "later": LATER, "k": MONTHS})}, backend)
+    t = eng.table("t")
+    t = t.mutate(**engine.calendar(t.ts, "ts"), **engine.calendar(t.later, "later"))
+    out = eng.frame(t.select("ts", shifted=engine.add_months(t.ts, t.k), whole=engine.whole_months(t, "ts", "later"),
+                             plain=engine.months_between(t.ts, t.later), label=engine.month_label(t.ts),
+                             days=t.ts_days, month_days=t.ts_month_days).order_by("ts"))
+    order = np.argsort(TIMES.to_numpy())
+    assert out["shifted"].tolist() == SHIFTED.iloc[order].tolist()
+    assert out["whole"].tolist() == out["plain"].tolist() == [WHOLE[i] for i in order]
+    assert out["label"].tolist() == [TIMES.iloc[i].strftime("%Y-%m") for i in order]
+    # days since 1970-01-01: 2000-02-29 is day 11,016 (30 years of 365 days + 7 leap days + 31 + 28)
+    assert out.loc[out["ts"] == TIMES.iloc[5], "days"].item() == 30 * 365 + 7 + 31 + 28
+    # the lengths of their months: Jan, Jan, Feb 2024 (leap), Dec, Mar, Feb 2000 (leap: divisible by 400), Dec
+    assert out["month_days"].tolist() == [[31, 31, 29, 31, 31, 29, 31][i] for i in order]
+
+
+def test_whole_months_to_a_fixed_instant(backend):
+    eng = engine.from_frames({"t": pd.DataFrame({"ts": TIMES})}, backend)
+    t = eng.table("t")
+    t = t.mutate(**engine.calendar(t.ts, "ts"))
+    cut = pd.Timestamp("2024-02-29T10:00:00.250Z")
+    out = eng.frame(t.select("ts", m=engine.whole_months(t, "ts", cut)).order_by("ts"))
+    # Jan 31 10:00:00.250 + 1 month = Feb 29 10:00:00.250 = cut: 1; Dec 31 23:30 + 1 = Jan 31 23:30 <= cut,
+    # + 2 = Feb 29 23:30 > cut: 1; Mar 31 2024 is after the cut: -1 (Mar 31 - 1 = Feb 29 08:00 <= cut);
+    # Feb 29 23:59:59, later the same day: -1 (Jan 29 23:59:59 <= cut), not 0
+    expected = {TIMES.iloc[0]: 1, TIMES.iloc[3]: 1, TIMES.iloc[4]: -1, TIMES.iloc[2]: -1}
+    got = dict(zip(out["ts"], out["m"]))
+    assert {k: got[k] for k in expected} == expected
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3 * 365), st.integers(0, 86_399), st.integers(-30, 30),
+                          st.integers(-400, 400), st.integers(0, 86_399)), min_size=1, max_size=25))
+def test_calendar_arithmetic_equals_the_pandas_definition(rows):
+    base = pd.Timestamp("2023-01-01", tz="UTC")
+    ts = pd.Series([base + pd.Timedelta(days=d, seconds=s) for d, s, *_ in rows])
+    later = pd.Series([t + pd.Timedelta(days=g, seconds=s) for t, (_, _, _, g, s) in zip(ts, rows)])
+    k = [r[2] for r in rows]
+    eng = engine.from_frames({"t": pd.DataFrame({"i": range(len(rows)), "ts": ts, "later": later, "k": k})})
+    t = eng.table("t")
+    t = t.mutate(**engine.calendar(t.ts, "ts"), **engine.calendar(t.later, "later"))
+    out = eng.frame(t.select("i", shifted=engine.add_months(t.ts, t.k),
+                             whole=engine.whole_months(t, "ts", "later")).order_by("i"))
+    assert out["shifted"].tolist() == pandas_add_months(ts, k).tolist()
+    assert out["whole"].tolist() == pandas_months_between(ts, later).tolist()
+
+
+# ---- starts, LTV and the cohort matrix ------------------------------------------------------------
+def payments() -> pd.DataFrame:
+    rows = [
+        # a: starts on the 31st of a leap-year January; a refund in month 0; a charge exactly at start
+        #    + 1 month (Feb 29 10:00) is month 1; Mar 31 10:00 is exactly start + 2 months: month 2
+        ("a", "2024-01-31T10:00Z", 100.0), ("a", "2024-02-15T00:00Z", -30.0),
+        ("a", "2024-02-29T10:00Z", 100.0), ("a", "2024-03-31T10:00Z", 100.0),
+        # b: starts on the leap day with two charges at one instant (first charge 100); a second
+        #    before Feb 29 12:00 + 1 month is still month 0
+        ("b", "2024-02-29T12:00Z", 50.0), ("b", "2024-02-29T12:00Z", 50.0), ("b", "2024-03-29T11:59:59Z", 20.0),
+        # c: a refund before the first charge (age -1: in no horizon, no cell)
+        ("c", "2024-03-01T00:00Z", -5.0), ("c", "2024-03-15T00:00Z", 200.0),
+        # d: refunds only: no start; a charge without a client: no start
+        ("d", "2024-01-10T00:00Z", -7.0), (None, "2024-01-11T00:00Z", 9.0),
+        # e: Dec 31 23:30 start; Jan 31 23:30 is month 1; Feb 29 23:29 month 1; Feb 29 23:30 month 2
+        ("e", "2023-12-31T23:30Z", 10.0), ("e", "2024-01-31T23:30Z", 10.0),
+        ("e", "2024-02-29T23:29Z", 10.0), ("e", "2024-02-29T23:30Z", 10.0),
+    ]
+    out = pd.DataFrame(rows, columns=["client_id", "paid_at", "amount"])
+    out["client_id"] = out["client_id"].astype(pd.StringDtype("pyarrow"))
+    out["paid_at"] = pd.to_datetime(out["paid_at"], utc=True, format="ISO8601")
+    return out
+
+
+CLIENTS = pd.DataFrame({"client_id": pd.Series(["a", "b", "c", "d", "e"], dtype=pd.StringDtype("pyarrow")),
+                        "segment": ["smb", None, "smb", "ent", "ent"]})
+AS_OF = pd.Timestamp("2024-04-15", tz="UTC")
+
+
+def test_starts_by_hand(backend):
+    s = cohorts.client_starts(engine.from_frames({"payments": payments(), "clients": CLIENTS}, backend))
+    assert s.index.tolist() == ["a", "b", "c", "e"]          # d (refunds only) and the null client: none
+    assert s["start"].tolist() == utc("2024-01-31T10:00Z", "2024-02-29T12:00Z", "2024-03-15T00:00Z",
+                                      "2023-12-31T23:30Z").tolist()
+    assert s["cohort"].tolist() == ["2024-01", "2024-02", "2024-03", "2023-12"]
+    assert s["first_charge"].tolist() == [100.0, 100.0, 200.0, 10.0]   # b: 50 + 50 at one instant
+    assert s["segment"].tolist() == ["smb", "(none)", "smb", "ent"]
+
+
+def test_ltv_horizons_by_hand(backend):
+    v = cohorts.client_ltv(engine.from_frames({"payments": payments()}, backend), AS_OF, (1, 2, 3))
+    # old enough at Apr 15 00:00 for k months: a Jan 31 10:00 -> Mar 31 10:00 (2), Apr 30 > as-of;
+    # b Feb 29 12:00 -> Mar 29 12:00 (1); c Mar 15 -> Apr 15 00:00 = as-of, just (1); e -> Mar 31 23:30 (3)
+    expected = pd.DataFrame({"ltv_1m": [100 - 30, 50 + 50 + 20, 200, 10],   # c's earlier refund is in no month
+                             "ltv_2m": [100 - 30 + 100, np.nan, np.nan, 10 + 10 + 10],
+                             "ltv_3m": [np.nan, np.nan, np.nan, 10 + 10 + 10 + 10]},
+                            index=pd.Index(["a", "b", "c", "e"], name="client_id"), dtype="float64")
+    pd.testing.assert_frame_equal(v, expected, check_index_type=False)
+
+
+def test_ltv_matrix_by_hand(backend):
+    eng = engine.from_frames({"payments": payments()}, backend)
+    starts = cohorts.client_starts(eng)
+    m, size = cohorts.ltv_matrix(eng, starts, AS_OF)
+    assert size.to_dict() == {"2023-12": 1, "2024-01": 1, "2024-02": 1, "2024-03": 1}
+    # cumulative per client; a cell is shown when the cohort's last start + k months <= as-of
+    # (columns run to the oldest observable age: Dec 31 23:30 + 3 months <= as-of < + 4 months)
+    assert list(m.columns) == [1, 2, 3] and m.loc["2023-12"].tolist() == [10.0, 30.0, 40.0]
+    assert m.loc["2024-01", [1, 2]].tolist() == [70.0, 170.0] and np.isnan(m.loc["2024-01", 3])
+    assert m.loc["2024-02", 1] == 120.0 and np.isnan(m.loc["2024-02", 2])
+    assert m.loc["2024-03", 1] == 200.0 and np.isnan(m.loc["2024-03", 2])
+    # the raw cells: age -1 (c's refund) has none
+    cells = eng.frame(cohorts.ltv_cells(eng.table("payments"), cohorts.starts_table(eng.table("payments"))))
+    got = {(c, int(a)): n for c, a, n in cells[["cohort", "age", "net"]].itertuples(index=False)}
+    assert got == {("2023-12", 0): 10.0, ("2023-12", 1): 20.0, ("2023-12", 2): 10.0, ("2024-01", 0): 70.0,
+                   ("2024-01", 1): 100.0, ("2024-01", 2): 100.0, ("2024-02", 0): 120.0, ("2024-03", 0): 200.0}
+
+
+def test_empty_payments_give_empty_results(backend):
+    eng = engine.from_frames({"payments": payments().iloc[:0]}, backend)
+    s = cohorts.client_starts(eng)
+    assert s.empty and list(s.columns) == ["start", "cohort", "first_charge"]
+    assert cohorts.client_ltv(eng, AS_OF).empty
+    m, size = cohorts.ltv_matrix(eng, s, AS_OF)
+    assert m.empty and size.empty
