@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--archive", help="also copy the run into ARCHIVE/<as-of>/")
     run.add_argument("--wait", action="store_true",
                      help="when another run holds the lock on OUT, wait for it instead of exiting with 2")
+    run.add_argument("--engine", default="duckdb", metavar="{duckdb,spark}",
+                     help="where the per-row work runs: duckdb in-process (default) or spark (a local session, "
+                          "or the config's spark_master)")
 
     val = sub.add_parser("validate", help="check a data directory against the contract and print the accounting")
     val.add_argument("--data", required=True, help="data directory, DuckDB file or postgresql:// URL")
@@ -83,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.jobs < 1:
                 raise InputError("--jobs must be at least 1")
             return run(args.data, args.out, as_of=args.as_of, config_path=args.config, only=args.only,
-                       parameters=args.param, jobs=args.jobs, archive=args.archive, wait=args.wait)
+                       parameters=args.param, jobs=args.jobs, archive=args.archive, wait=args.wait,
+                       engine=args.engine)
         if args.command == "validate":
             from analysis.dataset import load_dataset
             ds = load_dataset(args.data, args.config, args.as_of)

@@ -96,6 +96,9 @@ class Config(_Strict):
     # a database source whose tables have other names: contract table -> its name there
     # ("schema.table" for a table outside the default schema); checked when the data is read
     source_tables: dict[str, str] = {}
+    # --engine spark: the cluster to run on (a master URL such as spark://host:7077, or
+    # sc://host:15002 for Spark Connect); none: a local session on this machine
+    spark_master: str | None = None
 
     @field_validator("parameters", mode="after")
     @classmethod

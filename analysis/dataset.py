@@ -38,6 +38,7 @@ from analysis import keys
 from analysis.config import Config, load_config
 from analysis.contract import REFERENCES, TABLES, validate_tables
 from analysis.currency import convert_payments
+from analysis.engine import Engine, connect, from_frames
 from analysis.errors import DataError, InputError
 from analysis.io import find_table_files, read_arrow_frame, read_table, write_arrow_frame
 from analysis.sources import Source, parse_source, read_database
@@ -116,6 +117,12 @@ class Dataset:
         if name in TABLES:
             return self.tables.get(name)
         raise AttributeError(name)
+
+    def engine(self, kind: str = "duckdb") -> Engine:
+        """The tables in the engine ``kind`` (DESIGN §11: duckdb in-process, or spark, on the
+        config's ``spark_master`` or a local session), for the formulas' Ibis expressions."""
+        backend = connect(kind, spark_master=self.config.spark_master) if kind == "spark" else connect(kind)
+        return from_frames(self.tables, backend)
 
     def has(self, *names: str) -> bool:
         return all(n in self.tables for n in names)

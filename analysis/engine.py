@@ -96,13 +96,38 @@ def _utc(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def from_frames(frames: Mapping[str, pd.DataFrame | pa.Table], backend=None) -> Engine:
-    """An engine over in-memory tables: on DuckDB (the default, a new in-process connection)
-    they are scanned in place through Arrow; another backend receives a copy."""
-    backend = backend if backend is not None else connect("duckdb")
-    tables = {name: ibis.memtable(f if isinstance(f, pa.Table) else pa.Table.from_pandas(f, preserve_index=False))
-              for name, f in frames.items() if f is not None}
-    return Engine(backend, tables)
+class _InMemory(Mapping):
+    """Tables given as DataFrames (or Arrow tables), each made an Ibis table the first time it
+    is used: a report pays only for the tables it touches (a run's snapshot reads a table from
+    its file on first use too)."""
+
+    def __init__(self, frames: Mapping[str, pd.DataFrame | pa.Table | None]):
+        self._frames, self._made = frames, {}
+
+    def __getitem__(self, name: str) -> ir.Table:
+        if name not in self._made:
+            frame = self._frames[name]
+            if frame is None:
+                raise KeyError(name)
+            self._made[name] = ibis.memtable(frame if isinstance(frame, pa.Table)
+                                             else pa.Table.from_pandas(frame, preserve_index=False))
+        return self._made[name]
+
+    def __iter__(self):
+        return (n for n in self._frames if self._frames[n] is not None)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __contains__(self, name) -> bool:
+        return name in self._frames and self._frames[name] is not None
+
+
+def from_frames(frames: Mapping[str, pd.DataFrame | pa.Table | None], backend=None) -> Engine:
+    """An engine over in-memory tables (None: the table is absent): on DuckDB (the default, a
+    new in-process connection) they are scanned in place through Arrow; another backend
+    receives a copy when a query first uses them."""
+    return Engine(backend if backend is not None else connect("duckdb"), _InMemory(frames))
 
 
 # ---- calendar arithmetic, in integers ----------------------------------------------------------

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import importlib.util
 import multiprocessing
 import os
 import re
@@ -45,6 +46,7 @@ from analysis import present
 from analysis import reports as registry
 from analysis.config import DEFAULT_CONFIG, load_config
 from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
+from analysis.engine import ENGINES
 from analysis.errors import InputError, PublishError
 from analysis.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, publish, stage
 from analysis.sources import parse_source
@@ -54,7 +56,7 @@ __all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S
            "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html", "kernel_environment"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
-RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path")
+RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine")
 FRAGMENT_DIR = "_metrics"
 # seconds a kernel has to start (papermill's default of 60 is missed on a busy 2-core machine
 # with several kernels starting at once); a kernel that still fails to start is started once more
@@ -427,10 +429,21 @@ def _write(path: Path, text: str) -> None:
         raise
 
 
+def check_engine(engine: str) -> None:
+    """InputError unless ``engine`` is one the suite runs on and is installed here."""
+    if engine not in ENGINES:
+        raise InputError(f"unknown engine {engine!r}: one of {', '.join(ENGINES)}")
+    if engine == "spark" and importlib.util.find_spec("pyspark") is None:
+        raise InputError("--engine spark needs pyspark: install the Spark extra with `make spark` "
+                         "(and a Java runtime, 17 or later)")
+
+
 def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, config_path: str | Path | None = None,
         only: list[str] | None = None, parameters: list[str] | None = None, jobs: int = 2,
-        archive: str | Path | None = None, kernel: str = KERNEL_NAME, log=print, wait: bool = False) -> int:
-    """Run the reports; return the exit code (0 all ok, 1 a notebook failed). Raises InputError
+        archive: str | Path | None = None, kernel: str = KERNEL_NAME, log=print, wait: bool = False,
+        engine: str = "duckdb") -> int:
+    """Run the reports; return the exit code (0 all ok, 1 a notebook failed). ``engine``: where
+    the notebooks run their per-row work (DESIGN §11), duckdb or spark. Raises InputError
     (exit 2: bad input or arguments, OUT locked or not writable) before any notebook starts, and
     PublishError (exit 1) when the run's files could not be written: then nothing is published."""
     started = dt.datetime.now(dt.timezone.utc)
@@ -438,6 +451,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
     config_file = Path(config_path).resolve() if config_path else None
     config = load_config(config_file)
     config_file = config_file or DEFAULT_CONFIG
+    check_engine(engine)
     names = [r.name for r in REPORTS]
     unknown = [n for n in (only or []) if n not in names]
     if unknown:
@@ -456,7 +470,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
         try:
             runs = kpi.archived_runs(Path(archive).resolve() if archive else None, [out / "metrics.json"])
             failed, ds = _run_into(staging, data_dir, config, config_file, as_of, selected, options, jobs, kernel,
-                                   log, started, t0, runs)
+                                   log, started, t0, runs, engine)
             publish(staging, out, keep=lambda name: not _written_by_a_run(name))
         except BaseException:
             discard(staging)
@@ -479,7 +493,7 @@ def run(data_dir: str | Path, out_dir: str | Path, as_of: str | None = None, con
 
 def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected: list[Report], options: dict,
               jobs: int, kernel: str, log, started: dt.datetime, t0: float,
-              runs: list[tuple[str, dict]] = ()) -> tuple[list[str], Dataset]:
+              runs: list[tuple[str, dict]] = (), engine: str = "duckdb") -> tuple[list[str], Dataset]:
     """Validate, run every selected notebook and write every file of the run into ``target``
     (the staging directory): the reports, metrics.json, index.html and history.html. ``runs``:
     the earlier runs (``kpi.archived_runs``), for the change since the previous one and the
@@ -496,7 +510,7 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
     source = parse_source(data_dir)
     base = {"data_dir": str(Path(source.location).resolve()) if source.kind == "directory" else source.location,
             "config_path": str(config_file),
-            "as_of": ds.as_of_date}
+            "as_of": ds.as_of_date, "engine": engine}
     runnable, outcomes = [], {}
     for r in selected:
         missing = r.missing(set(ds.tables))
