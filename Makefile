@@ -9,7 +9,7 @@ CLIENTS ?= 20000
 SEED    ?= 42
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data reports screenshots test bench lab clean
+.PHONY: help setup spark data reports screenshots test bench lab clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -23,6 +23,12 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv, install pinned packages, register the Jupyter kernel
+
+$(VENV)/.spark: requirements-spark.txt | $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-spark.txt
+	touch $@
+
+spark: $(VENV)/.spark ## add the Spark extra (pyspark; needs Java 17+) for --engine spark and its tests
 
 $(SAMPLE)/truth.json: analysis/generate.py | $(STAMP)
 	$(PY) -m analysis generate --out $(SAMPLE) --clients $(CLIENTS) --seed $(SEED)

@@ -13,44 +13,47 @@
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis import keys
-from analysis.months import add_months
+from analysis import cohorts, engine
+from analysis.engine import Engine
 from analysis.stats import rate_table
 
-__all__ = ["first_month_status", "first_month_churn", "first_month_table", "first_month_by_cohort", "lifetimes",
+__all__ = ["renewal_deadline", "first_month_table_expr", "last_charges", "first_lapses", "first_month_status", "first_month_churn", "first_month_table", "first_month_by_cohort", "lifetimes",
            "first_spells", "durations", "DAYS_PER_MONTH"]
 
 DAYS_PER_MONTH = 30.4375  # for showing day durations in months (365.25 / 12)
 
 
-def first_month_status(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
-                       grace_days: int) -> pd.DataFrame:
-    """Per client with a start: deadline (start + 1 month + grace), eligible, churned (null when
-    not eligible)."""
-    deadline = add_months(starts["start"], 1) + pd.Timedelta(days=grace_days)
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    amount, paid = payments["amount"].to_numpy(), keys.ns(payments["paid_at"])
-    # each client's window (start, deadline] as one 16-byte item: one random read per payment
-    # fetches both ends (two separate lookups take twice the cache misses at 1M clients)
-    window = np.empty((len(starts), 2), dtype="int64")
-    window[:, 0], window[:, 1] = keys.ns(starts["start"]), keys.ns(deadline)
-    window = window.view("V16").ravel()
-    renewed = np.zeros(len(starts), dtype=bool)
-    if not len(starts):  # no client with a charge: nothing to look up (below, -1 reads the last client)
-        pos = pos[:0]
-    # on int64 nanoseconds, in blocks (a start is never null; a null paid_at, the smallest
-    # int64, is never after a start, so it is never in a window, as with NaT)
-    for b in keys.blocks(len(pos)):
-        p, t = pos[b], paid[b]
-        charge = (amount[b] > 0) & (p >= 0)  # a -1 reads the last client below, and is left out here
-        w = window[p].view("int64").reshape(-1, 2)
-        renewed[p[charge & (t > w[:, 0]) & (t <= w[:, 1])]] = True
-    eligible = deadline <= as_of
-    churned = pd.Series(~renewed, index=starts.index).astype("boolean").where(eligible)
-    return pd.DataFrame({"deadline": deadline, "eligible": eligible, "churned": churned}, index=starts.index)
+def renewal_deadline(at: ir.TimestampValue, grace_days: int) -> ir.TimestampValue:
+    """at + 1 calendar month + ``grace_days`` days (months before days, DESIGN §4)."""
+    return engine.add_months(at, 1) + ibis.interval(days=grace_days)
+
+
+def first_month_table_expr(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
+    """Per client with a start: start, deadline (start + 1 month + grace) and renewed (a charge
+    in (start, deadline]), as an Ibis expression."""
+    s = starts.select("client_id", "start", deadline=renewal_deadline(starts.start, grace_days))
+    charges = payments.filter(payments.amount > 0).select("client_id", "paid_at")
+    j = s.join(charges, "client_id")
+    inside = (j.paid_at > j.start) & (j.paid_at <= j.deadline)
+    return j.group_by(["client_id", "start", "deadline"]).aggregate(
+        renewals=ibis.ifelse(inside, 1, 0).sum())
+
+
+def first_month_status(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
+    """Per client with a start (index client_id, in text order): deadline (start + 1 month +
+    grace), eligible (deadline <= as-of), churned (no charge in (start, deadline]; null when not
+    eligible)."""
+    payments = eng.table("payments")
+    out = eng.frame(first_month_table_expr(payments, cohorts.starts_table(payments), grace_days))
+    out = out.set_index("client_id").sort_index()
+    eligible = out["deadline"] <= as_of
+    churned = (out["renewals"] == 0).astype("boolean").where(eligible)
+    return pd.DataFrame({"deadline": out["deadline"], "eligible": eligible, "churned": churned}, index=out.index)
 
 
 def first_month_churn(status: pd.DataFrame, by: pd.Series | list[pd.Series] | None = None) -> pd.DataFrame:
@@ -82,60 +85,71 @@ def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Se
     return out[out["clients"] > 0].sort_values(["group", "cohort"], kind="stable").reset_index(drop=True)
 
 
-def lifetimes(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
-    """Per client with a start: last_charge, churn_at (NaT when censored), churned, and duration
-    in days from the start to the churn date or to as-of (fractional, from hours)."""
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    last = keys.ns_extreme(keys.ns(payments["paid_at"]), pos, len(starts), largest=True,
-                           where=payments["amount"].to_numpy() > 0)
-    last = pd.Series(keys.as_times(last, payments["paid_at"].dtype).array, index=starts.index)
-    churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
-    churn_at = churn_at.where(churn_at <= as_of)
-    hours, observed = durations(starts["start"], churn_at, fill_date=as_of, freq="h")
-    return pd.DataFrame({"start": starts["start"], "last_charge": last, "churn_at": churn_at,
-                         "churned": observed.astype(bool), "duration_days": hours / 24.0}, index=starts.index)
+def last_charges(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
+    """Per client with a start: start, last_charge (the latest charge) and lapse_at = last
+    charge + 1 month + grace (the renewal that never came), as an Ibis expression."""
+    charges = payments.filter(payments.amount > 0)
+    last = charges.group_by("client_id").aggregate(last_charge=charges.paid_at.max())
+    j = starts.select("client_id", "start").join(last, "client_id")
+    return j.mutate(lapse_at=renewal_deadline(j.last_charge, grace_days))
 
 
-def first_spells(payments: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
-    """Per client of ``starts``: the first paying spell, as ``lifetimes`` shows a whole life.
+def _life(frame: pd.DataFrame, as_of: pd.Timestamp, with_durations: bool) -> pd.DataFrame:
+    """A per-client frame with start, last_charge and lapse_at, as ``lifetimes`` returns it."""
+    frame = frame.set_index("client_id").sort_index()
+    churn_at = frame["lapse_at"].where(frame["lapse_at"] <= as_of)
+    out = pd.DataFrame({"start": frame["start"], "last_charge": frame["last_charge"], "churn_at": churn_at,
+                        "churned": churn_at.notna().to_numpy()}, index=frame.index)
+    if with_durations:
+        hours, _ = durations(out["start"], churn_at, fill_date=as_of, freq="h")
+        out["duration_days"] = hours / 24.0
+    return out
+
+
+def lifetimes(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
+    """Per client with a start (index client_id, in text order): start, last_charge, churn_at
+    (last charge + 1 month + grace when <= as-of, else NaT: censored), churned, and duration in
+    days from the start to the churn date or to as-of (fractional, from whole hours)."""
+    payments = eng.table("payments")
+    return _life(eng.frame(last_charges(payments, cohorts.starts_table(payments), grace_days)), as_of, True)
+
+
+def first_lapses(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
+    """Per client with a start: start, last_charge = the first charge whose next charge comes
+    after it + 1 month + grace, or that has none (charges at one instant count once), and
+    lapse_at = that charge + 1 month + grace, as an Ibis expression."""
+    charges = payments.filter((payments.amount > 0) & payments.client_id.notnull()).select(
+        "client_id", "paid_at").distinct()
+    w = ibis.window(group_by=charges.client_id, order_by=charges.paid_at)
+    charges = charges.mutate(next_at=charges.paid_at.lead().over(w),
+                             deadline=renewal_deadline(charges.paid_at, grace_days))
+    lapse = charges.filter(charges.next_at.isnull() | (charges.next_at > charges.deadline))
+    first = lapse.group_by("client_id").aggregate(last_charge=lapse.paid_at.min())
+    j = starts.select("client_id", "start").join(first, "client_id")
+    return j.mutate(lapse_at=renewal_deadline(j.last_charge, grace_days))
+
+
+def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
+    """Per client with a start: the first paying spell, as ``lifetimes`` shows a whole life.
 
     The churn rule of ``lifetimes`` (no charge within 1 month + grace after a charge) is applied
-    to each charge (amount > 0) in time order: the spell's last charge is the first charge c whose
-    next charge comes after c + 1 month + grace days, or that has none. churn_at = that charge +
-    1 month + grace when <= as-of, else NaT (still in the first spell: censored). Charges at one
-    instant count once. Without a lapse the spell is the whole life (``lifetimes``' last charge).
-    A client who lapsed and came back churned at the first lapse: the months of the gap are not
-    renewals, and the return is a win-back, not a renewal decision (the renewal model,
+    to each charge (amount > 0) in time order (``first_lapses``): churn_at = the spell's last
+    charge + 1 month + grace when <= as-of, else NaT (still in the first spell: censored).
+    Without a lapse the spell is the whole life (``lifetimes``' last charge). A client who
+    lapsed and came back churned at the first lapse: the months of the gap are not renewals,
+    and the return is a win-back, not a renewal decision (the renewal model,
     ``effect.renewal_panel``, follows the first spell).
 
+    >>> from analysis.engine import from_frames
     >>> t = lambda d: pd.Timestamp(d, tz="UTC")
     >>> pay = pd.DataFrame({"client_id": ["a"] * 4, "amount": [10.0] * 4,
     ...                     "paid_at": [t("2025-01-01"), t("2025-02-01"), t("2025-06-01"), t("2025-07-01")]})
-    >>> starts = pd.DataFrame({"start": [t("2025-01-01")]}, index=pd.Index(["a"], name="client_id"))
-    >>> r = first_spells(pay, starts, t("2025-08-01"), 14).iloc[0]
+    >>> r = first_spells(from_frames({"payments": pay}), t("2025-08-01"), 14).iloc[0]
     >>> str(r.last_charge.date()), str(r.churn_at.date()), bool(r.churned)
     ('2025-02-01', '2025-03-15', True)
     """
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    keep = (pos >= 0) & (payments["amount"].to_numpy() > 0)
-    code, at = pos[keep], keys.ns(payments["paid_at"])[keep]
-    order = np.lexsort((at, code))
-    code, at = code[order], at[order]
-    deadline = keys.ns(add_months(pd.Series(keys.from_ns(at)), 1)) + grace_days * 86_400 * 10**9
-    same_next = np.zeros(len(code), dtype=bool)
-    same_next[:-1] = code[1:] == code[:-1]
-    next_at = np.zeros(len(code), dtype="int64")
-    next_at[:-1] = at[1:]
-    lapse = ~same_next | (next_at > deadline)
-    rows = np.flatnonzero(lapse)
-    client, first = np.unique(code[rows], return_index=True)   # each client's first lapse
-    last = np.full(len(starts), keys.NAT, dtype="int64")
-    last[client] = at[rows[first]]
-    last = pd.Series(keys.from_ns(last), index=starts.index)
-    churn_at = add_months(last, 1) + pd.Timedelta(days=grace_days)
-    churn_at = churn_at.where(churn_at <= as_of)
-    return pd.DataFrame({"start": starts["start"], "last_charge": last, "churn_at": churn_at,
-                         "churned": churn_at.notna().to_numpy()}, index=starts.index)
+    payments = eng.table("payments")
+    return _life(eng.frame(first_lapses(payments, cohorts.starts_table(payments), grace_days)), as_of, False)
 
 
 def durations(start: pd.Series, end: pd.Series, fill_date: pd.Timestamp, freq: str = "h") -> tuple[np.ndarray, np.ndarray]:

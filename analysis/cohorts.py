@@ -10,11 +10,10 @@ Amounts are in the reporting currency (the loader converts when payments carry c
 """
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-
 import ibis
 import ibis.expr.types as ir
+import numpy as np
+import pandas as pd
 
 from analysis import engine
 from analysis.engine import Engine

@@ -293,9 +293,10 @@ def support_effects_of(tables: dict, as_of: pd.Timestamp, grace_days: int, windo
     given), every client with a start: what the calibration study and the tests run on each
     generated world (the report runs the same steps on a stated sample of clients)."""
     pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
-    starts = cohorts.client_starts(from_frames({"payments": pay, "clients": cl}))
-    life = churn.lifetimes(pay, starts, as_of, grace_days)
-    spell = churn.first_spells(pay, starts, as_of, grace_days)
+    eng = from_frames({"payments": pay, "clients": cl})
+    starts = cohorts.client_starts(eng)
+    life = churn.lifetimes(eng, as_of, grace_days)
+    spell = churn.first_spells(eng, as_of, grace_days)
     covs = covariates_for(starts, cl, tk, tables.get("usage"))
     return support_effects(life, spell, tk, covs, window_days, as_of)
 

@@ -127,8 +127,9 @@ def support_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- cohort LTV
 def ltv_package(ds: Dataset) -> pd.DataFrame:
-    starts = cohorts.client_starts(ds.payments, ds.clients)
-    matrix, sizes = cohorts.ltv_matrix(ds.payments, starts, ds.as_of)
+    eng = ds.engine()
+    starts = cohorts.client_starts(eng)
+    matrix, sizes = cohorts.ltv_matrix(eng, starts, ds.as_of)
     cells = matrix.stack().rename("value").rename_axis(["cohort", "age"]).reset_index()
     cells["measure"] = "ltv"
     size = sizes.rename("value").rename_axis("cohort").reset_index().assign(age=0, measure="clients")
@@ -172,10 +173,10 @@ def ltv_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- churn
 def churn_package(ds: Dataset) -> pd.DataFrame:
-    starts = cohorts.client_starts(ds.payments, ds.clients)
-    status = churn.first_month_status(ds.payments, starts, ds.as_of, GRACE_DAYS)
+    eng = ds.engine()
+    status = churn.first_month_status(eng, ds.as_of, GRACE_DAYS)
     first = churn.first_month_churn(status)
-    life = churn.lifetimes(ds.payments, starts, ds.as_of, GRACE_DAYS)
+    life = churn.lifetimes(eng, ds.as_of, GRACE_DAYS)
     row = {"eligible": first["clients"].iloc[0], "first_month_churned": first["churned"].iloc[0],
            "payers": len(life), "churned": life["churned"].sum(), "duration_days_sum": life["duration_days"].sum()}
     return _long(pd.DataFrame([row]).assign(scope="all"), ["scope"])
@@ -205,7 +206,7 @@ def churn_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- win-back
 def winback_package(ds: Dataset) -> pd.DataFrame:
-    starts = cohorts.client_starts(ds.payments, ds.clients)
+    starts = cohorts.client_starts(ds.engine())
     act = winback.activities(ds.payments, ds.tickets, starts)
     events = winback.dormancy_events(act, ds.as_of, DORMANCY_DAYS)
     outcomes = winback.winback_outcomes(events, ds.payments, ds.outreach, ds.as_of, WINBACK_DAYS)

@@ -107,25 +107,25 @@ def test_first_month_churn_counts_only_clients_old_enough():
     #    (the as-of is Apr 15 00:00, so the renewal is not seen yet: the as-of is moved to Apr 16 for f)
     p = pd.concat([P, pay(("d", "2024-01-10T00:00Z", 10.0), ("e", "2024-03-01T00:00Z", 10.0))])
     s = cohorts.client_starts(E(p))
-    status = churn.first_month_status(p, s, AS_OF, grace_days=14)
+    status = churn.first_month_status(E(p), AS_OF, grace_days=14)
     # a: deadline Feb 29 10:00 + 14 d <= as-of, renewed -> stays; b: Mar 29 + 14 = Apr 12 <= as-of, renewed
     # c: Apr 15 + 14 = Apr 29 > as-of -> not eligible
     assert status["eligible"].to_dict() == {"a": True, "b": True, "c": False, "d": True, "e": True}
     r = churn.first_month_churn(status).loc["all"]
     assert (r["clients"], r["churned"], r["rate"]) == (4, 2, 0.5)
     f = pay(("f", "2024-03-01T00:00Z", 10.0), ("f", "2024-04-15T00:00Z", 10.0))
-    fs = churn.first_month_status(f, cohorts.client_starts(E(f)), pd.Timestamp("2024-04-16", tz="UTC"), 14)
+    fs = churn.first_month_status(E(f), pd.Timestamp("2024-04-16", tz="UTC"), 14)
     assert fs.loc["f", "churned"] == False  # noqa: E712 (nullable boolean)
 
 
 def test_lifetimes_censor_at_as_of():
     s = cohorts.client_starts(E(P))
-    life = churn.lifetimes(P, s, AS_OF, grace_days=14)
+    life = churn.lifetimes(E(P), AS_OF, grace_days=14)
     # b: last charge Mar 29 12:00 + 1 month + 14 d = May 13 > as-of -> censored at as-of:
     #    Feb 29 12:00 -> Mar 29 12:00 = 29 days, -> Apr 15 00:00 = 16.5 more: 45.5 days observed
     assert not life.loc["b", "churned"] and life.loc["b", "duration_days"] == pytest.approx(45.5)
     p = pay(("d", "2024-01-10T00:00Z", 10.0))
-    d = churn.lifetimes(p, cohorts.client_starts(E(p)), AS_OF, 14).loc["d"]
+    d = churn.lifetimes(E(p), AS_OF, 14).loc["d"]
     # churn date = Jan 10 + 1 month + 14 d = Feb 24; duration 45 days
     assert d["churned"] and d["churn_at"] == pd.Timestamp("2024-02-24", tz="UTC") and d["duration_days"] == 45.0
 
@@ -197,7 +197,7 @@ def test_ltv_never_decreases_with_age_without_refunds_and_groups_sum(rows):
     groups = pd.Series(np.where(np.arange(len(s)) % 2, "contacted", "not_contacted"), index=s.index)
     t = cohorts.ltv_by_group(v, groups, reps=20).pivot(index="horizon", columns="group", values="clients").fillna(0)
     assert (t["all"] == t.drop(columns="all").sum(axis=1)).all()
-    status = churn.first_month_status(p, s, as_of, 14)
+    status = churn.first_month_status(E(p), as_of, 14)
     fm = churn.first_month_table(status, groups)
     assert fm.loc["all", "clients"] == fm.drop(index="all")["clients"].sum()
     assert ((fm["rate"].dropna() >= 0) & (fm["rate"].dropna() <= 1)).all()

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from analysis import churn, effect
+from analysis.engine import from_frames
 from analysis.generate import build_tables
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -48,15 +49,15 @@ def test_first_spells_end_at_the_first_lapse():
         "amount": [10.0, 10.0, 10.0, 5.0, 5.0, 5.0, 7.0, 3.0, 9.0, -9.0],
         "paid_at": [ts("2025-01-01"), ts("2025-02-01"), ts("2025-06-01"), ts("2025-01-31"), ts("2025-03-14"),
                     ts("2025-03-14"), ts("2025-07-10"), ts("2025-07-20"), ts("2025-01-01"), ts("2025-03-01")]})
-    starts = pd.DataFrame({"start": [ts("2025-01-01"), ts("2025-01-31"), ts("2025-07-10"), ts("2025-01-01")]},
-                          index=pd.Index(["a", "b", "c", "d"], name="client_id"))
-    out = churn.first_spells(pay, starts, ts("2025-08-01"), 14)
+    eng = from_frames({"payments": pay})
+    out = churn.first_spells(eng, ts("2025-08-01"), 14)
+    assert out.index.tolist() == ["a", "b", "c", "d"]
     assert [str(t.date()) for t in out["last_charge"]] == ["2025-02-01", "2025-03-14", "2025-07-20", "2025-01-01"]
     assert out["churned"].tolist() == [True, True, False, True]
     assert [None if pd.isna(t) else str(t.date()) for t in out["churn_at"]] == [
         "2025-03-15", "2025-04-28", None, "2025-02-15"]
     # without a lapse the first spell is the whole life
-    life = churn.lifetimes(pay, starts, ts("2025-08-01"), 14)
+    life = churn.lifetimes(eng, ts("2025-08-01"), 14)
     assert (out["last_charge"] == life["last_charge"]).tolist() == [False, True, True, True]
 
 

@@ -184,3 +184,46 @@ def test_empty_payments_give_empty_results(backend):
     assert cohorts.client_ltv(eng, AS_OF).empty
     m, size = cohorts.ltv_matrix(eng, s, AS_OF)
     assert m.empty and size.empty
+
+
+# ---- churn: first month, lifetimes, first spells ---------------------------------------------------
+def churn_payments() -> pd.DataFrame:
+    rows = [("g", "2024-01-10T00:00Z", 10.0),                                  # one charge, never renewed
+            # h: Mar 14 = Jan 31 + 1 month (Feb 29) + 14 days exactly: a renewal; two charges at that instant
+            ("h", "2024-01-31T00:00Z", 5.0), ("h", "2024-03-14T00:00Z", 5.0), ("h", "2024-03-14T00:00Z", 5.0),
+            # i: lapses after Feb 1 (no charge by Mar 15) and comes back Apr 1
+            ("i", "2024-01-01T00:00Z", 7.0), ("i", "2024-02-01T00:00Z", 7.0), ("i", "2024-04-01T00:00Z", 7.0),
+            # j: a refund after the start is not a charge
+            ("j", "2024-01-01T00:00Z", 9.0), ("j", "2024-01-20T00:00Z", -9.0)]
+    out = pd.DataFrame(rows, columns=["client_id", "paid_at", "amount"])
+    out["paid_at"] = pd.to_datetime(out["paid_at"], utc=True)
+    return out
+
+
+def test_first_month_churn_by_hand(backend):
+    from analysis import churn
+    status = churn.first_month_status(engine.from_frames({"payments": churn_payments()}, backend), AS_OF, 14)
+    # deadlines: g Feb 24; h Mar 14 (renewed at exactly it); i Feb 15 (renewed Feb 1); j Feb 15 (a refund only)
+    assert status["deadline"].tolist() == utc("2024-02-24T00:00Z", "2024-03-14T00:00Z", "2024-02-15T00:00Z",
+                                              "2024-02-15T00:00Z").tolist()
+    assert status["eligible"].all()
+    assert status["churned"].tolist() == [True, False, False, True]
+
+
+def test_lifetimes_and_first_spells_by_hand(backend):
+    from analysis import churn
+    eng = engine.from_frames({"payments": churn_payments()}, backend)
+    life = churn.lifetimes(eng, AS_OF, 14)
+    # g: Jan 10 + 1 month + 14 d = Feb 24, 45 days; h: last Mar 14 -> Apr 28 > as-of: censored, Jan 31 ->
+    # Apr 15 = 29 + 31 + 15 = 75 days; i: last Apr 1 -> May 15: censored, Jan 1 -> Apr 15 = 31 + 29 + 31 + 14
+    # = 105 days; j: Jan 1 -> Feb 15 = 45 days
+    assert life["churned"].tolist() == [True, False, False, True]
+    assert life["duration_days"].tolist() == [45.0, 75.0, 105.0, 45.0]
+    assert life["last_charge"].tolist() == utc("2024-01-10T00:00Z", "2024-03-14T00:00Z", "2024-04-01T00:00Z",
+                                               "2024-01-01T00:00Z").tolist()
+    spell = churn.first_spells(eng, AS_OF, 14)
+    # i's first spell ends at Feb 1 (next charge Apr 1 > Mar 15): churned Mar 15; the others as their lives
+    assert spell["last_charge"].tolist() == utc("2024-01-10T00:00Z", "2024-03-14T00:00Z", "2024-02-01T00:00Z",
+                                                "2024-01-01T00:00Z").tolist()
+    assert [None if pd.isna(t) else str(t.date()) for t in spell["churn_at"]] == [
+        "2024-02-24", None, "2024-03-15", "2024-02-15"]
