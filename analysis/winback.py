@@ -14,138 +14,113 @@ average, about 20% come back).
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 
-from analysis import keys, present
+from analysis import cohorts, present
+from analysis.engine import Engine
 from analysis.months import add_months
 from analysis.stats import rate_table
 
-__all__ = ["recovered_revenue", "activities", "dormancy_events", "winback_outcomes", "winback_rates", "return_times",
+__all__ = ["recovered_revenue", "activity_table", "dormancy_table", "outcome_table", "warning_table", "dormancy_events", "winback_outcomes", "winback_rates", "return_times",
            "return_curves", "early_warning", "early_warning_text", "winback_metrics", "winback_headline"]
 
 
-def _sorted_asof(left: pd.DataFrame, right: pd.DataFrame, left_on: str, right_on: str, by: str = "client_id",
-                 **kw) -> pd.DataFrame:
-    """merge_asof by ``by`` that keeps the left frame's row order and index (``right`` is sorted
-    on ``right_on``, stable, unless it already is)."""
-    l = left.reset_index(names="_row").sort_values(left_on, kind="stable")
-    r = right if right[right_on].is_monotonic_increasing else right.sort_values(right_on, kind="stable")
-    out = pd.merge_asof(l, r, left_on=left_on, right_on=right_on, by=by, **kw)
-    return out.set_index("_row").reindex(left.index)
-
-
-def activities(payments: pd.DataFrame, tickets: pd.DataFrame | None, starts: pd.DataFrame) -> pd.DataFrame:
-    """Activity instants per client (client_id, at), unique and sorted (client_id, then time),
-    from the client's start on. Worked on integer client rows and int64 nanoseconds; client_id
-    is categorical over the starts' ids (its codes are the client's row in ``starts``), not a
-    copy of the text per activity (24M activities at 1M clients)."""
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    charge = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
-    client, at = [pos[charge]], [keys.ns(payments["paid_at"])[charge]]
+def activity_table(payments: ir.Table, tickets: ir.Table | None, starts: ir.Table) -> ir.Table:
+    """Activity instants (client_id, at), one per client and instant, from the client's start
+    on: charges (amount > 0) and, when the data has them, tickets' created_at (a ticket without a
+    client is nobody's activity)."""
+    parts = [payments.filter(payments.amount > 0).select("client_id", at=payments.paid_at)]
     if tickets is not None and "client_id" in tickets.columns:
-        t = keys.codes(tickets["client_id"], starts.index, read_only=True)  # a null client is -1: left out
-        asked = np.flatnonzero(t >= 0)
-        client.append(t[asked])
-        at.append(keys.ns(tickets["created_at"])[asked])
-    client, at = np.concatenate(client), np.concatenate(at)
-    # sorted by client_id, then time: a stable sort on time (linear when the tables come in time
-    # order), then a counting sort on the client's rank (``keys.order_by`` without its last
-    # gathers: the sorted clients are each one repeated by its count, read in sequence)
-    ids = starts.index
-    by_rank = None if keys.increasing(ids) else keys.sorted_order(ids)  # starts come sorted by id
-    by_time = np.argsort(at, kind="stable")
-    at = at[by_time]
-    row = np.arange(len(starts), dtype=keys.row_dtype(len(starts)))
-    if by_rank is None:
-        code = client[by_time]
+        parts.append(tickets.select("client_id", at=tickets.created_at))
+    act = ibis.union(*parts, distinct=False)
+    j = act.join(starts.select("client_id", "start"), "client_id")
+    return j.filter(j.at >= j.start).select("client_id", "at").distinct()
+
+
+def dormancy_table(act: ir.Table, as_of: pd.Timestamp, dormancy_days: int) -> ir.Table:
+    """One row per dormancy: client_id, last_activity, dormant_at (D = an activity + dormancy
+    days with no activity strictly between and D <= as-of; the next activity at exactly D still
+    leaves the client dormant at that instant)."""
+    w = ibis.window(group_by=act.client_id, order_by=act.at)
+    a = act.mutate(next_at=act.at.lead().over(w), dormant_at=act.at + ibis.interval(days=dormancy_days))
+    ev = a.filter((a.next_at.isnull() | (a.next_at >= a.dormant_at)) & (a.dormant_at <= _instant(as_of)))
+    return ev.select("client_id", last_activity=ev.at, dormant_at=ev.dormant_at)
+
+
+def _instant(at: pd.Timestamp) -> ir.TimestampScalar:
+    return ibis.literal(pd.Timestamp(at).to_pydatetime(), type="timestamp('UTC')")
+
+
+def _events(eng: Engine, as_of: pd.Timestamp, dormancy_days: int) -> ir.Table:
+    payments = eng.table("payments")
+    act = activity_table(payments, eng.table("tickets"), cohorts.starts_table(payments))
+    return dormancy_table(act, as_of, dormancy_days)
+
+
+def _by_client_and_time(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values(["client_id", "dormant_at"], kind="stable").reset_index(drop=True)
+
+
+def dormancy_events(eng: Engine, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
+    """``dormancy_table`` on the engine's payments and tickets, by client_id then time."""
+    return _by_client_and_time(eng.frame(_events(eng, as_of, dormancy_days)))
+
+
+def outcome_table(events: ir.Table, payments: ir.Table, outreach: ir.Table | None, as_of: pd.Timestamp,
+                  window_days: int) -> ir.Table:
+    """Per dormancy event (client_id, dormant_at): counted (D + window <= as-of), return_at
+    (first charge at or after D), won_back (return_at < D + window), channel (the earliest
+    winback outreach in [D, D + window), ties by channel name; "none"), mean_check_before (the
+    client's mean charge before D), revenue_90d and revenue_180d (net payments in [D, D + 90 /
+    180 days), null while that span is not over)."""
+    cut = _instant(as_of)
+    ev = events.mutate(window_end=events.dormant_at + ibis.interval(days=window_days))
+    p = payments.select("client_id", "paid_at", "amount")
+    j = ev.join(p, "client_id")
+    charge, at, d = j.amount > 0, j.paid_at, j.dormant_at
+    spans = {k: d + ibis.interval(days=k) for k in (90, 180)}
+    per = j.group_by(["client_id", "dormant_at"]).aggregate(
+        return_at=at.min(where=charge & (at >= d)),
+        before_total=j.amount.sum(where=charge & (at < d)),
+        before_n=j.amount.count(where=charge & (at < d)),
+        **{f"net_{k}": j.amount.sum(where=(at >= d) & (at < end)) for k, end in spans.items()})
+    out = ev.left_join(per, ["client_id", "dormant_at"]).drop("client_id_right", "dormant_at_right")
+    if outreach is not None:
+        wb = outreach.filter(outreach.campaign == "winback").select("client_id", sent=outreach.at, channel=outreach.channel)
+        pairs = ev.select("client_id", "dormant_at", "window_end").join(wb, "client_id")
+        pairs = pairs.filter((pairs.sent >= pairs.dormant_at) & (pairs.sent < pairs.window_end))
+        first = pairs.mutate(rank=ibis.row_number().over(group_by=[pairs.client_id, pairs.dormant_at],
+                                                         order_by=[pairs.sent, pairs.channel]))
+        first = first.filter(first["rank"] == 0).select("client_id", "dormant_at", "channel")
+        out = out.left_join(first, ["client_id", "dormant_at"]).drop("client_id_right", "dormant_at_right")
+        channel = out.channel.fill_null("none")
     else:
-        rank = np.empty_like(row)
-        rank[by_rank] = row
-        code = rank[client][by_time]
-    order, counts = keys.group_order(code, len(starts), counts=True)
-    at = at[order]
-    client = np.repeat(row if by_rank is None else by_rank.astype(row.dtype), counts)
-    # from the client's start on, one activity per instant (an instant before the start is never
-    # equal to a later one of the same client, so duplicates can be found before that cut)
-    keep = at >= keys.ns(starts["start"])[client]
-    if len(at):
-        keep[1:] &= (client[1:] != client[:-1]) | (at[1:] != at[:-1])
-    client, at = client[keep], at[keep]
-    kind = pd.CategoricalDtype(pd.Index(ids, dtype=ids.dtype, name=None))
-    return pd.DataFrame({"client_id": pd.Categorical.from_codes(client, dtype=kind), "at": keys.from_ns(at)})
+        channel = ibis.literal("none")
+    return out.select(
+        "client_id", "last_activity", "dormant_at", counted=out.window_end <= cut, return_at=out.return_at,
+        won_back=out.return_at.notnull() & (out.return_at < out.window_end), channel=channel,
+        mean_check_before=out.before_total / ibis.ifelse(out.before_n > 0, out.before_n, ibis.null("int64")),
+        **{f"revenue_{k}d": ibis.ifelse(out.dormant_at + ibis.interval(days=k) <= cut,
+                                        out[f"net_{k}"].fill_null(0.0), ibis.null("float64")) for k in (90, 180)})
 
 
-def dormancy_events(act: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int) -> pd.DataFrame:
-    """One row per dormancy: client_id, last_activity, dormant_at (D). ``act`` as ``activities``
-    gives it (sorted by client, then time)."""
-    nxt = act["at"].shift(-1).where(keys.same_as_next(act["client_id"]))
-    d = act["at"] + pd.Timedelta(days=dormancy_days)
-    is_event = (nxt.isna() | (nxt >= d)) & (d <= as_of)
-    client = act.loc[is_event, "client_id"]
-    if isinstance(client.dtype, pd.CategoricalDtype):  # the ids themselves (as ``activities`` gives them)
-        client = pd.Series(client.cat.categories.take(client.cat.codes.to_numpy()), index=client.index)
-    return pd.DataFrame({"client_id": client, "last_activity": act.loc[is_event, "at"],
-                         "dormant_at": d[is_event]}).reset_index(drop=True)
-
-
-def _window_sum(events: pd.DataFrame, cum: pd.DataFrame, at: pd.Series) -> pd.Series:
-    """Sum of a client's payments strictly before ``at`` (cumulative sums looked up as-of)."""
-    left = pd.DataFrame({"_c": events["_c"], "t": at}, index=events.index)
-    got = _sorted_asof(left, cum, "t", "paid_at", by="_c", direction="backward", allow_exact_matches=False)
-    return got["cum"].fillna(0.0)
-
-
-def winback_outcomes(events: pd.DataFrame, payments: pd.DataFrame, outreach: pd.DataFrame | None,
-                     as_of: pd.Timestamp, window_days: int) -> pd.DataFrame:
-    """Per dormancy event: counted (window over by as-of), return_at (first charge at or after D),
-    won_back, channel, mean_check_before, band, revenue_90d and revenue_180d (net payments in
-    [D, D + 90 / 180 days), null while that span is not over).
-
-    Clients are joined on integer codes of their ids (the events' clients; payments of other
-    clients never match and are left out of the per-client running sums)."""
-    out = events.copy()
-    window = pd.Timedelta(days=window_days)
-    out["counted"] = out["dormant_at"] + window <= as_of
-    universe = pd.Index(out["client_id"].unique())
-    out["_c"] = keys.codes(out["client_id"], universe)
-    code = keys.codes(payments["client_id"], universe)  # once for every payment; -1: not an event's client
-    charge = payments["amount"].to_numpy() > 0
-    mean_all = payments["amount"][charge].mean()
-    # the events' clients' payments in time order (stable: table order at one instant), so that
-    # per-client running sums run in time order and the as-of merges need no further sort
-    keep = np.flatnonzero(code >= 0)
-    keep = keep[np.argsort(keys.ns(payments["paid_at"])[keep], kind="stable")]  # one linear pass if already so
-    p = pd.DataFrame({"paid_at": payments["paid_at"].array.take(keep), "amount": payments["amount"].to_numpy()[keep],
-                      "_c": code[keep]})
-    charges = p[p["amount"].to_numpy() > 0]
-    first_back = _sorted_asof(out[["_c", "dormant_at"]], charges[["_c", "paid_at"]].assign(back=charges["paid_at"]),
-                              "dormant_at", "paid_at", by="_c", direction="forward", allow_exact_matches=True)
-    out["return_at"] = first_back["back"]
-    out["won_back"] = out["return_at"] < out["dormant_at"] + window
-    # channel: earliest winback outreach in [D, D + window), ties by channel name
-    out["channel"] = "none"
-    if outreach is not None and len(outreach):
-        wb = outreach.loc[outreach["campaign"] == "winback", ["client_id", "at", "channel"]]
-        wb = wb.assign(_c=keys.codes(wb["client_id"], universe))
-        pairs = out[["_c", "dormant_at"]].reset_index(names="event").merge(wb[wb["_c"] >= 0].drop(columns="client_id"), on="_c")
-        pairs = pairs[(pairs["at"] >= pairs["dormant_at"]) & (pairs["at"] < pairs["dormant_at"] + window)]
-        first = pairs.sort_values(["event", "at", "channel"], kind="stable").drop_duplicates("event")
-        out.loc[first["event"].to_numpy(), "channel"] = first["channel"].to_numpy()
-    # check size: the client's mean charge before D against the mean of all charges
-    cum = charges.assign(total=charges.groupby("_c")["amount"].cumsum(), n=charges.groupby("_c").cumcount() + 1)
-    before = _sorted_asof(out[["_c", "dormant_at"]], cum[["_c", "paid_at", "total", "n"]],
-                          "dormant_at", "paid_at", by="_c", direction="backward", allow_exact_matches=False)
-    out["mean_check_before"] = before["total"] / before["n"]
+def winback_outcomes(eng: Engine, as_of: pd.Timestamp, dormancy_days: int, window_days: int) -> pd.DataFrame:
+    """``outcome_table`` of every dormancy (``dormancy_events``), by client_id then time, with
+    band: "above" when the client's mean charge before D is above the mean of all charges."""
+    payments = eng.table("payments")
+    out = _by_client_and_time(eng.frame(outcome_table(_events(eng, as_of, dormancy_days), payments,
+                                                      eng.table("outreach"), as_of, window_days)))
+    mean_all = eng.frame(payments.filter(payments.amount > 0).aggregate(mean=lambda t: t.amount.mean()))["mean"].iloc[0]
+    out["counted"] = out["counted"].astype(bool)
+    out["won_back"] = out["won_back"].astype(bool)
+    out["channel"] = out["channel"].astype(object)
     out["band"] = np.where(out["mean_check_before"] > mean_all, "above", "below")
-    # revenue recovered: net payments (refunds included) in [D, D + k days)
-    cum_all = p[["_c", "paid_at"]].assign(cum=p.groupby("_c")["amount"].cumsum())
-    at_d = _window_sum(out, cum_all, out["dormant_at"])
-    for k in (90, 180):
-        end = out["dormant_at"] + pd.Timedelta(days=k)
-        out[f"revenue_{k}d"] = (_window_sum(out, cum_all, end) - at_d).where(end <= as_of)
-    return out.drop(columns="_c")
+    return out[["client_id", "last_activity", "dormant_at", "counted", "return_at", "won_back", "channel",
+                "mean_check_before", "band", "revenue_90d", "revenue_180d"]]
 
 
 def winback_rates(outcomes: pd.DataFrame, by: list[str] | None = None) -> pd.DataFrame:
@@ -178,8 +153,23 @@ def return_curves(times: pd.DataFrame) -> dict:
     return fits
 
 
-def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFrame, as_of: pd.Timestamp,
-                  dormancy_days: int, drop_threshold: float = 0.3) -> pd.DataFrame:
+def warning_table(payments: ir.Table, act: ir.Table, starts: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Per client with a start: start, last_activity, and net payments in [as-of - 9 months,
+    as-of - 3 months) (prior_6m) and in [as-of - 3 months, as-of) (recent_3m)."""
+    cut = pd.Series([as_of])
+    m3, m9 = add_months(cut, -3).iloc[0], add_months(cut, -9).iloc[0]
+    last = act.group_by("client_id").aggregate(last_activity=act.at.max())
+    p = payments
+    net = p.group_by("client_id").aggregate(
+        prior_6m=p.amount.sum(where=(p.paid_at >= _instant(m9)) & (p.paid_at < _instant(m3))),
+        recent_3m=p.amount.sum(where=(p.paid_at >= _instant(m3)) & (p.paid_at < _instant(as_of))))
+    s = starts.select("client_id", "start").left_join(last, "client_id").drop("client_id_right")
+    s = s.left_join(net, "client_id").drop("client_id_right")
+    return s.mutate(prior_6m=s.prior_6m.fill_null(0.0), recent_3m=s.recent_3m.fill_null(0.0))
+
+
+def early_warning(eng: Engine, starts: pd.DataFrame, as_of: pd.Timestamp, dormancy_days: int,
+                  drop_threshold: float = 0.3) -> pd.DataFrame:
     """Active clients whose last 3 months' net revenue fell by more than ``drop_threshold`` against
     their own previous 6 months, ranked by revenue at risk.
 
@@ -188,35 +178,23 @@ def early_warning(payments: pd.DataFrame, act: pd.DataFrame, starts: pd.DataFram
     drop     = 1 - recent / baseline;   revenue at risk = baseline - recent (per 3 months)
     Active = last activity + dormancy days > as-of (the trigger has not fired yet); only clients
     started by as-of - 9 months (a full baseline) with a positive baseline are ranked.
+    ``starts`` = client_starts of the same engine (its segment is shown).
     """
-    cut = pd.Series([as_of])
-    m3, m9 = add_months(cut, -3).iloc[0], add_months(cut, -9).iloc[0]
-    # last activity per client: the latest instant of each client's block in ``act``
-    ends = np.flatnonzero(~keys.same_as_next(act["client_id"]))
-    opens = np.r_[0, ends[:-1] + 1] if len(ends) else ends
-    act_ns = keys.ns(act["at"])
-    last = np.full(len(starts), keys.NAT)
-    if len(ends):
-        last[keys.codes(act["client_id"].take(ends), starts.index)] = np.maximum.reduceat(act_ns, opens)
-    active = (last != keys.NAT) & (last + pd.Timedelta(days=dormancy_days).value > as_of.value)
-    eligible = np.flatnonzero(active & (starts["start"] <= m9).to_numpy())
-    pos = keys.codes(payments["client_id"], starts.index, read_only=True)
-    paid = keys.ns(payments["paid_at"])
-    amount = payments["amount"].to_numpy()
-
-    def net(lo: pd.Timestamp, hi: pd.Timestamp) -> np.ndarray:  # per starts row, in payment order
-        sel = (pos >= 0) & (paid >= lo.value) & (paid < hi.value)
-        return pd.Series(amount[sel]).groupby(keys.code_groups(pos[sel], len(starts)), observed=False).sum().to_numpy()
-
-    frame = pd.DataFrame({"baseline_3m": net(m9, m3)[eligible] / 2, "recent_3m": net(m3, as_of)[eligible]},
-                         index=starts.index[eligible])
-    keep = frame["baseline_3m"].to_numpy() > 0
-    frame = frame[keep]
+    payments = eng.table("payments")
+    s = cohorts.starts_table(payments)
+    t = eng.frame(warning_table(payments, activity_table(payments, eng.table("tickets"), s), s, as_of))
+    t = t.set_index("client_id").sort_index()
+    m9 = add_months(pd.Series([as_of]), -9).iloc[0]
+    active = t["last_activity"].notna() & (t["last_activity"] + pd.Timedelta(days=dormancy_days) > as_of)
+    frame = t[active & (t["start"] <= m9)]
+    frame = pd.DataFrame({"baseline_3m": frame["prior_6m"] / 2, "recent_3m": frame["recent_3m"],
+                          "last_activity": frame["last_activity"]}, index=frame.index)
+    frame = frame[frame["baseline_3m"] > 0]
     frame["drop"] = 1 - frame["recent_3m"] / frame["baseline_3m"]
     frame["revenue_at_risk_3m"] = frame["baseline_3m"] - frame["recent_3m"]
-    frame["last_activity"] = keys.from_ns(last[eligible][keep])
+    frame = frame[["baseline_3m", "recent_3m", "drop", "revenue_at_risk_3m", "last_activity"]]
     if "segment" in starts.columns:
-        frame["segment"] = starts["segment"].iloc[eligible[keep]].set_axis(frame.index)
+        frame["segment"] = starts["segment"].reindex(frame.index)
     flagged = frame[frame["drop"] > drop_threshold]
     return flagged.sort_values(["revenue_at_risk_3m", "drop"], ascending=False, kind="stable").rename_axis("client_id")
 

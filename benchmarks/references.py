@@ -206,10 +206,7 @@ def churn_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- win-back
 def winback_package(ds: Dataset) -> pd.DataFrame:
-    starts = cohorts.client_starts(ds.engine())
-    act = winback.activities(ds.payments, ds.tickets, starts)
-    events = winback.dormancy_events(act, ds.as_of, DORMANCY_DAYS)
-    outcomes = winback.winback_outcomes(events, ds.payments, ds.outreach, ds.as_of, WINBACK_DAYS)
+    outcomes = winback.winback_outcomes(ds.engine(), ds.as_of, DORMANCY_DAYS, WINBACK_DAYS)
     rates = winback.winback_rates(outcomes, ["channel"])[["events", "won_back"]]
     return _long(rates.rename_axis("channel").reset_index(), ["channel"])
 

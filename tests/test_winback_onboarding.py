@@ -40,10 +40,8 @@ OUTREACH = frame(["client_id", "at", "campaign", "channel"],
 
 @pytest.fixture(scope="module")
 def outcomes():
-    starts = cohorts.client_starts(from_frames({"payments": PAY}))
-    act = winback.activities(PAY, TICKETS, starts)
-    events = winback.dormancy_events(act, AS_OF, 90)
-    return winback.winback_outcomes(events, PAY, OUTREACH, AS_OF, 90).set_index(["client_id", "dormant_at"])
+    eng = from_frames({"payments": PAY, "tickets": TICKETS, "outreach": OUTREACH})
+    return winback.winback_outcomes(eng, AS_OF, 90, 90).set_index(["client_id", "dormant_at"])
 
 
 def key(client, day):
@@ -112,9 +110,8 @@ def test_early_warning_ranks_sliding_active_clients():
     rows += [("young", m, 100.0) for m in months[-5:]]                       # started after as-of - 9 months
     rows += [("gone", m, 100.0) for m in months[:8]]                         # last charge Aug 1: dormant by Oct 30
     p = pd.DataFrame(rows, columns=["client_id", "paid_at", "amount"])
-    starts = cohorts.client_starts(from_frames({"payments": p}))
-    act = winback.activities(p, None, starts)
-    ew = winback.early_warning(p, act, starts, as_of, 90, drop_threshold=0.3)
+    eng = from_frames({"payments": p})
+    ew = winback.early_warning(eng, cohorts.client_starts(eng), as_of, 90, drop_threshold=0.3)
     # sliding: recent (Oct-Dec) = 3 x 20 = 60; baseline = (Apr-Sep: 6 x 100) / 2 = 300; drop = 1 - 60/300 = 0.8
     assert list(ew.index) == ["sliding"]
     assert ew.loc["sliding", "drop"] == pytest.approx(0.8) and ew.loc["sliding", "revenue_at_risk_3m"] == pytest.approx(240.0)
@@ -189,23 +186,20 @@ def test_winback_properties(rows, days):
     p = pd.DataFrame({"client_id": [r[0] for r in rows], "paid_at": [base + pd.Timedelta(days=r[1]) for r in rows],
                       "amount": 10.0})
     as_of = base + pd.Timedelta(days=760)
-    starts = cohorts.client_starts(from_frames({"payments": p}))
-    act = winback.activities(p, None, starts)
-    # the activities: each client's distinct charge instants, by client id then time (the id
-    # categorical over the starts' ids)
+    eng = from_frames({"payments": p})
+    # the activities: each client's distinct charge instants
+    act = eng.frame(winback.activity_table(eng.table("payments"), None, cohorts.starts_table(eng.table("payments"))))
     ref = p.drop_duplicates(["client_id", "paid_at"]).sort_values(["client_id", "paid_at"])
-    assert act["client_id"].astype(object).tolist() == ref["client_id"].tolist()
-    assert act["at"].tolist() == ref["paid_at"].tolist()
-    assert act["client_id"].cat.categories.tolist() == starts.index.tolist()
-    # starts in another order (not sorted by id): the same activities, coded on that order
-    shuffled = winback.activities(p, None, starts.iloc[::-1])
-    assert shuffled["client_id"].astype(object).tolist() == ref["client_id"].tolist()
-    assert shuffled["at"].tolist() == ref["paid_at"].tolist()
-    ev = winback.dormancy_events(act, as_of, days)
-    assert ev["client_id"].dtype == starts.index.dtype
+    got = act.sort_values(["client_id", "at"])
+    assert got["client_id"].tolist() == ref["client_id"].tolist() and got["at"].tolist() == ref["paid_at"].tolist()
+    ev = winback.dormancy_events(eng, as_of, days)
     # each dormancy follows an activity by exactly `days`, with no activity strictly between
     assert ((ev["dormant_at"] - ev["last_activity"]) == pd.Timedelta(days=days)).all()
-    o = winback.winback_outcomes(ev, p, None, as_of, 90)
+    for client, at in ev[["client_id", "last_activity"]].itertuples(index=False):
+        mine = ref.loc[ref["client_id"] == client, "paid_at"]
+        assert not ((mine > at) & (mine < at + pd.Timedelta(days=days))).any()
+    o = winback.winback_outcomes(eng, as_of, days, 90)
+    assert len(o) == len(ev)
     rates = winback.winback_rates(o, ["channel"])
     overall = winback.winback_rates(o).loc["all"]
     assert rates["events"].sum() == overall["events"] and rates["won_back"].sum() == overall["won_back"]
@@ -227,10 +221,10 @@ def test_no_payer_gives_no_activity_no_dormancy_and_a_null_rate():
     # only a refund: no start, so no activity; the chain still runs (it used to fail on the
     # empty activity table) and the win-back rate is null, not 0
     p = frame(["client_id", "paid_at", "amount"], ("A", "2024-01-01", -5.0), times=["paid_at"])
-    starts = cohorts.client_starts(from_frames({"payments": p}))
-    act = winback.activities(p, None, starts)
-    events = winback.dormancy_events(act, AS_OF, 90)
-    assert len(starts) == len(act) == len(events) == 0
-    rates = winback.winback_rates(winback.winback_outcomes(events, p, None, AS_OF, 90))
+    eng = from_frames({"payments": p})
+    starts = cohorts.client_starts(eng)
+    events = winback.dormancy_events(eng, AS_OF, 90)
+    assert len(starts) == len(events) == 0
+    rates = winback.winback_rates(winback.winback_outcomes(eng, AS_OF, 90, 90))
     assert rates.loc["all", "events"] == 0 and np.isnan(rates.loc["all", "rate"])
-    assert winback.early_warning(p, act, starts, AS_OF, 90).empty
+    assert winback.early_warning(eng, starts, AS_OF, 90).empty
