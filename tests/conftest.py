@@ -111,3 +111,30 @@ def postgres_url():
         if (data / "postmaster.pid").exists():
             subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(home, ignore_errors=True)
+
+
+# ---- the engine's backends (tests/test_engine.py and every suite parametrised over them) ------------
+@pytest.fixture(scope="session")
+def spark_backend():
+    """A local Spark session for the test session (the Spark extra; CI installs it)."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("pyspark is missing: .ci/run installs the Spark extra (make spark)")
+        pytest.skip("pyspark not installed (make spark)")
+    from analysis.engine import connect
+    return connect("spark")
+
+
+BACKENDS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), pytest.param("spark", marks=pytest.mark.spark)]
+
+
+def backend_for(request):
+    """A connection to the backend named by ``request.param`` (a fixture parametrised on BACKENDS)."""
+    from analysis.engine import connect
+    if request.param == "duckdb":
+        return connect("duckdb")
+    if request.param == "postgres":
+        return connect("postgres", request.getfixturevalue("postgres_url"))
+    return request.getfixturevalue("spark_backend")

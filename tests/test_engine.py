@@ -9,8 +9,6 @@ that cannot run an expression is marked here with its reason (docs/engines.md), 
 silently."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -18,31 +16,16 @@ from hypothesis import given, settings, strategies as st
 
 from analysis import cohorts, engine
 from analysis.months import add_months as pandas_add_months, months_between as pandas_months_between
+from conftest import BACKENDS, backend_for
 
 
 def utc(*values: str) -> pd.Series:
     return pd.Series(pd.to_datetime(list(values), utc=True, format="ISO8601"))
 
 
-@pytest.fixture(scope="session")
-def spark_backend():
-    try:
-        import pyspark  # noqa: F401
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("pyspark is missing: .ci/run installs the Spark extra (make spark)")
-        pytest.skip("pyspark not installed (make spark)")
-    return engine.connect("spark")
-
-
-@pytest.fixture(params=["duckdb", pytest.param("postgres", marks=pytest.mark.postgres),
-                        pytest.param("spark", marks=pytest.mark.spark)])
+@pytest.fixture(params=BACKENDS)
 def backend(request):
-    if request.param == "duckdb":
-        return engine.connect("duckdb")
-    if request.param == "postgres":
-        return engine.connect("postgres", request.getfixturevalue("postgres_url"))
-    return request.getfixturevalue("spark_backend")
+    return backend_for(request)
 
 
 # ---- calendar arithmetic ---------------------------------------------------------------------

@@ -11,7 +11,7 @@ from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from analysis import cohorts, onboarding, saves, winback
 from analysis.config import Config, Tier
 from analysis.engine import from_frames
-from conftest import shown
+from conftest import BACKENDS, backend_for, shown
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")
 
@@ -38,9 +38,10 @@ OUTREACH = frame(["client_id", "at", "campaign", "channel"],
                  times=["at"])
 
 
-@pytest.fixture(scope="module")
-def outcomes():
-    eng = from_frames({"payments": PAY, "tickets": TICKETS, "outreach": OUTREACH})
+@pytest.fixture(scope="module", params=BACKENDS)
+def outcomes(request):
+    # worked out by hand below, on every backend of the engine (DESIGN §11)
+    eng = from_frames({"payments": PAY, "tickets": TICKETS, "outreach": OUTREACH}, backend_for(request))
     return winback.winback_outcomes(eng, AS_OF, 90, 90).set_index(["client_id", "dormant_at"])
 
 
