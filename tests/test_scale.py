@@ -376,25 +376,6 @@ def test_stage_times_from_kept_lead_rows_equal_those_from_the_text(rows, chunked
     pd.testing.assert_frame_equal(conveyor.stage_times(calls), plain, check_exact=True)
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["c3", "c1", "c2", "c4", "c10"]), st.sampled_from([-5.0, 0.0, 10.0])),
-                min_size=1, max_size=20))
-def test_lookups_in_the_starts_translated_from_the_clients_equal_fresh_ones(rows):
-    # client_starts hands over each client row's place among the starts: a lookup of the
-    # payments' ids in the starts is then translated from their kept rows among the clients
-    from analysis import cohorts, keys
-    clients = pd.DataFrame({"client_id": pd.Series(["c3", "c1", "c10", "c2", "c4"], dtype=TEXT)})  # not sorted
-    payments = pd.DataFrame({"client_id": pd.Series([r[0] for r in rows], dtype=TEXT), "amount": [r[1] for r in rows],
-                             "paid_at": pd.date_range("2024-01-01", periods=len(rows), freq="D", tz="UTC")})
-    keys.remember(payments["client_id"], clients["client_id"], keys.codes(payments["client_id"], clients["client_id"]))
-    starts = cohorts.client_starts(payments, clients)
-    assert starts.index.tolist() == sorted(starts.index.tolist())
-    fresh = keys.codes(pd.Series(payments["client_id"].tolist(), dtype=TEXT), pd.Index(starts.index.tolist(), dtype=TEXT))
-    assert keys.codes(payments["client_id"], starts.index).tolist() == fresh.tolist()
-    with pytest.raises(ValueError, match="remember_subset"):
-        keys.remember_subset(clients["client_id"], starts.index, np.array([0, -1], dtype="int32"))
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.none(), st.integers(0, 50)), st.booleans()), max_size=30),
        st.booleans(), st.sampled_from([2, 7, 1 << 18]))
