@@ -8,45 +8,54 @@ paid_rate_not_reached = paid among the not reached / (registrations - reached).
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis import keys, present
+from analysis import present
 from analysis.dataset import parse_day
+from analysis.engine import Engine
 from analysis.errors import InputError
 from analysis.months import add_months
 from analysis.stats import mean_replicates, percentile_interval, rate_table
 
-__all__ = ["funnel_flags", "funnel", "days_to_first_charge", "first_check_by_reach", "revenue_share",
+__all__ = ["funnel_table", "revenue_share_table", "funnel_flags", "funnel", "days_to_first_charge", "first_check_by_reach", "revenue_share",
            "support_revenue_share", "share_within", "share_period", "onboarding_metrics", "onboarding_headline",
            "revenue_share_text"]
 
 
-def funnel_flags(clients: pd.DataFrame, payments: pd.DataFrame, outreach: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Per registration: reached, paid, signed_up_at, first_charge_at, first_charge."""
-    signed = np.flatnonzero(np.asarray(clients["signed_up_at"] < as_of, dtype=bool))
-    reg = clients[["client_id", "signed_up_at"]].take(signed).set_index("client_id")
-    # reached: a (reached) onboarding contact with the client, found through the outreach's
-    # client rows (kept from validation's reference check) instead of hashing the ids again
-    sel = np.asarray((outreach["campaign"] == "onboarding").fillna(False), dtype=bool)
+def _instant(at: pd.Timestamp) -> ir.TimestampScalar:
+    return ibis.literal(pd.Timestamp(at).to_pydatetime(), type="timestamp('UTC')")
+
+
+def funnel_table(clients: ir.Table, payments: ir.Table, outreach: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """Per registration (signed_up_at < as-of): client_id, signed_up_at, reached (an onboarding
+    outreach row, reached true when the column exists), first_charge_at (the earliest charge,
+    null without one) and first_charge (the charges at that instant added up)."""
+    reg = clients.filter(clients.signed_up_at < _instant(as_of)).select("client_id", "signed_up_at")
+    sel = outreach.campaign == "onboarding"
     if "reached" in outreach.columns:
-        sel &= np.asarray(outreach["reached"].fillna(False), dtype=bool)
-    contacted = keys.present(clients["client_id"], outreach["client_id"], where=sel)
-    # the first charge per registration, on int64 nanoseconds
-    pos = keys.codes(payments["client_id"], reg.index, read_only=True)  # integer keys; charges of others drop out
-    rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
-    pos, paid = pos[rows], keys.ns(payments["paid_at"])[rows]
-    first = keys.ns_extreme(paid, pos, len(reg))  # NAT: no charge
-    at_first = np.flatnonzero(paid == first[pos])
-    at_first = at_first[paid[at_first] != keys.NAT]  # a null time is no first charge
-    out = reg.copy()
-    out["reached"] = contacted[signed]
-    out["first_charge_at"] = keys.as_times(first, payments["paid_at"].dtype).array
+        sel &= outreach.reached.fill_null(False)
+    touched = outreach.filter(sel).select("client_id").distinct().mutate(reached=ibis.literal(True))
+    charges = payments.filter((payments.amount > 0) & payments.paid_at.notnull())
+    charges = charges.mutate(first=charges.paid_at.min().over(group_by=charges.client_id))
+    at_first = charges.filter(charges.paid_at == charges.first)
+    first = at_first.group_by("client_id").aggregate(first_charge_at=at_first.paid_at.min(),
+                                                     first_charge=at_first.amount.sum())
+    out = reg.left_join(touched, "client_id").drop("client_id_right")
+    out = out.left_join(first, "client_id").drop("client_id_right")
+    return out.mutate(reached=out.reached.fill_null(False))
+
+
+def funnel_flags(eng: Engine, as_of: pd.Timestamp) -> pd.DataFrame:
+    """``funnel_table`` on the engine's clients, payments and outreach (index client_id, in text
+    order): signed_up_at, reached, first_charge_at, paid (a first charge exists), first_charge."""
+    out = eng.frame(funnel_table(eng.table("clients"), eng.table("payments"), eng.table("outreach"), as_of))
+    out = out.set_index("client_id").sort_index()
+    out["reached"] = out["reached"].astype(bool)
     out["paid"] = out["first_charge_at"].notna()
-    amount = pd.Series(payments["amount"].to_numpy()[rows[at_first]])
-    out["first_charge"] = amount.groupby(keys.code_groups(pos[at_first], len(reg)), observed=False).sum(
-        min_count=1).to_numpy()  # null without a charge
-    return out
+    return out[["signed_up_at", "reached", "first_charge_at", "paid", "first_charge"]]
 
 
 def funnel(flags: pd.DataFrame) -> pd.DataFrame:
@@ -96,7 +105,20 @@ def support_revenue_share(e: int, n: int, s: int) -> float:
     return (e - n) / s if s else float("nan")
 
 
-def revenue_share(tickets: pd.DataFrame, payments: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> dict:
+def revenue_share_table(tickets: ir.Table, payments: ir.Table, start: pd.Timestamp, end: pd.Timestamp) -> ir.Table:
+    """Per client with a ticket created in [start, end): contact (the first such ticket), after
+    (a charge in [contact, end)) and before (a charge before the contact)."""
+    t = tickets.filter(tickets.client_id.notnull() & (tickets.created_at >= _instant(start))
+                       & (tickets.created_at < _instant(end)))
+    contact = t.group_by("client_id").aggregate(contact=t.created_at.min())
+    charges = payments.filter(payments.amount > 0).select("client_id", "paid_at")
+    j = contact.left_join(charges, "client_id")
+    hit = lambda cond: ibis.ifelse(cond, 1, 0).sum()  # noqa: E731 (a count of rows meeting cond)
+    return j.group_by(["client_id", "contact"]).aggregate(
+        after=hit((j.paid_at >= j.contact) & (j.paid_at < _instant(end))), before=hit(j.paid_at < j.contact))
+
+
+def revenue_share(eng: Engine, start: pd.Timestamp, end: pd.Timestamp) -> dict:
     """The source's support revenue share over [start, end).
 
     contacted = clients with a ticket created in the period (first such ticket = the contact);
@@ -105,18 +127,10 @@ def revenue_share(tickets: pd.DataFrame, payments: pd.DataFrame, start: pd.Times
     S = contacted clients with a charge before the contact (they had paid before);
     share = (E - N) / S: the share of already-paying clients who paid again after writing.
     """
-    t = tickets[tickets["client_id"].notna() & (tickets["created_at"] >= start) & (tickets["created_at"] < end)]
-    contact = t.groupby("client_id")["created_at"].min()
-    pos = keys.codes(payments["client_id"], contact.index, read_only=True)  # the contacted client's row, -1 for others
-    rows = np.flatnonzero((payments["amount"].to_numpy() > 0) & (pos >= 0))
-    pos, paid = pos[rows], keys.ns(payments["paid_at"])[rows]
-    at = keys.ns(contact)[pos]
-    after = np.bincount(pos[(paid >= at) & (paid < end.value)], minlength=len(contact)) > 0
-    before = np.bincount(pos[paid < at], minlength=len(contact)) > 0
-    e = int(after.sum())
-    n = int((after & ~before).sum())
-    s = int(before.sum())
-    return {"from": f"{start:%Y-%m-%d}", "to_exclusive": f"{end:%Y-%m-%d}", "contacted": len(contact),
+    t = eng.frame(revenue_share_table(eng.table("tickets"), eng.table("payments"), start, end))
+    after, before = t["after"].fillna(0) > 0, t["before"].fillna(0) > 0
+    e, n, s = int(after.sum()), int((after & ~before).sum()), int(before.sum())
+    return {"from": f"{start:%Y-%m-%d}", "to_exclusive": f"{end:%Y-%m-%d}", "contacted": len(t),
             "E": e, "N": n, "S": s, "share": support_revenue_share(e, n, s)}
 
 

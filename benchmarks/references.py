@@ -237,7 +237,7 @@ def winback_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- onboarding
 def onboarding_package(ds: Dataset) -> pd.DataFrame:
-    f = onboarding.funnel(onboarding.funnel_flags(ds.clients, ds.payments, ds.outreach, ds.as_of))
+    f = onboarding.funnel(onboarding.funnel_flags(ds.engine(), ds.as_of))
     return _long(f[["clients", "of"]].rename_axis("step").reset_index(), ["step"])
 
 

@@ -141,7 +141,12 @@ def test_retention_saves():
     assert list(shown.index) == ["L1", "CS"] and shown["requests"].tolist() == [1, 2] and idle == ["L2"]
 
 
-def test_funnel_arithmetic():
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return backend_for(request)
+
+
+def test_funnel_arithmetic(backend):
     clients = frame(["client_id", "signed_up_at"], *[(f"c{i}", "2024-06-01") for i in range(10)],
                     ("late", "2025-02-01"), times=["signed_up_at"])          # signed up after as-of: not counted
     out = frame(["client_id", "at", "campaign", "channel", "reached"],
@@ -150,7 +155,7 @@ def test_funnel_arithmetic():
                 ("c7", "2024-09-01", "winback", "email", True), times=["at"])  # another campaign
     pay = frame(["client_id", "paid_at", "amount"], ("c0", "2024-06-02", 10.0), ("c1", "2024-06-03", 30.0),
                 ("c2", "2024-06-20", 20.0), ("c7", "2024-06-02", 5.0), times=["paid_at"])
-    flags = onboarding.funnel_flags(clients, pay, out, AS_OF)
+    flags = onboarding.funnel_flags(from_frames({"clients": clients, "payments": pay, "outreach": out}, backend), AS_OF)
     f = onboarding.funnel(flags)
     # registrations 10; reached c0-c5 = 6 -> 0.6; paid among reached c0, c1, c2 = 3/6; among not reached c7 = 1/4
     assert f.loc["registrations", "clients"] == 10 and f.loc["reached", "rate"] == 0.6
@@ -160,10 +165,11 @@ def test_funnel_arithmetic():
     # days to first charge: c0 1, c1 2, c2 19, c7 1 -> 3 of 4 within 3 days
     assert m["share_paying_within_3_days"] == 0.75
     # without a `reached` column any onboarding row counts: c0-c6 = 7
-    assert onboarding.funnel_flags(clients, pay, out.drop(columns="reached"), AS_OF)["reached"].sum() == 7
+    eng = from_frames({"clients": clients, "payments": pay, "outreach": out.drop(columns="reached")}, backend)
+    assert onboarding.funnel_flags(eng, AS_OF)["reached"].sum() == 7
 
 
-def test_revenue_share_reproduces_the_source():
+def test_revenue_share_reproduces_the_source(backend):
     assert onboarding.support_revenue_share(3_500, 500, 6_000) == 0.5      # (3,500 - 500) / 6,000
     # 10,000 clients write on 2025-06-01: 6,000 had paid before (Jan), 3,000 of them pay again (Jul),
     # 500 new clients pay for the first time after writing, 3,500 never pay
@@ -172,7 +178,7 @@ def test_revenue_share_reproduces_the_source():
     pay = pd.concat([pd.DataFrame({"client_id": ids[:6000], "paid_at": pd.Timestamp("2025-01-10", tz="UTC")}),
                      pd.DataFrame({"client_id": ids[:3000] + ids[6000:6500], "paid_at": pd.Timestamp("2025-07-10", tz="UTC")})])
     pay["amount"] = 10.0
-    r = onboarding.revenue_share(tickets, pay, pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC"))
+    r = onboarding.revenue_share(from_frames({"tickets": tickets, "payments": pay}, backend), pd.Timestamp("2025-01-01", tz="UTC"), pd.Timestamp("2026-01-01", tz="UTC"))
     assert (r["contacted"], r["E"], r["N"], r["S"], r["share"]) == (10_000, 3_500, 500, 6_000, 0.5)
     text = onboarding.revenue_share_text(r)
     # the figure is shown, not in bold: with no comparison group it is the least trustworthy number on the page
