@@ -8,61 +8,60 @@ resolved (or holds) the ticket.
 """
 from __future__ import annotations
 
-import numpy as np
+import ibis
+import ibis.expr.types as ir
 import pandas as pd
 
-from analysis import keys
 from analysis.config import Config
+from analysis.engine import Engine
 from analysis.stats import rate_table
-from analysis.tiers import resolving_tier
+from analysis.tiers import ladder, resolving_tier
 
-__all__ = ["handled_by_tier", "refund_requests", "save_rates", "REFUND_TOPIC"]
+__all__ = ["request_table", "handled_by_tier", "refund_requests", "save_rates", "REFUND_TOPIC"]
 
 REFUND_TOPIC = "refund_request"
 
 
-def refund_requests(tickets: pd.DataFrame, payments: pd.DataFrame, config: Config, as_of: pd.Timestamp,
-                    window_days: int = 90) -> pd.DataFrame:
-    """Per refund_request ticket with a client: tier, known (window over), paid_again,
-    refunded_again, saved (null while not known) and revenue_kept."""
+def request_table(tickets: ir.Table, payments: ir.Table, window_days: int) -> ir.Table:
+    """Per refund_request ticket with a client: ticket_id, client_id, created_at, the tier
+    columns, charged (the client's charges in (created_at, created_at + window]) and refunds
+    (the number of refunds in it)."""
+    tiers = [c for c in ("first_tier", "final_tier") if c in tickets.columns]
+    t = tickets.filter((tickets.topic == REFUND_TOPIC) & tickets.client_id.notnull()).select(
+        "ticket_id", "client_id", "created_at", *tiers)
+    p = payments.select("client_id", "paid_at", "amount")
+    j = t.select("ticket_id", "client_id", "created_at").join(p, "client_id")
+    inside = (j.paid_at > j.created_at) & (j.paid_at <= j.created_at + ibis.interval(days=window_days))
+    per = j.group_by("ticket_id").aggregate(charged=j.amount.sum(where=inside & (j.amount > 0)),
+                                            refunds=ibis.ifelse(inside & (j.amount < 0), 1, 0).sum())
+    return t.left_join(per, "ticket_id").drop("ticket_id_right")
+
+
+def refund_requests(eng: Engine, config: Config, as_of: pd.Timestamp, window_days: int = 90) -> pd.DataFrame:
+    """Per refund_request ticket with a client (by ticket_id): tier (the resolving tier), known
+    (window over by as-of), paid_again, refunded_again, saved (null while not known) and
+    revenue_kept (the charges of a known save in the window)."""
+    tickets = eng.table("tickets")
+    columns = ["ticket_id", "client_id", "created_at", "tier", "known", "paid_again", "refunded_again", "saved",
+               "revenue_kept"]
     if "topic" not in tickets.columns or "client_id" not in tickets.columns:  # no request can be told
-        t = tickets.iloc[:0].assign(client_id=pd.Series(dtype="string"))
-    else:
-        t = tickets[(tickets["topic"] == REFUND_TOPIC) & tickets["client_id"].notna()]
-    out = pd.DataFrame({"ticket_id": t["ticket_id"], "client_id": t["client_id"], "created_at": t["created_at"],
-                        "tier": resolving_tier(t, config)})
-    window = pd.Timedelta(days=window_days)
-    out["known"] = out["created_at"] + window <= as_of
-    pairs = _request_payments(out, payments)
-    pairs = pairs[(pairs["paid_at"] > pairs["created_at"]) & (pairs["paid_at"] <= pairs["created_at"] + window)]
-    charges = pairs[pairs["amount"] > 0].groupby("row")["amount"].sum()
-    refunds = pairs[pairs["amount"] < 0].groupby("row").size()
-    out["paid_again"] = keys.isin(out.index, charges.index)
-    out["refunded_again"] = keys.isin(out.index, refunds.index)
+        empty = pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+        empty["tier"] = pd.Categorical([], dtype=ladder(config))
+        for c in ("known", "paid_again", "refunded_again"):
+            empty[c] = empty[c].astype(bool)
+        empty["revenue_kept"] = empty["revenue_kept"].astype(float)
+        return empty
+    t = eng.frame(request_table(tickets, eng.table("payments"), window_days))
+    t = t.sort_values("ticket_id", kind="stable").reset_index(drop=True)
+    out = t[["ticket_id", "client_id", "created_at"]].copy()
+    out["tier"] = resolving_tier(t, config)
+    out["known"] = out["created_at"] + pd.Timedelta(days=window_days) <= as_of
+    out["paid_again"] = t["charged"].notna().to_numpy()
+    out["refunded_again"] = (t["refunds"].fillna(0) > 0).to_numpy()
     saved = out["paid_again"] & ~out["refunded_again"]
     out["saved"] = saved.astype("boolean").where(out["known"])
-    out["revenue_kept"] = charges.reindex(out.index, fill_value=0.0).where(saved & out["known"], 0.0)
-    return out.reset_index(drop=True)
-
-
-def _request_payments(requests: pd.DataFrame, payments: pd.DataFrame) -> pd.DataFrame:
-    """Every (request, payment of its client) pair: row (the request's label), created_at,
-    paid_at, amount; in request order, then payment order (what an inner merge on client_id
-    gives), built on integer client codes instead of hashing the text of every payment."""
-    client = pd.Index(requests["client_id"].unique())
-    asked = keys.codes(requests["client_id"], client)
-    rows, paid = keys.found(payments["client_id"], client)  # payments of clients with a request
-    rows = rows[keys.group_order(paid, len(client))]  # by client, payment order kept
-    count = np.bincount(paid, minlength=len(client))
-    first = np.cumsum(count) - count
-    n = count[asked]
-    request = np.repeat(np.arange(len(requests)), n)
-    within = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    payment = rows[first[asked][request] + within]
-    return pd.DataFrame({"row": requests.index.to_numpy()[request],
-                         "created_at": requests["created_at"].array.take(request),
-                         "paid_at": payments["paid_at"].array.take(payment),
-                         "amount": payments["amount"].to_numpy()[payment]})
+    out["revenue_kept"] = t["charged"].fillna(0.0).where(saved & out["known"], 0.0)
+    return out
 
 
 def save_rates(requests: pd.DataFrame, by: str | None = None) -> pd.DataFrame:

@@ -118,7 +118,12 @@ def test_early_warning_ranks_sliding_active_clients():
     assert ew.loc["sliding", "drop"] == pytest.approx(0.8) and ew.loc["sliding", "revenue_at_risk_3m"] == pytest.approx(240.0)
 
 
-def test_retention_saves():
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return backend_for(request)
+
+
+def test_retention_saves(backend):
     cfg = Config(tiers=[Tier(id="L1"), Tier(id="CS")])
     t = frame(["ticket_id", "client_id", "created_at", "topic", "first_tier", "final_tier"],
               ("t1", "X", "2024-03-01", "refund_request", "L1", "CS"),     # paid Mar 15, no refund: kept
@@ -129,7 +134,8 @@ def test_retention_saves():
               times=["created_at"])
     p = frame(["client_id", "paid_at", "amount"], ("X", "2024-03-15", 70.0), ("Y", "2024-03-02", -50.0),
               ("Y", "2024-03-20", 80.0), ("Z", "2024-01-01", 10.0), times=["paid_at"])
-    r = saves.refund_requests(t, p, cfg, AS_OF, 90)
+    eng = from_frames({"tickets": t, "payments": p}, backend)
+    r = saves.refund_requests(eng, cfg, AS_OF, 90)
     assert r.set_index("ticket_id")["saved"].to_dict() == {"t1": True, "t2": False, "t3": False, "t4": None}
     s = saves.save_rates(r).loc["all"]
     assert (s["requests"], s["saved"], s["save_rate"], s["revenue_kept"]) == (3, 1, 1 / 3, 70.0)
@@ -137,13 +143,8 @@ def test_retention_saves():
     assert by_tier.loc["CS", "save_rate"] == 0.5 and by_tier.loc["L1", "save_rate"] == 0.0
     # for the report: tiers with no known demand are named, not shown as rows of zeros
     ladder = Config(tiers=[Tier(id="L1"), Tier(id="L2"), Tier(id="CS")])
-    shown, idle = saves.handled_by_tier(saves.refund_requests(t, p, ladder, AS_OF, 90))
+    shown, idle = saves.handled_by_tier(saves.refund_requests(eng, ladder, AS_OF, 90))
     assert list(shown.index) == ["L1", "CS"] and shown["requests"].tolist() == [1, 2] and idle == ["L2"]
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    return backend_for(request)
 
 
 def test_funnel_arithmetic(backend):
