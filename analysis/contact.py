@@ -7,36 +7,41 @@
 """
 from __future__ import annotations
 
-import numpy as np
+import ibis.expr.types as ir
 import pandas as pd
 
-from analysis import keys
+from analysis.engine import Engine
 
-__all__ = ["first_contacts", "contact_groups", "group_label", "EARLY", "NAIVE"]
+__all__ = ["first_contact_table", "first_contacts", "contact_groups", "group_label", "EARLY", "NAIVE"]
 
 EARLY = {True: "contacted", False: "not_contacted"}
 NAIVE = {True: "ever_contacted", False: "never_contacted"}
 
 
-def first_contacts(tickets: pd.DataFrame, exclude_topics: tuple[str, ...] = ()) -> pd.Series:
-    """Each client's earliest ticket created_at (tickets without a client are left out), optionally
-    ignoring tickets on some topics (e.g. refund requests, which follow a decision to leave)."""
-    if "client_id" not in tickets.columns:
-        t = tickets.iloc[:0]
-        return t.groupby("client_id")["created_at"].min().rename("first_contact_at")
-    keep = tickets["client_id"].notna().to_numpy()
+def first_contact_table(tickets: ir.Table, exclude_topics: tuple[str, ...] = ()) -> ir.Table:
+    """Each client's earliest ticket (client_id, first_contact_at); tickets without a client are
+    left out, and so are tickets on ``exclude_topics`` (e.g. refund requests, which follow a
+    decision to leave)."""
+    t = tickets.filter(tickets.client_id.notnull())
     if exclude_topics and "topic" in tickets.columns:
-        keep &= ~np.asarray(tickets["topic"].isin(exclude_topics), dtype=bool)
-    rows = np.flatnonzero(keep)
-    code, ids = keys.factorize(tickets["client_id"], rows)  # integer codes (the kept client rows), not the text
-    first = keys.time_extreme(tickets["created_at"].take(rows), code, len(ids))
-    out = pd.Series(first.array, index=pd.Index(ids, name="client_id"), name="first_contact_at")
-    return out.iloc[keys.sorted_order(out.index)]
+        t = t.filter(t.topic.isnull() | ~t.topic.isin(list(exclude_topics)))
+    return t.group_by("client_id").aggregate(first_contact_at=t.created_at.min())
 
 
-def contact_groups(starts: pd.DataFrame, tickets: pd.DataFrame, window_days: int) -> pd.DataFrame:
-    """Per client with a start: first_contact_at, early (ticket before start + window) and ever."""
-    first = first_contacts(tickets).reindex(starts.index)
+def first_contacts(eng: Engine, exclude_topics: tuple[str, ...] = ()) -> pd.Series:
+    """``first_contact_table`` of the engine's tickets as a Series by client_id (text order);
+    empty when the tickets have no client_id column."""
+    tickets = eng.table("tickets")
+    if "client_id" not in tickets.columns:
+        return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], name="client_id"), name="first_contact_at")
+    out = eng.frame(first_contact_table(tickets, exclude_topics)).set_index("client_id")["first_contact_at"]
+    return out.sort_index()
+
+
+def contact_groups(starts: pd.DataFrame, first: pd.Series, window_days: int) -> pd.DataFrame:
+    """Per client with a start: first_contact_at (``first_contacts``), early (a ticket before
+    start + window) and ever (any ticket before as-of)."""
+    first = first.reindex(starts.index)
     out = pd.DataFrame({"first_contact_at": first}, index=starts.index)
     out["early"] = (first < starts["start"] + pd.Timedelta(days=window_days)).fillna(False).astype(bool)
     out["ever"] = first.notna()

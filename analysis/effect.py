@@ -41,15 +41,17 @@ changed it. Every hazard ratio carries its 95% interval and E-values (``stats.e_
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from lifelines import CoxPHFitter
 from lifelines.exceptions import ConvergenceError
 
-from analysis import churn, cohorts, keys
-from analysis.contact import first_contacts
-from analysis.engine import from_frames
+from analysis import churn, cohorts
+from analysis.contact import first_contact_table, first_contacts
+from analysis.engine import Engine, from_frames
 from analysis.months import add_months, months_between
 from analysis.stats import e_value, e_value_interval, smd_to_risk_ratio
 
@@ -80,26 +82,39 @@ ESTIMANDS = {
 }
 
 
-def engagement(starts: pd.DataFrame, signed_up_at: pd.Series, usage: pd.DataFrame,
-               first_contact: pd.Series, days: int = ENGAGEMENT_DAYS) -> pd.Series:
-    """Per client with a start: log(1 + product events per day) over [sign-up, sign-up + days),
-    cut at the first ticket (support cannot have changed usage yet). A client whose first ticket
-    came within a day of signing up is measured over the first day anyway (a rate needs some
-    time; the mediator share of one day is small). No usage row: 0 events."""
-    signed = signed_up_at.reindex(starts.index)
-    end = signed + pd.Timedelta(days=days)
-    first = first_contact.reindex(starts.index)
-    end = end.where(first.isna() | (first >= end), first)
-    end = end.where(end - signed >= pd.Timedelta(days=1), signed + pd.Timedelta(days=1))
-    pos = keys.codes(usage["client_id"], starts.index, read_only=True)
-    found = pos >= 0
-    at = usage["at"].to_numpy()[found]
-    p = pos[found]
-    inside = (at >= signed.to_numpy()[p]) & (at < end.to_numpy()[p])
-    events = np.bincount(p[inside], weights=usage["events"].to_numpy(dtype="float64")[found][inside],
-                         minlength=len(starts))
-    span = (end - signed).dt.total_seconds().to_numpy() / 86400
-    return pd.Series(np.log1p(events / span), index=starts.index, name="engagement")
+def engagement_table(clients: ir.Table, starts: ir.Table, tickets: ir.Table | None, usage: ir.Table,
+                     days: int = ENGAGEMENT_DAYS) -> ir.Table:
+    """Per client with a start: signed_up_at, window_end and events = the client's product events
+    in [sign-up, window_end), where window_end = sign-up + ``days``, cut at the first ticket, and
+    at least sign-up + 1 day (see ``engagement``)."""
+    s = starts.select("client_id").join(clients.select("client_id", "signed_up_at"), "client_id")
+    if tickets is not None and "client_id" in tickets.columns:
+        s = s.left_join(first_contact_table(tickets), "client_id").drop("client_id_right")
+        full = s.signed_up_at + ibis.interval(days=days)
+        end = ibis.ifelse(s.first_contact_at.notnull() & (s.first_contact_at < full), s.first_contact_at, full)
+    else:
+        end = s.signed_up_at + ibis.interval(days=days)
+    one_day = s.signed_up_at + ibis.interval(days=1)
+    s = s.select("client_id", "signed_up_at", window_end=ibis.ifelse(end < one_day, one_day, end))
+    u = usage.select("client_id", "at", "events")
+    j = s.join(u, "client_id")
+    inside = (j.at >= j.signed_up_at) & (j.at < j.window_end)
+    counted = j.group_by("client_id").aggregate(events=j.events.cast("float64").sum(where=inside))
+    out = s.left_join(counted, "client_id").drop("client_id_right")
+    return out.mutate(events=out.events.fill_null(0.0))
+
+
+def engagement(eng: Engine, starts: pd.DataFrame, days: int = ENGAGEMENT_DAYS) -> pd.Series:
+    """Per client of ``starts`` (``cohorts.client_starts`` of the same engine): log(1 + product
+    events per day) over [sign-up, sign-up + days), cut at the first ticket (support cannot have
+    changed usage yet). A client whose first ticket came within a day of signing up is measured
+    over the first day anyway (a rate needs some time; the mediator share of one day is small).
+    No usage row: 0 events."""
+    payments = eng.table("payments")
+    t = eng.frame(engagement_table(eng.table("clients"), cohorts.starts_table(payments), eng.table("tickets"),
+                                   eng.table("usage"), days)).set_index("client_id").reindex(starts.index)
+    span = (t["window_end"] - t["signed_up_at"]).dt.total_seconds() / 86400
+    return pd.Series(np.log1p(t["events"] / span), index=starts.index, name="engagement")
 
 
 def adjustment_covariates(starts: pd.DataFrame, clients: pd.DataFrame | None = None,
@@ -278,41 +293,41 @@ def table_view(effects: pd.DataFrame) -> pd.DataFrame:
     return view
 
 
-def covariates_for(starts: pd.DataFrame, clients: pd.DataFrame | None, tickets: pd.DataFrame,
-                   usage: pd.DataFrame | None) -> pd.DataFrame:
-    """``adjustment_covariates`` of the data set: with a usage table, engagement measured before
-    the first ticket (``engagement``); without one, the rest only."""
-    eng = None
-    if usage is not None and clients is not None:
-        eng = engagement(starts, clients.set_index("client_id")["signed_up_at"], usage, first_contacts(tickets))
-    return adjustment_covariates(starts, clients, eng)
+def covariates_for(eng: Engine, starts: pd.DataFrame) -> pd.DataFrame:
+    """``adjustment_covariates`` of the engine's data: with a usage table, engagement measured
+    before the first ticket (``engagement``); without one, the rest only."""
+    clients = eng.table("clients")
+    frame = None
+    if clients is not None:
+        columns = [c for c in ("segment", "acquisition_channel", "country") if c in clients.columns]
+        frame = eng.frame(clients.select("client_id", *columns))
+    usage = engagement(eng, starts) if eng.has("usage", "clients") else None
+    return adjustment_covariates(starts, frame, usage)
 
 
 def support_effects_of(tables: dict, as_of: pd.Timestamp, grace_days: int, window_days: int) -> pd.DataFrame:
     """``support_effects`` on a whole data set's tables (clients, payments, tickets, usage when
     given), every client with a start: what the calibration study and the tests run on each
     generated world (the report runs the same steps on a stated sample of clients)."""
-    pay, cl, tk = tables["payments"], tables["clients"], tables["tickets"]
-    eng = from_frames({"payments": pay, "clients": cl})
+    eng = from_frames({n: tables.get(n) for n in ("payments", "clients", "tickets", "usage")})
     starts = cohorts.client_starts(eng)
     life = churn.lifetimes(eng, as_of, grace_days)
     spell = churn.first_spells(eng, as_of, grace_days)
-    covs = covariates_for(starts, cl, tk, tables.get("usage"))
-    return support_effects(life, spell, tk, covs, window_days, as_of)
+    return support_effects(life, spell, eng, covariates_for(eng, starts), window_days, as_of)
 
 
-def support_effects(life: pd.DataFrame, spell: pd.DataFrame, tickets: pd.DataFrame, covs: pd.DataFrame,
+def support_effects(life: pd.DataFrame, spell: pd.DataFrame, eng: Engine, covs: pd.DataFrame,
                     window_days: int, as_of: pd.Timestamp) -> pd.DataFrame:
     """Every estimator on the clients of ``life`` (``churn.lifetimes``; ``spell`` holds their
     first spells, ``churn.first_spells``, for the renewal model), with E-values
     (``with_e_values``), indexed by method key: what 03_churn_survival shows and what the
-    calibration study measures."""
-    first = first_contacts(tickets)
+    calibration study measures. First contacts come from the engine's tickets."""
+    first = first_contacts(eng)
     return with_e_values([
         naive_effect(life, first.reindex(life.index).notna()),
         landmark_effect(life, first, window_days, as_of, None),
         landmark_effect(life, first, window_days, as_of, covs),
-        renewal_effect(spell.reindex(life.index), first_contacts(tickets, RETENTION_TOPICS), covs),
+        renewal_effect(spell.reindex(life.index), first_contacts(eng, RETENTION_TOPICS), covs),
     ])
 
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 
 from analysis import present
-from analysis.contact import contact_groups, group_label
+from analysis.contact import contact_groups, first_contacts, group_label
 from analysis.effect import ESTIMANDS, METHOD_LABELS
+from analysis.engine import Engine
 
 # the support-effect method the churn report leads with: the renewal model, whose estimand is the
 # effect of having contacted support; chosen on the calibration study (docs/calibration.md): no
@@ -28,13 +29,13 @@ class Groups:
     """Per client with a start: the early-contact label and the naive "ever contacted" label
     (both None without a tickets table)."""
 
-    def __init__(self, starts: pd.DataFrame, tickets: pd.DataFrame | None, window_days: int):
+    def __init__(self, starts: pd.DataFrame, eng: Engine, window_days: int):
         self.window_days = window_days
-        if tickets is None:
+        if not eng.has("tickets"):
             self.flags = None
             self.early = self.naive = None
         else:
-            self.flags = contact_groups(starts, tickets, window_days)
+            self.flags = contact_groups(starts, first_contacts(eng), window_days)
             self.early = group_label(self.flags["early"])
             self.naive = group_label(self.flags["ever"], naive=True)
 

@@ -9,15 +9,16 @@ estimators are in ``analysis.effect``.
 """
 from __future__ import annotations
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import multivariate_logrank_test, proportional_hazard_test
 
-from analysis import keys
 from analysis.churn import DAYS_PER_MONTH
+from analysis.engine import Engine
 
-__all__ = ["kaplan_meier", "rmst", "survival_summary", "censor_aware_ltv", "at_risk_table", "logrank",
+__all__ = ["kaplan_meier", "rmst", "survival_summary", "net_payments", "censor_aware_ltv", "at_risk_table", "logrank",
            "model_sample", "model_sample_note", "ph_check"]
 
 
@@ -73,7 +74,12 @@ def survival_summary(fits: dict[str, KaplanMeierFitter], horizon_months: float =
     return pd.DataFrame(rows, columns=columns).set_index("group")  # no rows without a paying client
 
 
-def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str, KaplanMeierFitter],
+def net_payments(payments: ir.Table) -> ir.Table:
+    """Each client's net payments (charges and refunds, all of them): client_id, net."""
+    return payments.group_by("client_id").aggregate(net=payments.amount.sum())
+
+
+def censor_aware_ltv(eng: Engine, life: pd.DataFrame, fits: dict[str, KaplanMeierFitter],
                      groups: pd.Series | None = None, horizon_months: float = 12.0) -> pd.DataFrame:
     """Two model-based LTVs per group, each labelled with its formula:
     - ARPA = net payments of the group's clients (start to as-of) / client-months observed
@@ -81,12 +87,11 @@ def censor_aware_ltv(payments: pd.DataFrame, life: pd.DataFrame, fits: dict[str,
       expected active months in the first H months, censoring handled by Kaplan-Meier;
     - vendor style (ChartMogul): LTV = ARPA / monthly churn rate, with the churn rate = churns /
       client-months (a constant hazard, no horizon): what subscription dashboards report.
+    Net payments come from the engine's payments (``net_payments``).
     """
     g = pd.Series("all", index=life.index) if groups is None else groups.reindex(life.index)
-    pos = keys.codes(payments["client_id"], life.index, read_only=True)  # integer keys, not the text
-    keep = pos >= 0
-    net = payments["amount"][keep].groupby(keys.code_groups(pos[keep], len(life)), observed=False).sum()
-    net = pd.Series(net.to_numpy(), index=life.index)
+    net = eng.frame(net_payments(eng.table("payments"))).set_index("client_id")["net"]
+    net = net.reindex(life.index, fill_value=0.0)
     months = life["duration_days"] / DAYS_PER_MONTH
     rows = []
     for label, kmf in fits.items():

@@ -172,7 +172,7 @@ def test_contact_window_is_strict_and_has_no_lower_bound():
         ["2024-01-01T00:00Z",          # a: before the first charge -> early
          "2024-03-30T12:00Z",          # b: Feb 29 12:00 + 30 days = Mar 30 12:00 exactly -> not early (strict <)
          "2024-04-01T00:00Z"], utc=True)})   # c: Mar 15 + 17 days -> early
-    g = contact.contact_groups(s, tickets, window_days=30)
+    g = contact.contact_groups(s, contact.first_contacts(from_frames({"tickets": tickets})), window_days=30)
     assert g["early"].to_dict() == {"a": True, "b": False, "c": True} and g["ever"].all()
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import churn, effect
+from analysis import churn, cohorts, effect
 from analysis.engine import from_frames
 from analysis.generate import build_tables
+from conftest import BACKENDS, backend_for
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 
@@ -61,14 +62,21 @@ def test_first_spells_end_at_the_first_lapse():
     assert (out["last_charge"] == life["last_charge"]).tolist() == [False, True, True, True]
 
 
-def test_engagement_is_usage_per_day_before_the_first_ticket_in_the_first_days():
-    starts = pd.DataFrame({"start": [ts("2025-01-03")] * 3}, index=pd.Index(["a", "b", "c"], name="client_id"))
-    signed = pd.Series([ts("2025-01-01")] * 3, index=["a", "b", "c"])
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return backend_for(request)
+
+
+def test_engagement_is_usage_per_day_before_the_first_ticket_in_the_first_days(backend):
+    pay = pd.DataFrame({"client_id": ["a", "b", "c"], "paid_at": [ts("2025-01-03")] * 3, "amount": 10.0})
+    clients = pd.DataFrame({"client_id": ["a", "b", "c"], "signed_up_at": [ts("2025-01-01")] * 3})
     usage = pd.DataFrame({"client_id": ["a", "a", "b", "b", "c"],
                           "at": [ts("2025-01-02"), ts("2025-01-20"), ts("2025-01-02"), ts("2025-01-06"), ts("2025-01-01")],
                           "events": [28, 100, 10, 50, 4]})
-    first = pd.Series([ts("2025-01-05"), ts("2025-01-01 06:00")], index=["b", "c"])
-    e = effect.engagement(starts, signed, usage, first)
+    tickets = pd.DataFrame({"client_id": ["b", "c", "b"], "created_at": [ts("2025-01-05"), ts("2025-01-01 06:00"),
+                                                                         ts("2025-01-09")]})
+    eng = from_frames({"payments": pay, "clients": clients, "usage": usage, "tickets": tickets}, backend)
+    e = effect.engagement(eng, cohorts.client_starts(eng))
     # a: 28 events in 14 days (the Jan 20 row is past them) -> log(1 + 2)
     # b: window cut at the first ticket Jan 5 (4 days): 10 events, the Jan 6 row after it -> log(1 + 2.5)
     # c: ticket 6 hours after sign-up: measured over the first day -> 4 events / 1 day -> log(5)
