@@ -22,15 +22,17 @@ the price is below the revenue per client (null otherwise), and revenue_share at
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
-import pyarrow.compute as pc
 
-from analysis import keys, present
+from analysis import present
+from analysis.engine import Engine
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
-__all__ = ["vendor_summary", "implied_scenario", "price_table", "MODELS", "DEFAULT_PRICES", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
+__all__ = ["vendor_summary", "implied_scenario", "price_table", "MODELS", "DEFAULT_PRICES", "lead_table", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
            "cpa_change", "implied_cost_ratio", "scenario", "pilot_readout", "pilot_from_data", "prices_from",
            "contact_centre_metrics", "headline", "scenario_text", "pilot_text", "RISKS"]
 
@@ -41,62 +43,54 @@ DEFAULT_PRICES = {"per_minute": 12.0, "per_hour": 600.0,
                   "per_result_call": 60.0, "per_lead": 400.0, "per_client": 3000.0, "revenue_share": 0.10}
 
 
-def lead_outcomes(leads: pd.DataFrame, calls: pd.DataFrame, payments: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per lead: vendor (of its first non-in-house call; ties in time: the first in the table),
-    qualified, converted, revenue. Calls are matched to leads on integer rows (one Arrow
-    lookup of the calls' lead ids), not by text joins."""
-    ids = leads["lead_id"]
-    out = pd.DataFrame({"created_at": leads["created_at"].array}, index=pd.Index(ids, name="lead_id"))
-    row = keys.codes(calls["lead_id"], ids, read_only=True)  # the call's lead row, -1 for a lead not in leads
+def lead_table(leads: ir.Table, calls: ir.Table, payments: ir.Table | None = None) -> ir.Table:
+    """Per lead: lead_id, created_at, vendor (of its first call not made in-house; ties in time
+    by vendor name; null without one), called_qualified (a call with result lead or sale), the
+    lead's own qualified_at, converted_at, revenue and client_id when it has them, and paid_since
+    (its client's net payments at or after the conversion, when payments are given)."""
+    own = [c for c in ("qualified_at", "converted_at", "revenue", "client_id") if c in leads.columns]
+    out = leads.select("lead_id", "created_at", *own)
     if "vendor" in calls.columns:
-        cold = np.flatnonzero(np.asarray(calls["vendor"].fillna("in-house") != "in-house", dtype=bool) & (row >= 0))
-        at = keys.ns(calls["started_at"])[cold]
-        at = np.where(at == keys.NAT, np.iinfo("int64").max, at)  # a missing time sorts last
-        cold = cold[keys.order_by(row[cold], len(leads), at)]  # per lead, earliest first (table order on ties)
-        first = cold[np.r_[True, row[cold][1:] != row[cold][:-1]]] if len(cold) else cold
-        pick = np.full(len(leads), -1, dtype="int64")
-        pick[row[first]] = first
-        out["vendor"] = calls["vendor"].array.take(pick, allow_fill=True)
-    else:
-        out["vendor"] = "vendor"
-    qualified = np.zeros(len(leads), dtype=bool)
+        cold = calls.filter((calls.vendor.fill_null("in-house") != "in-house") & calls.lead_id.notnull())
+        order = [cold.started_at.isnull(), cold.started_at, cold.vendor]  # a missing time sorts last
+        cold = cold.mutate(rank=ibis.row_number().over(group_by=cold.lead_id, order_by=order))
+        first = cold.filter(cold["rank"] == 0).select("lead_id", "vendor")
+        out = out.left_join(first, "lead_id").drop("lead_id_right")
     if "result" in calls.columns:
-        by_result = np.asarray(calls["result"].isin(["lead", "sale"]), dtype=bool) & (row >= 0)
-        qualified[row[by_result]] = True
-    if "qualified_at" in leads.columns:
-        qualified |= leads["qualified_at"].notna().to_numpy()
-    out["qualified"] = qualified
-    conv = leads["converted_at"].set_axis(out.index) if "converted_at" in leads.columns \
-        else pd.Series(pd.NaT, index=out.index)
-    out["converted"] = conv.notna().to_numpy()
-    revenue = pd.Series(0.0, index=out.index)
-    if "revenue" in leads.columns and leads["revenue"].notna().any():
-        revenue = leads["revenue"].set_axis(out.index).fillna(0.0)
-    elif payments is not None and "client_id" in leads.columns:
-        revenue = _revenue_since(leads, conv, payments).reindex(out.index, fill_value=0.0)
-    out["revenue"] = revenue.where(out["converted"], 0.0)
+        hit = calls.filter(calls.result.isin(["lead", "sale"])).select("lead_id").distinct()
+        out = out.left_join(hit.mutate(called_qualified=ibis.literal(True)), "lead_id").drop("lead_id_right")
+    if payments is not None and "client_id" in leads.columns and "converted_at" in leads.columns:
+        link = leads.filter(leads.client_id.notnull() & leads.converted_at.notnull()).select(
+            "lead_id", "client_id", "converted_at")
+        j = link.join(payments.select("client_id", "paid_at", "amount"), "client_id")
+        since = j.filter(j.paid_at >= j.converted_at).group_by("lead_id").aggregate(paid_since=lambda t: t.amount.sum())
+        out = out.left_join(since, "lead_id").drop("lead_id_right")
     return out
 
 
-def _revenue_since(leads: pd.DataFrame, since: pd.Series, payments: pd.DataFrame) -> pd.Series:
-    """Per lead with a client and a conversion (index lead_id): the client's net payments at or
-    after the conversion. Payments are matched on integer codes when each such client has one
-    lead; a client shared by several leads counts for each, as a join does. ``since`` is per
-    lead in the order of ``leads``."""
-    has = np.flatnonzero(leads["client_id"].notna().to_numpy() & since.notna().to_numpy())
-    link = pd.DataFrame({"client_id": leads["client_id"].take(has).array, "since": since.take(has).array},
-                        index=pd.Index(leads["lead_id"].take(has).array, name="lead_id"))
-    ids = link["client_id"]
-    text = keys.arrow_text(ids)
-    if text is None or pc.count_distinct(text).as_py() < len(ids):
-        p = payments.merge(link.reset_index(), on="client_id")
-        p = p[p["paid_at"] >= p["since"]]
-        return p.groupby("lead_id")["amount"].sum()
-    rows, pos = keys.found(payments["client_id"], pd.Index(ids))
-    after = keys.ns(payments["paid_at"])[rows] >= keys.ns(link["since"])[pos]
-    rows, pos = rows[after], pos[after]
-    sums = pd.Series(payments["amount"].to_numpy()[rows]).groupby(keys.code_groups(pos, len(link)), observed=False).sum()
-    return pd.Series(sums.to_numpy(), index=link.index)[np.bincount(pos, minlength=len(link)) > 0]
+def lead_outcomes(eng: Engine) -> pd.DataFrame:
+    """Per lead (index lead_id, in text order): created_at, vendor (of its first call not made
+    in-house; "vendor" when calls have no vendor column), qualified (a call with result lead or
+    sale, or qualified_at set), converted (converted_at set) and revenue (the lead's revenue when
+    the leads carry it, else its client's net payments from the conversion on; 0 unless
+    converted)."""
+    calls = eng.table("calls")
+    t = eng.frame(lead_table(eng.table("leads"), calls, eng.table("payments"))).set_index("lead_id").sort_index()
+    out = pd.DataFrame({"created_at": t["created_at"]}, index=t.index)
+    out["vendor"] = t["vendor"] if "vendor" in calls.columns else "vendor"
+    qualified = t["called_qualified"].fillna(False).astype(bool) if "called_qualified" in t.columns \
+        else pd.Series(False, index=t.index)
+    if "qualified_at" in t.columns:
+        qualified |= t["qualified_at"].notna()
+    out["qualified"] = qualified.to_numpy(dtype=bool)
+    out["converted"] = t["converted_at"].notna().to_numpy() if "converted_at" in t.columns else False
+    revenue = pd.Series(0.0, index=t.index)
+    if "revenue" in t.columns and t["revenue"].notna().any():
+        revenue = t["revenue"].astype("float64").fillna(0.0)
+    elif "paid_since" in t.columns:
+        revenue = t["paid_since"].astype("float64").fillna(0.0)
+    out["revenue"] = revenue.where(out["converted"], 0.0)
+    return out
 
 
 def billable_minutes(duration_s: pd.Series, increment_s: int = 60) -> pd.Series:
@@ -115,7 +109,7 @@ def model_costs(calls: pd.DataFrame, outcomes: pd.DataFrame, prices: dict, incre
     c = c[np.asarray(c["vendor"].fillna("in-house") != "in-house", dtype=bool)] if "vendor" in c.columns \
         else c.assign(vendor="vendor")
     minutes = billable_minutes(c["duration_s"], increment_s)
-    status_price = keys.lookup(c["status"], pd.Series(prices["per_status_minute"], dtype=float)).astype(float)
+    status_price = c["status"].astype(object).map(pd.Series(prices["per_status_minute"], dtype=float)).astype(float)
     per_vendor_calls = pd.DataFrame({"vendor": c["vendor"], "minutes": minutes, "hours": c["duration_s"] / 3600,
                                      "status_cost": status_price * minutes,
                                      "results": c["result"].notna() if "result" in c.columns else False})
@@ -265,9 +259,9 @@ def pilot_from_data(outcomes: pd.DataFrame, calls: pd.DataFrame, vendor: str, tr
     """A trial read out from the data: the vendor's first ``trial_leads`` leads (by creation).
     The centre's cost per lead is what their calls cost at the per-minute price; the revenue per
     client is the mean over the vendor's converted leads."""
-    o = outcomes[outcomes["vendor"] == vendor].sort_values("created_at", kind="stable")
+    o = outcomes[outcomes["vendor"] == vendor].sort_values("created_at", kind="stable")  # lead_id order on ties
     trial = o.head(trial_leads)
-    tc = calls[keys.isin(calls["lead_id"], trial.index) & (calls["vendor"] == vendor)]
+    tc = calls[np.asarray(calls["lead_id"].isin(trial.index), dtype=bool) & (calls["vendor"] == vendor)]
     cost = float(billable_minutes(tc["duration_s"], increment_s).sum() * prices["per_minute"])
     per_lead = cost / len(trial) if len(trial) else np.nan
     conv = o[o["converted"]]

@@ -8,35 +8,38 @@ lead that reached a later stage counts as having passed the earlier ones.
 """
 from __future__ import annotations
 
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis import keys
+from analysis.engine import Engine
 from analysis.stats import rate_table
 
-__all__ = ["STAGES", "stage_times", "stage_funnel", "successful_calls", "operator_roles", "operator_summary", "stage_losses", "most_changed_loss",
+__all__ = ["STAGES", "first_stage_calls", "stage_times", "stage_funnel", "successful_calls", "operator_roles", "operator_summary", "stage_losses", "most_changed_loss",
            "clients_brought", "conveyor_metrics", "headline"]
 
-_NOT_YET = np.iinfo("int64").max  # no call at that stage while taking minimums
 STAGES = ("cold_call", "need_found", "proposal", "meeting", "contract", "account")
 
 
-def stage_times(calls: pd.DataFrame) -> pd.DataFrame:
-    """Per lead (rows) and stage (columns, in order): the first call at that stage (NaT: not
-    reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
-    stage = keys.codes(calls["stage"], pd.Index(list(STAGES), dtype=calls["stage"].dtype))
-    at = keys.ns(calls["started_at"])
-    rows = np.flatnonzero((stage >= 0) & (at != keys.NAT))
-    lead, ids = keys.factorize(calls["lead_id"], rows)  # integer lead codes (from the kept lead rows), not text groups
-    first = np.full(len(ids) * len(STAGES), _NOT_YET)
-    np.minimum.at(first, lead * len(STAGES) + stage[rows], at[rows])  # first call per (lead, stage)
-    first = np.where(first == _NOT_YET, keys.NAT, first).reshape(len(ids), len(STAGES))
-    order = keys.sorted_order(ids)  # lead_id order
-    wide = pd.DataFrame({name: keys.from_ns(first[order, i])
-                         for i, name in enumerate(STAGES)}, index=pd.Index(ids, name="lead_id")[order])
-    wide.columns.name = "stage"
+def first_stage_calls(calls: ir.Table) -> ir.Table:
+    """The first call of each lead at each stage it reached: lead_id, stage, first_at (calls with
+    a stage outside STAGES, or without a time, are left out)."""
+    c = calls.filter(calls.stage.isin(list(STAGES)) & calls.started_at.notnull() & calls.lead_id.notnull())
+    return c.group_by(["lead_id", "stage"]).aggregate(first_at=c.started_at.min())
+
+
+def stage_times(eng: Engine) -> pd.DataFrame:
+    """Per lead (rows, lead_id order) and stage (columns, in order): the first call at that stage
+    (NaT: not reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
+    long = eng.frame(first_stage_calls(eng.table("calls")))
+    wide = long.pivot(index="lead_id", columns="stage", values="first_at").reindex(columns=list(STAGES))
+    wide = wide.sort_index()
+    wide.index = pd.Index(wide.index, name="lead_id")
+    wide.columns = pd.Index(list(STAGES), name="stage")
+    wide = wide.astype("datetime64[ns, UTC]")
     reached = wide.notna().to_numpy()
-    depth = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1)
+    depth = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1) \
+        if len(wide) else np.zeros(0, dtype="int64")
     wide["depth"] = depth
     return wide
 
@@ -143,7 +146,7 @@ def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
     else:
         converted = leads["converted_at"].notna() if "converted_at" in leads.columns else slice(None)
         linked = leads.loc[converted, "client_id"].dropna().unique()
-    return pd.Series(np.where(keys.isin(starts.index, linked), "conveyor", "other"), index=starts.index, name="group")
+    return pd.Series(np.where(starts.index.isin(linked), "conveyor", "other"), index=starts.index, name="group")
 
 
 def conveyor_metrics(funnel: pd.DataFrame, operators: pd.DataFrame, target: int, losses: pd.DataFrame,

@@ -12,6 +12,8 @@ import pytest
 from analysis import contact_centre as cc
 from analysis import conveyor
 from analysis.cli import main
+from analysis.engine import from_frames
+from conftest import BACKENDS, backend_for
 
 T0 = pd.Timestamp("2026-01-05T09:00Z")
 
@@ -36,8 +38,13 @@ PRICES = {"per_minute": 10.0, "per_hour": 600.0,
           "per_result_call": 50.0, "per_lead": 300.0, "per_client": 1000.0, "revenue_share": 0.1}
 
 
-def test_pricing_models_hand_computed():
-    o = cc.lead_outcomes(LEADS, CALLS)
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return backend_for(request)
+
+
+def test_pricing_models_hand_computed(backend):
+    o = cc.lead_outcomes(from_frames({"leads": LEADS, "calls": CALLS}, backend))
     # vendor v1 calls: 90 s -> 2 billed minutes, 20 s -> 1, 45 s -> 1, 200 s -> 4; total 8 (the in-house call is not priced)
     costs = cc.model_costs(CALLS, o, PRICES).loc["v1"]
     assert costs.loc["per_minute"].tolist() == [8.0, 80.0]                       # 8 min x 10
@@ -97,13 +104,13 @@ def test_pilot_readout():
     assert not cc.pilot_readout(500, 2, 30.0, 5000.0, client_margin=0.5)["deal_possible"]   # 30 / 0.004 = 7,500
 
 
-def test_conveyor_stages_calls_and_losses():
+def test_conveyor_stages_calls_and_losses(backend):
     calls = pd.DataFrame({
         "lead_id": ["a", "a", "a", "b", "b", "c"],
         "stage": ["cold_call", "need_found", "proposal", "cold_call", "need_found", "cold_call"],
         "started_at": [T0, T0 + pd.Timedelta(days=2), T0 + pd.Timedelta(days=5), T0, T0 + pd.Timedelta(days=4), T0],
         "operator_id": ["t1", "t1", "s1", "t1", "t1", "t2"], "duration_s": [40, 10, 300, 30, 29, 31]})
-    times = conveyor.stage_times(calls)
+    times = conveyor.stage_times(from_frames({"calls": calls}, backend))
     assert times["depth"].to_dict() == {"a": 2, "b": 1, "c": 0}
     f = conveyor.stage_funnel(times)
     # reached: cold call 3, need found 2 (a, b) -> 2/3, proposal 1 (a) -> 1/2; meeting 0 -> 0/1
