@@ -97,6 +97,12 @@ class _SnapshotTables(Mapping):
     def __len__(self) -> int:
         return len(self._names)
 
+    def arrow(self) -> Mapping[str, pa.Table]:
+        """The same tables as Arrow tables read in place from the memory-mapped files (for the
+        engine: DuckDB scans them without a pandas copy)."""
+        return {name: feather.read_table(self._dir / f"{name}{_SNAPSHOT_SUFFIX}", memory_map=True)
+                for name in self._names}
+
 
 @dataclass
 class Dataset:
@@ -122,7 +128,8 @@ class Dataset:
         """The tables in the engine ``kind`` (DESIGN §11: duckdb in-process, or spark, on the
         config's ``spark_master`` or a local session), for the formulas' Ibis expressions."""
         backend = connect(kind, spark_master=self.config.spark_master) if kind == "spark" else connect(kind)
-        return from_frames(self.tables, backend)
+        tables = self.tables.arrow() if isinstance(self.tables, _SnapshotTables) else self.tables
+        return from_frames(tables, backend)
 
     def has(self, *names: str) -> bool:
         return all(n in self.tables for n in names)
