@@ -1,5 +1,12 @@
 """Durations between two timestamps, in minutes, on the calendar or the business-hours clock.
 
+In the engine (DESIGN §11) a duration is taken from calendar fields that every backend reads
+alike: whole days between the UTC dates (``engine.day_number``), minutes of the day, and seconds
+with milliseconds (Spark cannot read microseconds; the contract's exports carry whole seconds).
+The business clock is a calendar table: each opening interval's span, from its opening to the
+next one, cut into the UTC days it covers, joined to the instants by their UTC day (an equality
+join plus a range filter: no as-of join, which Spark lacks).
+
 The business clock counts only the minutes inside the configured opening hours (``config
 business_hours``: timezone, weekly days, daily start and end, holidays). It is computed without
 a per-ticket loop: the opening intervals of every local day in the data's range are laid out
@@ -10,12 +17,15 @@ interval i opening at or before t, found by binary search, and a duration is B(e
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
+from analysis import engine
 from analysis.config import BusinessHours
 
-__all__ = ["calendar_minutes", "business_minutes", "business_days", "local_timezone", "opening_intervals", "minutes",
+__all__ = ["instant_parts", "minutes_between", "clock_table", "business_clock", "calendar_minutes", "business_minutes", "business_days", "local_timezone", "opening_intervals", "minutes",
            "WEEKDAYS"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -73,23 +83,11 @@ def opening_intervals(hours: BusinessHours, first: pd.Timestamp, last: pd.Timest
     return out
 
 
-def _ns(s: pd.Series) -> np.ndarray:
-    """UTC nanoseconds since the epoch of a timestamp series without nulls."""
-    return pd.DatetimeIndex(s).as_unit("ns").asi8
-
-
-def _business_clock(t: np.ndarray, opens: np.ndarray, lengths: np.ndarray, before: np.ndarray) -> np.ndarray:
-    """Business nanoseconds from the first opening to each instant t (int64 ns, no NaT)."""
-    i = np.searchsorted(opens, t, side="right") - 1
-    j = np.maximum(i, 0)
-    inside = np.clip(t - opens[j], 0, lengths[j])
-    return np.where(i >= 0, before[j] + inside, 0)
-
-
 def business_minutes(start: pd.Series, end: pd.Series, hours: BusinessHours) -> pd.Series:
-    """Minutes of opening time between start and end (float; null when either is missing).
+    """Minutes of opening time between start and end (float; null when either is missing),
+    computed by the engine: B(end) - B(start) on the calendar table of ``clock_table`` (see
+    ``business_clock``).
 
-    Formula: B(end) - B(start), B = open time elapsed since the first interval (see module).
     Edge cases: both instants outside opening hours with none in between -> 0; end before
     start -> negative (the contract rules out such tickets); a holiday counts no minutes.
 
@@ -101,24 +99,16 @@ def business_minutes(start: pd.Series, end: pd.Series, hours: BusinessHours) -> 
     """
     start = pd.Series(start)
     end = pd.Series(end, index=start.index)
-    ok = start.notna() & end.notna()
-    out = pd.Series(np.nan, index=start.index, dtype="float64")
-    if not ok.any():
-        return out
-    s = start[ok].astype("datetime64[ns, UTC]")
-    e = end[ok].astype("datetime64[ns, UTC]")
-    first, last = min(s.min(), e.min()), max(s.max(), e.max())
-    iv = opening_intervals(hours, first, last)
-    if not len(iv):
-        out[ok] = 0.0
-        return out
-    opens = _ns(iv["open"])
-    lengths = _ns(iv["close"]) - opens
-    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    b_start = _business_clock(_ns(s), opens, lengths, before)
-    b_end = _business_clock(_ns(e), opens, lengths, before)
-    out[ok] = (b_end - b_start) / _NS_PER_MIN
-    return out
+    frame = pd.DataFrame({"start": start.dt.tz_convert("UTC").to_numpy(), "end": end.dt.tz_convert("UTC").to_numpy(),
+                          "row": np.arange(len(start))})
+    frame[["start", "end"]] = frame[["start", "end"]].apply(lambda c: pd.to_datetime(c, utc=True))
+    known = pd.concat([frame["start"], frame["end"]]).dropna()
+    if not len(known):
+        return pd.Series(np.nan, index=start.index, dtype="float64")
+    eng = engine.from_frames({"t": frame, "clock": clock_table(hours, known.min(), known.max())})
+    t = business_clock(business_clock(eng.table("t"), "start", eng.table("clock")), "end", eng.table("clock"))
+    out = eng.frame(t.select("row", minutes=t.end_clock - t.start_clock).order_by("row"))
+    return pd.Series(out["minutes"].astype("float64").to_numpy(), index=start.index)
 
 
 def minutes(start: pd.Series, end: pd.Series, hours: BusinessHours | None) -> pd.Series:
@@ -126,3 +116,60 @@ def minutes(start: pd.Series, end: pd.Series, hours: BusinessHours | None) -> pd
     if hours is None:
         return calendar_minutes(start, end)
     return business_minutes(start, end, hours)
+
+
+# ---- in the engine -----------------------------------------------------------------------------
+def instant_parts(ts: ir.TimestampValue) -> tuple[ir.IntegerValue, ir.IntegerValue, ir.IntegerValue]:
+    """(days since 1970-01-01, minute of the day, millisecond of the minute) of an instant (UTC)."""
+    return (engine.day_number(ts), ts.hour().cast("int64") * 60 + ts.minute().cast("int64"),
+            ts.second().cast("int64") * 1000 + ts.millisecond().cast("int64"))
+
+
+def _fixed_parts(at: pd.Timestamp) -> tuple[ir.IntegerScalar, ...]:
+    at = pd.Timestamp(at).tz_convert("UTC")
+    days = (at.normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days
+    return (ibis.literal(days), ibis.literal(at.hour * 60 + at.minute),
+            ibis.literal(at.second * 1000 + at.microsecond // 1000))
+
+
+def minutes_between(start, end) -> ir.FloatingValue:
+    """(end - start) in minutes, to the millisecond, from ``instant_parts`` (or a fixed pandas
+    Timestamp for either): whole days and minutes in integers, then the milliseconds."""
+    a = _fixed_parts(start) if isinstance(start, pd.Timestamp) else instant_parts(start)
+    b = _fixed_parts(end) if isinstance(end, pd.Timestamp) else instant_parts(end)
+    whole = (b[0] - a[0]) * 1440 + (b[1] - a[1])
+    return whole.cast("float64") + (b[2] - a[2]).cast("float64") / 60_000
+
+
+def clock_table(hours: BusinessHours, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """The business clock as a calendar table for the engine: one row per opening interval and
+    UTC day of its span [open, next open) (the last span runs a year past ``last``): day (days
+    since 1970-01-01), span_from, span_to, open, length_min and before_min (open minutes of all
+    earlier intervals). An instant t before the first opening has no row (B = 0)."""
+    iv = opening_intervals(hours, first, last)
+    columns = ["day", "span_from", "span_to", "open", "length_min", "before_min"]
+    if not len(iv):
+        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "day" else "float64") for c in columns})
+    opens = iv["open"].reset_index(drop=True)
+    until = pd.concat([opens.iloc[1:], pd.Series([last + pd.Timedelta(days=366)])], ignore_index=True)
+    before = iv["minutes"].cumsum().shift(1, fill_value=0.0).to_numpy()
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    first_day = ((opens - epoch).dt.days).to_numpy()
+    last_day = ((until - pd.Timedelta(microseconds=1) - epoch).dt.days).to_numpy()
+    count = last_day - first_day + 1
+    idx = np.repeat(np.arange(len(opens)), count)
+    day = first_day[idx] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    return pd.DataFrame({"day": day.astype("int64"), "span_from": opens.to_numpy()[idx], "span_to": until.to_numpy()[idx],
+                         "open": opens.to_numpy()[idx], "length_min": iv["minutes"].to_numpy()[idx],
+                         "before_min": before[idx]})
+
+
+def business_clock(instants: ir.Table, at: str, clock: ir.Table) -> ir.Table:
+    """``instants`` with ``{at}_clock``: the business minutes B(t) from the first opening to the
+    instant in column ``at`` (null when it is null): B(t) = before + clip(t - open, 0, length)
+    for the interval whose span holds t, 0 before the first opening."""
+    t = instants.mutate(_day=engine.day_number(instants[at]))
+    j = t.left_join(clock, [t._day == clock.day, t[at] >= clock.span_from, t[at] < clock.span_to])
+    inside = ibis.greatest(ibis.least(minutes_between(j.open, j[at]), j.length_min), 0.0)
+    b = ibis.ifelse(j[at].isnull(), ibis.null("float64"), (j.before_min + inside).fill_null(0.0))
+    return j.select(*instants.columns, **{f"{at}_clock": b})

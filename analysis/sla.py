@@ -10,14 +10,18 @@
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
+import numpy as np
 import pandas as pd
 
 from analysis.config import Config
-from analysis.durations import minutes
+from analysis.durations import business_clock, clock_table, minutes_between
+from analysis.engine import from_frames
 from analysis.stats import rate_table
 from analysis.tiers import entry_tier, resolving_tier
 
-__all__ = ["clock", "ticket_times", "target_minutes", "sla_status", "sla_counts", "sla_table",
+__all__ = ["clock", "ticket_time_table", "ticket_times", "target_minutes", "sla_status", "sla_counts", "sla_table",
            "weekly_trend"]
 
 
@@ -26,21 +30,48 @@ def clock(config: Config) -> str:
     return "business" if config.business_hours is not None else "calendar"
 
 
+_INSTANTS = ("created_at", "first_response_at", "resolved_at")
+
+
+def ticket_time_table(tickets: ir.Table, as_of: pd.Timestamp, clock: ir.Table | None = None) -> ir.Table:
+    """Per ticket (all columns of ``tickets`` kept): first_response_min, resolution_min (null
+    when none yet) and elapsed_min (created_at to as-of), on the business clock when ``clock``
+    (``durations.clock_table``) is given, else on the calendar clock."""
+    if clock is None:
+        return tickets.mutate(
+            first_response_min=minutes_between(tickets.created_at, tickets.first_response_at),
+            resolution_min=minutes_between(tickets.created_at, tickets.resolved_at),
+            elapsed_min=minutes_between(tickets.created_at, as_of))
+    t = tickets.mutate(as_of_at=ibis.literal(as_of.to_pydatetime(), type="timestamp('UTC')"))
+    for at in (*_INSTANTS, "as_of_at"):
+        t = business_clock(t, at, clock)
+    return t.select(*tickets.columns, first_response_min=t.first_response_at_clock - t.created_at_clock,
+                    resolution_min=t.resolved_at_clock - t.created_at_clock,
+                    elapsed_min=t.as_of_at_clock - t.created_at_clock)
+
+
 def ticket_times(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
                  business: bool | None = None) -> pd.DataFrame:
-    """Per ticket: first_response_min, resolution_min (null when none yet) and elapsed_min
-    (created_at to as-of), on the business clock when the config has hours (or ``business``).
+    """Per ticket (the index of ``tickets``): first_response_min, resolution_min (null when none
+    yet) and elapsed_min (created_at to as-of), on the business clock when the config has hours
+    (or ``business``), computed by the engine (``ticket_time_table``) on DuckDB in-process.
     """
     hours = config.business_hours if business is not False else None
     if business and hours is None:
         raise ValueError("business-hour durations need business_hours in the config")
-    created = tickets["created_at"]
     none = pd.Series(pd.NaT, index=tickets.index, dtype="datetime64[ns, UTC]")
-    out = pd.DataFrame(index=tickets.index)
-    out["first_response_min"] = minutes(created, tickets.get("first_response_at", none), hours)
-    out["resolution_min"] = minutes(created, tickets.get("resolved_at", none), hours)
-    out["elapsed_min"] = minutes(created, pd.Series(as_of, index=tickets.index), hours)
-    return out
+    frame = pd.DataFrame({c: pd.Series(tickets.get(c, none)).dt.tz_convert("UTC").reset_index(drop=True)
+                          for c in _INSTANTS}).assign(row=np.arange(len(tickets)))
+    tables = {"tickets": frame}
+    if hours is not None:
+        known = pd.concat([frame[c] for c in _INSTANTS]).dropna()
+        first = min(known.min(), as_of) if len(known) else as_of
+        last = max(known.max(), as_of) if len(known) else as_of
+        tables["clock"] = clock_table(hours, first, last)
+    eng = from_frames(tables)
+    out = eng.frame(ticket_time_table(eng.table("tickets"), as_of, eng.table("clock")).order_by("row"))
+    columns = ["first_response_min", "resolution_min", "elapsed_min"]
+    return out[columns].astype("float64").set_axis(tickets.index)
 
 
 def target_minutes(tickets: pd.DataFrame, config: Config, kind: str) -> pd.Series:

@@ -210,3 +210,27 @@ def test_lifetimes_and_first_spells_by_hand(backend):
                                                 "2024-01-01T00:00Z").tolist()
     assert [None if pd.isna(t) else str(t.date()) for t in spell["churn_at"]] == [
         "2024-02-24", None, "2024-03-15", "2024-02-15"]
+
+
+# ---- durations: calendar minutes and the business clock's calendar table ---------------------------
+def test_durations_and_the_business_clock_by_hand(backend):
+    from analysis.config import BusinessHours
+    from analysis.durations import business_clock, clock_table, minutes_between
+    berlin = BusinessHours(timezone="Europe/Berlin", days=["mon", "tue", "wed", "thu", "fri"], start="09:00",
+                           end="18:00", holidays=["2026-04-03"])
+    pairs = pd.DataFrame({"row": [0, 1, 2, 3],
+                          "start": utc("2026-03-27T16:00Z", "2026-03-20T16:00Z", "2026-04-02T16:30Z",
+                                       "2026-03-21T10:00:00.500Z"),
+                          "end": utc("2026-03-30T08:00Z", "2026-03-23T08:00Z", "2026-04-06T07:15Z",
+                                     "2026-03-21T10:01:00Z")})
+    clock = clock_table(berlin, pd.Timestamp("2026-03-19", tz="UTC"), pd.Timestamp("2026-04-07", tz="UTC"))
+    eng = engine.from_frames({"t": pairs, "clock": clock}, backend)
+    t = business_clock(business_clock(eng.table("t"), "start", eng.table("clock")), "end", eng.table("clock"))
+    out = eng.frame(t.select("row", business=t.end_clock - t.start_clock,
+                             calendar=minutes_between(t.start, t.end)).order_by("row"))
+    # 0: Fri Mar 27 16:00Z = 17:00 CET, 60 min to close; clocks go forward on Sunday; Mon 08:00Z = 10:00 CEST,
+    #    60 min after the 09:00 opening (07:00Z): 120. 1: the same UTC hours in winter: Mon 08:00Z is the opening: 60.
+    # 2: Thu Apr 2 16:30Z = 18:30 CEST, closed; Fri Apr 3 a holiday; Mon Apr 6 07:15Z = 09:15: 15.
+    # 3: a Saturday: 0 business minutes; 59.5 seconds on the calendar (to the millisecond)
+    assert out["business"].tolist() == [120.0, 60.0, 15.0, 0.0]
+    assert out["calendar"].tolist() == [3840.0, 3840.0, 5205.0, 59.5 / 60]
