@@ -334,22 +334,17 @@ def _unique(s: pd.Series) -> pd.Series:
     return ~s.duplicated(keep=False)
 
 
-def _member_of(values: pyarrow.Array, found_at: dict | None = None, key: tuple[str, str] | None = None):
-    """A vectorised membership test against the key values (Arrow ``index_in``): the same rule
+def _member_of(values: pyarrow.Array):
+    """A vectorised membership test against the key values (Arrow ``is_in``): the same rule
     as ``Check.isin``, without pandas building a Python list of the keys for every check and
-    without pandera deep-copying them with the schema. With ``found_at``, the positions found
-    are kept there under ``key`` as (row labels, Arrow positions, null where absent): pandera
-    passes only the non-empty values of a nullable column."""
+    without pandera deep-copying them with the schema."""
     def check(s: pd.Series) -> pd.Series:
-        pos = pc.index_in(_arrow(s), value_set=values)
-        if found_at is not None:
-            found_at[key] = (s.index, pos)
-        return pd.Series(pc.is_valid(pos).to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
+        found = pc.is_in(_arrow(s), value_set=values)
+        return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
     return check
 
 
-def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Array],
-            found_at: dict | None = None) -> pa.DataFrameSchema:
+def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Array]) -> pa.DataFrameSchema:
     columns = {}
     for col in TABLES[name]:
         checks = []
@@ -366,7 +361,7 @@ def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Arra
         ref = REFERENCES.get((name, col.name))
         if ref and ref in known:
             label = f"reference to {ref[0]}.{ref[1]}"
-            checks.append(pa.Check(_member_of(known[ref], found_at, (name, col.name)), name=label, error=label))
+            checks.append(pa.Check(_member_of(known[ref]), name=label, error=label))
         if col.unique:
             checks.append(pa.Check(_unique, name="field_uniqueness", error="field_uniqueness"))
         columns[col.name] = pa.Column(nullable=col.may_be_null, unique=False, required=False,
@@ -420,13 +415,8 @@ def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchem
 _RULE_THREADS = 2
 
 
-def validate_tables(raw: dict[str, RawTable], config: Config,
-                    found_at: dict | None = None) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Type and validate every table; return the typed tables and all problems found.
-
-    ``found_at`` (optional, filled in): per reference column (table, column), the row labels
-    checked and each one's position in the referenced column (Arrow int32, null where absent),
-    as the reference rule found them: ``analysis.dataset`` keeps them as integer keys."""
+def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
+    """Type and validate every table; return the typed tables and all problems found."""
     typed: dict[str, pd.DataFrame] = {}
     problems: list[Problem] = []
     bad: dict[str, dict[str, set]] = {}
@@ -435,14 +425,13 @@ def validate_tables(raw: dict[str, RawTable], config: Config,
         for name, (frame, found, bad_rows) in zip(names, pool.map(lambda n: _type_table(raw[n]), names)):
             typed[name], bad[name] = frame, bad_rows
             problems += found
-    # the referenced columns as they are (not deduplicated): a position is the first row holding
-    # the key, and a repeated id is reported by its own uniqueness rule
+    # the referenced columns as they are (a repeated id is reported by its own uniqueness rule)
     known = {(t, c): keys.one_array(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
              if t in typed and c in typed[t].columns}
     # the tables' rules are independent and their heavy parts (Arrow hashing for uniqueness and
     # references) release the GIL: two threads; problems are collected in table order
     def rules(name: str) -> list[Problem]:
-        return _rule_problems(raw[name], typed[name], _schema(name, config, known, found_at), config, bad[name])
+        return _rule_problems(raw[name], typed[name], _schema(name, config, known), config, bad[name])
     with ThreadPoolExecutor(max_workers=_RULE_THREADS) as pool:
         for found in pool.map(rules, list(typed)):
             problems += found

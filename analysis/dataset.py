@@ -6,37 +6,26 @@ resolutions that had not happened yet. The returned ``Dataset`` carries the acco
 (rows read = used + set aside, per table, with reasons) to every report.
 
 A run validates the data once: the runner saves the loaded dataset as a snapshot (one
-uncompressed Arrow IPC file per table plus ``dataset.json``) and names it in the ``ANALYSIS_SNAPSHOT`` environment variable of
-the notebook kernels. ``load_dataset`` then reads the snapshot instead of reading and validating
+uncompressed Arrow IPC file per table plus ``dataset.json``) and passes its path to every notebook
+as the ``snapshot`` parameter. ``load_dataset(..., snapshot=path)`` then reads it instead of reading and validating
 again (each table on first use, memory-mapped: text columns are used in place, not copied, and
 two kernels reading the same table share its pages), but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
-
-Integer keys: for every reference column whose target is a unique id (payments, tickets and
-outreach to clients, ticket events to tickets, calls to leads; ``KEYED``), the reference rule of
-validation finds each row's position in the referenced table. ``load_dataset`` keeps them
-(``Dataset.positions``, for the rows used) and hands them to ``analysis.keys``, so that
-``keys.codes`` on those columns is a copy, not a hash of 21M payment client ids. The snapshot
-writes them too (int32, one ``<table>.<column>.keys.arrow`` file), and a kernel hands them over
-when it has read both tables.
 """
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.feather as feather
 
-from analysis import keys
 from analysis.config import Config, load_config
-from analysis.contract import REFERENCES, TABLES, validate_tables
+from analysis.contract import TABLES, validate_tables
 from analysis.currency import convert_payments
 from analysis.engine import Engine, connect, from_frames
 from analysis.errors import DataError, InputError
@@ -44,16 +33,11 @@ from analysis.io import find_table_files, read_arrow_frame, read_table, write_ar
 from analysis.sources import Source, parse_source, read_database
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
-           "SNAPSHOT_ENV", "save_snapshot"]
+           "save_snapshot"]
 
 AFTER_AS_OF = "timed at or after as-of"
-SNAPSHOT_ENV = "ANALYSIS_SNAPSHOT"
 _SNAPSHOT_META = "dataset.json"
 _SNAPSHOT_SUFFIX = ".arrow"
-_KEYS_SUFFIX = ".keys.arrow"
-# (table, column) -> (table, column): references into a unique id, whose positions the snapshot keeps
-KEYED = {ref: target for ref, target in REFERENCES.items()
-         if any(c.name == target[1] and c.unique for c in TABLES[target[0]])}
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -68,25 +52,15 @@ class _SnapshotTables(Mapping):
     """The tables of a snapshot, each read from its Arrow file the first time it is used: a
     notebook pays only for the tables it touches."""
 
-    def __init__(self, directory: Path, names: list[str], keyed: list[list[str]] = ()):
+    def __init__(self, directory: Path, names: list[str]):
         self._dir, self._names, self._read = directory, list(names), {}
-        self._keyed = [tuple(k) for k in keyed]
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._read:
             self._read[name] = read_arrow_frame(self._dir / f"{name}{_SNAPSHOT_SUFFIX}")
-            self._hand_keys(name)
         return self._read[name]
-
-    def _hand_keys(self, name: str) -> None:
-        """Once both tables of a kept reference are read, give its positions to ``keys``."""
-        for table, col, target, target_col in self._keyed:
-            if name in (table, target) and table in self._read and target in self._read:
-                column = feather.read_table(self._dir / f"{table}.{col}{_KEYS_SUFFIX}", memory_map=True)["pos"]
-                keys.remember(self._read[table][col], self._read[target][target_col],
-                              column.to_numpy())  # int32, read in place from the mapped file
 
     def __contains__(self, name) -> bool:
         return name in self._names
@@ -115,9 +89,7 @@ class Dataset:
     data_range: tuple[pd.Timestamp | None, pd.Timestamp | None]
     config: Config
     source: Path | str    # a data directory, or a database (a .duckdb file or a URL)
-    files: dict[str, str]   # table -> its file's name, or "table NAME in <database>" = field(default_factory=dict)
-    # (table, column) -> each row's position in the referenced table (see ``KEYED``), when known
-    positions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
+    files: dict[str, str]   # table -> its file's name, or "table NAME in <database>"
 
     def __getattr__(self, name: str):
         if name in TABLES:
@@ -192,7 +164,7 @@ def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
 
 def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, dict]:
     """Set aside rows timed at/after as-of; blank responses and resolutions not yet happened."""
-    used, aside, kept = {}, {}, {}  # kept: the rows left of a table that lost some, in order
+    used, aside = {}, {}
     for name, frame in tables.items():
         col = _ROW_TIME.get(name)
         if col is None:
@@ -202,7 +174,6 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
         if late.any():
             used[name] = frame.loc[~late].reset_index(drop=True)
             aside[name] = {AFTER_AS_OF: int(late.sum())}
-            kept[name] = np.flatnonzero(~late.to_numpy())
         else:  # no row to set aside (the default as-of): the frame as it is, not a copy of it
             used[name], aside[name] = frame, {}
     masked = {}
@@ -229,7 +200,7 @@ def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict,
             leads = used["leads"] = leads.copy()
             for col, m in later.items():
                 leads.loc[m, col] = pd.NaT
-    return used, {"set_aside": aside, "masked": masked, "kept": kept}
+    return used, {"set_aside": aside, "masked": masked}
 
 
 def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dict:
@@ -247,46 +218,31 @@ def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dic
     return {"source": source.location, "files": stats, "config": config.model_dump(mode="json")}
 
 
-def _write_keys(ds: Dataset, ref: tuple[str, str], target: tuple[str, str], path: Path) -> None:
-    """Each row's position of ``ref`` in the ``target`` id column (-1: none), as int32."""
-    pos = ds.positions.get(ref)
-    if pos is None:
-        pos = keys.codes(ds.tables[ref[0]][ref[1]], ds.tables[target[0]][target[1]]).astype(np.int32)
-    feather.write_feather(pa.table({"pos": pos}), path, compression="uncompressed")
-
-
 def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
-    """Write the validated dataset to ``directory``: one Arrow IPC file per table, the positions
-    of each ``KEYED`` reference column, and dataset.json.
+    """Write the validated dataset to ``directory``: one Arrow IPC file per table and
+    dataset.json.
 
     A later load is served from it when it names the same files and config and asks for the
     same as-of day (or for none, when this one was inferred from the data as well)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    keyed = [(ref, target) for ref, target in KEYED.items()
-             if ref[0] in ds.tables and target[0] in ds.tables
-             and ref[1] in ds.tables[ref[0]].columns and target[1] in ds.tables[target[0]].columns]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # writing and Arrow hashing release the GIL
-        jobs = [pool.submit(write_arrow_frame, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
-                for name, frame in ds.tables.items()]
-        jobs += [pool.submit(_write_keys, ds, ref, target, directory / f"{ref[0]}.{ref[1]}{_KEYS_SUFFIX}")
-                 for ref, target in keyed]
-        for job in jobs:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # writing releases the GIL
+        for job in [pool.submit(write_arrow_frame, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
+                    for name, frame in ds.tables.items()]:
             job.result()
     source = parse_source(ds.source)
     files = {n: Path(source.location) / f for n, f in ds.files.items()} if source.kind == "directory" else {}
     meta = {"key": _snapshot_key(source, files, ds.config), "accounting": ds.accounting,
             "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
             "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
-            "tables": sorted(ds.tables), "keyed": [[*ref, *target] for ref, target in keyed]}
+            "tables": sorted(ds.tables)}
     (directory / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return directory
 
 
 def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
-                   as_of: str | pd.Timestamp | None) -> Dataset | None:
-    """The dataset from the run's snapshot when it was made from exactly this request, else None."""
-    where = os.environ.get(SNAPSHOT_ENV)
+                   as_of: str | pd.Timestamp | None, where: str | Path | None) -> Dataset | None:
+    """The dataset from the snapshot ``where`` when it was made from exactly this request, else None."""
     meta_file = Path(where) / _SNAPSHOT_META if where else None
     if meta_file is None or not meta_file.is_file():
         return None
@@ -299,7 +255,7 @@ def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
     same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
     if meta["key"] != key or not same_day:
         return None
-    tables = _SnapshotTables(meta_file.parent, meta["tables"], meta.get("keyed", []))
+    tables = _SnapshotTables(meta_file.parent, meta["tables"])
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,
@@ -307,17 +263,19 @@ def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
 
 
 def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
-                 as_of: str | pd.Timestamp | None = None) -> Dataset:
+                 as_of: str | pd.Timestamp | None = None, snapshot: str | Path | None = None) -> Dataset:
     """Read, validate and cut a data directory at as-of. Raises DataError listing every problem.
 
-    Inside a run, a matching snapshot (see the module docstring) is read instead.
+    ``snapshot`` (a run passes its own): a saved dataset (``save_snapshot``) read instead when it
+    was made from this very request (see the module docstring); otherwise, or when empty, the
+    data is read and validated.
     """
     source = parse_source(data_dir)
     if not isinstance(config, Config):
         config = load_config(config)
     files, problems = find_table_files(Path(source.location), list(TABLES)) if not source.is_database else ({}, [])
     if not problems:
-        cached = _from_snapshot(source, files, config, as_of)
+        cached = _from_snapshot(source, files, config, as_of, snapshot or None)
         if cached is not None:
             return cached
     raw = {}
@@ -333,8 +291,7 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
             else:
                 raw[name] = table
     where = {n: r.where for n, r in raw.items()}
-    found_at: dict = {}
-    typed, found = validate_tables(raw, config, found_at)
+    typed, found = validate_tables(raw, config)
     problems += found
     if not problems and "payments" in typed:
         typed["payments"], found = convert_payments(
@@ -357,43 +314,12 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
     if "leads" in accounting:
         accounting["leads"]["not_yet_happened_at_as_of"] = {k[6:]: v for k, v in notes["masked"].items()
                                                             if k.startswith("leads.")}
-    positions = _reference_positions(typed, used, found_at, notes["kept"])
-    for (table, col), pos in positions.items():
-        target, target_col = KEYED[(table, col)]
-        keys.remember(used[table][col], used[target][target_col], pos)
     return Dataset(tables=used, accounting=accounting, as_of=cut,
                    as_of_source="given" if as_of is not None else "data",
                    data_range=_data_range(typed), config=config, source=_shown(source),
-                   files=where, positions=positions)
+                   files=where)
 
 
 def _shown(source: Source) -> Path | str:
     """Dataset.source: a directory as the Path it was given as, a database as its location."""
     return Path(source.location) if source.kind == "directory" else source.location
-
-
-def _reference_positions(typed: dict[str, pd.DataFrame], used: dict[str, pd.DataFrame], found_at: dict,
-                         kept: dict[str, np.ndarray]) -> dict[tuple[str, str], np.ndarray]:
-    """Each ``KEYED`` reference column's row positions in its target table, for the tables as
-    used (int32, -1: no such row), from the positions the reference rule found in the typed
-    tables: the rows set aside at as-of are dropped on both sides and the target renumbered."""
-    out = {}
-    for ref, target in KEYED.items():
-        if ref not in found_at or ref[0] not in used or target[0] not in used:
-            continue
-        labels, pos = found_at[ref]
-        n = len(typed[ref[0]])
-        if (not typed[ref[0]].index.equals(pd.RangeIndex(n)) or typed[target[0]][target[1]].isna().any()
-                or len(labels) != typed[ref[0]][ref[1]].notna().sum()):
-            continue  # not every value was checked, labels are not rows, or positions skip empty ids
-        full = np.full(n, -1, dtype=np.int32)
-        full[np.asarray(labels, dtype=np.int64)] = pos.fill_null(-1).to_numpy(zero_copy_only=False)
-        if ref[0] in kept:
-            full = full[kept[ref[0]]]
-        if target[0] in kept:
-            back = kept[target[0]]
-            renumber = np.full(len(typed[target[0]]), -1, dtype=np.int32)
-            renumber[back] = np.arange(len(back), dtype=np.int32)
-            full = np.where(full >= 0, renumber[np.maximum(full, 0)], -1).astype(np.int32)
-        out[ref] = full
-    return out

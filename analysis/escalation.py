@@ -66,7 +66,7 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
     then the events in their table order.
     """
     ids = tickets["ticket_id"]
-    row = keys.codes(events["ticket_id"], ids, read_only=True)  # the event's ticket row, -1 when not in tickets
+    row = keys.codes(events["ticket_id"], ids)  # the event's ticket row, -1 when not in tickets
     known = row >= 0
     entered = np.flatnonzero(np.bincount(row[known], minlength=len(tickets)) > 0)
     moved = np.flatnonzero(_is(events["event"], "assigned") & known)
@@ -96,9 +96,6 @@ def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, a
                         "start": pd.Series(keys.from_ns(at)), "end": pd.Series(keys.from_ns(end))})
     seg["ownership_min"] = minutes(seg["start"], seg["end"], config.business_hours)
     seg["open"] = seg["end"].isna()
-    # each segment's ticket row, for later lookups of these ids in the tickets (the backlog's
-    # tickets without a segment, reassignments) without hashing them again
-    keys.remember(seg["ticket_id"], ids, ticket.astype(keys.row_dtype(len(tickets))))
     return seg
 
 
@@ -162,11 +159,11 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     stations are shown. Counted on integer ticket rows.
     """
     ids = tickets["ticket_id"]
-    groups = np.bincount(keys.codes(segments["ticket_id"], ids, read_only=True), minlength=len(tickets))  # every segment is in tickets
+    groups = np.bincount(keys.codes(segments["ticket_id"], ids), minlength=len(tickets))  # every segment is in tickets
     held = groups > 0
     frame = pd.DataFrame({"group_stations": groups[held]})
     if "agent_id" in events.columns:
-        row = keys.codes(events["ticket_id"], ids, read_only=True)
+        row = keys.codes(events["ticket_id"], ids)
         pick = _is(events["event"], "assigned") & events["agent_id"].notna().to_numpy() & (row >= 0)
         pick &= held[np.maximum(row, 0)]
         t, at = row[pick], keys.ns(events["at"])[pick]
@@ -196,7 +193,7 @@ def agent_replies(events: pd.DataFrame) -> pd.Series:
 def reply_counts(tickets: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """Per row of ``tickets``: its number of agent_reply events (int64) and whether it has any
     event at all (bool); counted on integer ticket rows."""
-    row = keys.codes(events["ticket_id"], tickets["ticket_id"], read_only=True)
+    row = keys.codes(events["ticket_id"], tickets["ticket_id"])
     known = row >= 0
     has = np.bincount(row[known], minlength=len(tickets)) > 0
     replies = np.bincount(row[known & _is(events["event"], "agent_reply")], minlength=len(tickets))

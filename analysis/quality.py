@@ -109,7 +109,7 @@ def orphan_table(ds: Dataset) -> pd.DataFrame:
     if t is not None and "client_id" in t.columns:
         add("tickets with no client (client_id empty)", t["client_id"].isna().sum(), len(t))
     if c is not None and p is not None:
-        pos = keys.codes(p["client_id"], c["client_id"], read_only=True)  # the payer's row in clients
+        pos = keys.codes(p["client_id"], c["client_id"])  # the payer's row in clients
         if (pos >= 0).all() and c["client_id"].notna().all():  # every payer is a client (validated data)
             charged = np.bincount(pos[p["amount"].to_numpy() > 0], minlength=len(c)) > 0
             add("clients with no charge before as-of", (~charged).sum(), len(c))

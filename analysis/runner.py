@@ -16,8 +16,8 @@ the run's private scratch directory (no TCP, so no unencrypted-transport warning
 ``START_TIMEOUT_S`` to start, and a kernel that fails to start is started once more (said in the log).
 
 The data is validated once, in a child process that writes the validated tables to a snapshot
-in a temporary directory (removed at the end); every kernel reads it through
-``ANALYSIS_SNAPSHOT`` instead of validating again (``analysis.dataset``). Notebooks are started
+in a temporary directory (removed at the end); every notebook gets its path as the ``snapshot``
+parameter and reads it instead of validating again (``analysis.dataset``). Notebooks are started
 longest first (``Report.weight``) so that the workers finish close together.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ from analysis import metrics as metrics_mod
 from analysis import present
 from analysis import reports as registry
 from analysis.config import DEFAULT_CONFIG, load_config
-from analysis.dataset import SNAPSHOT_ENV, Dataset, load_dataset, save_snapshot
+from analysis.dataset import Dataset, load_dataset, save_snapshot
 from analysis.engine import ENGINES
 from analysis.errors import InputError, PublishError
 from analysis.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, publish, stage
@@ -56,7 +56,7 @@ __all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S
            "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html", "kernel_environment"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
-RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine")
+RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine", "snapshot")
 FRAGMENT_DIR = "_metrics"
 # seconds a kernel has to start (papermill's default of 60 is missed on a busy 2-core machine
 # with several kernels starting at once); a kernel that still fails to start is started once more
@@ -281,19 +281,16 @@ def _cell_write_error(exc: pm.PapermillExecutionError) -> bool:
 
 
 def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
-             snapshot: str | None = None, socket_dir: str | None = None,
+             socket_dir: str | None = None,
              previous: tuple[str, dict] | None = None, currency: str | None = None) -> Outcome:
     """Run one notebook (in a worker process) and export its HTML; never raises.
 
-    ``snapshot``: the run's validated dataset, handed to the kernel in its environment so that
-    the notebook's ``load_dataset`` reads it instead of validating the data again. A kernel that
+    The run's validated dataset reaches the notebook as its ``snapshot`` parameter. A kernel that
     fails before any cell ran (did not start in ``START_TIMEOUT_S``, died at start) is started
     once more; the outcome's ``notes`` say so. A write refused by the file system is recorded in
     ``write_error`` so that the run does not publish."""
     os.environ.pop("MPLBACKEND", None)  # with Agg inherited, inline figures vanish (DESIGN §9)
     kernel_environment(os.environ)
-    if snapshot:
-        os.environ[SNAPSHOT_ENV] = snapshot
     kernel_log = _kernel_output(Path(socket_dir or tempfile.gettempdir()) / f"kernel-{report.name}.log")
     start = time.perf_counter()
     executed = out_dir / f"{report.name}.ipynb"
@@ -385,13 +382,12 @@ def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: 
 
 def _load_and_save(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, str | None]:
     """(in a child process) load and validate, write the snapshot, return the dataset without
-    its tables and key positions (the accounting, as-of and data range are all the runner keeps)
+    its tables (the accounting, as-of and data range are all the runner keeps)
     and the reporting currency's code."""
     ds = load_dataset(data_dir, config, as_of)
     save_snapshot(ds, snapshot)
     currency = ds.currency
     ds.tables = {name: frame.iloc[:0] for name, frame in ds.tables.items()}
-    ds.positions = {}
     return ds, currency
 
 
@@ -526,12 +522,14 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
     snapshot = str(Path(scratch.name) / "dataset")
+    for r in runnable:
+        plan[r.name]["snapshot"] = snapshot  # the notebook's load_dataset reads it instead of validating again
     with scratch, ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
                                       mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {}
         for r in sorted(runnable, key=lambda r: -r.weight):  # longest first; the index keeps the suite order
             log(f"[start] {r.name}")
-            futures[pool.submit(_execute, r, target, plan[r.name], kernel, snapshot, scratch.name, previous,
+            futures[pool.submit(_execute, r, target, plan[r.name], kernel, scratch.name, previous,
                                 currency)] = r
         for i, fut in enumerate(as_completed(futures), 1):
             o = fut.result()

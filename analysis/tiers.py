@@ -55,7 +55,7 @@ def tier_codes(values: pd.Series, config: Config) -> np.ndarray:
     categorical built and no copy of 18M event tiers); else int64."""
     s = pd.Series(values, copy=False)
     if not isinstance(s.dtype, pd.CategoricalDtype) and keys.arrow_text(s) is not None and s.dtype != object:
-        return keys.codes(s, _tier_index(tuple(config.tier_ids)), read_only=True)
+        return keys.codes(s, _tier_index(tuple(config.tier_ids)))
     return as_tier(s, config).cat.codes.to_numpy().astype("int64")
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import months, survival
-from analysis.dataset import SNAPSHOT_ENV, load_dataset, save_snapshot
+from analysis.dataset import load_dataset, save_snapshot
 from analysis.generate import PARAMS, PROFILES, build_tables, profile_params
 from conftest import ROOT, base_tables, write_dir
 
@@ -24,108 +24,43 @@ def _same(a, b):
     assert (a.as_of, a.data_range) == (b.as_of, b.data_range)
 
 
-def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path, monkeypatch):
+def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path):
     fresh = load_dataset(sample_dir)
     snap = save_snapshot(fresh, tmp_path / "snap")
-    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
     (snap / "clients.arrow").rename(snap / "moved.arrow")  # prove that a hit reads the snapshot ...
-    lazy = load_dataset(sample_dir)                            # tables are read on first use
+    lazy = load_dataset(sample_dir, snapshot=snap)             # tables are read on first use
     assert "clients" in lazy.tables and lazy.has("clients", "payments")
     with pytest.raises(FileNotFoundError):
         lazy.clients
     (snap / "moved.arrow").rename(snap / "clients.arrow")
-    served = load_dataset(sample_dir)                          # ... and that it holds the same data
+    served = load_dataset(sample_dir, snapshot=snap)           # ... and that it holds the same data
     _same(fresh, served)
     assert served.as_of_source == "data"
     # the runner passes the as-of it found as a date: still served, now "given"
-    given_day = load_dataset(sample_dir, None, fresh.as_of_date)
+    given_day = load_dataset(sample_dir, None, fresh.as_of_date, snapshot=snap)
     _same(fresh, given_day)
     assert given_day.as_of_source == "given"
+    # without the snapshot named, the data is read again (the snapshot's clients file is not used)
+    (snap / "clients.arrow").unlink()
+    assert len(load_dataset(sample_dir).clients) == len(fresh.clients)
 
 
-def test_snapshot_hands_over_the_reference_positions(sample_dir, tmp_path, monkeypatch):
-    """Each kept reference column's positions equal a fresh lookup, and a served dataset answers
-    ``keys.codes`` on those columns (and on a subset of the target) from them, not by hashing."""
-    from analysis import keys
-    from analysis.dataset import KEYED
-    assert set(KEYED) == {("payments", "client_id"), ("tickets", "client_id"), ("outreach", "client_id"),
-                          ("usage", "client_id"), ("ticket_events", "ticket_id"),
-                          ("calls", "lead_id")}  # targets are unique ids
-    fresh = load_dataset(sample_dir)
-    expected = {ref: keys.codes(fresh.tables[ref[0]][ref[1]].to_numpy(dtype=object),
-                                pd.Index(fresh.tables[t[0]][t[1]].to_numpy(dtype=object)))
-                for ref, t in KEYED.items()}  # object columns: the pandas path, nothing kept
-    snap = save_snapshot(fresh, tmp_path / "snap")
-    assert sorted(p.name for p in snap.glob("*.keys.arrow")) == sorted(f"{t}.{c}.keys.arrow" for t, c in KEYED)
-    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
-    served = load_dataset(sample_dir)
-    def boom(*args, **kwargs):
-        raise AssertionError("hashed again")
-    monkeypatch.setattr(keys.pc, "index_in", boom)
-    for (table, col), (target, target_col) in KEYED.items():
-        got = keys.codes(served.tables[table][col], served.tables[target][target_col])
-        assert got.dtype == np.int64 and got.tolist() == expected[(table, col)].tolist(), (table, col)
-        got[:1] = -7  # the caller's own copy: the kept positions are not changed
-        assert keys.codes(served.tables[table][col], served.tables[target][target_col]).tolist() == \
-            expected[(table, col)].tolist()
-    monkeypatch.undo()
-    # a subset of clients (every third): translated from the kept positions, same as a fresh lookup
-    some = served.clients["client_id"].iloc[::3].reset_index(drop=True)
-    want = pd.Index(some.to_numpy(dtype=object)).get_indexer(served.payments["client_id"].to_numpy(dtype=object))
-    assert keys.codes(served.payments["client_id"], some).tolist() == want.tolist()
-
-
-@pytest.mark.parametrize("as_of", [None, "2025-03-01"])  # the data's own as-of; one that sets rows aside
-def test_loaded_dataset_keeps_the_positions_the_reference_rule_found(sample_dir, as_of, monkeypatch):
-    """Positions from validation, after the as-of cut renumbers both sides, equal a fresh
-    lookup on the rows used (empty client ids: -1), and keys.codes answers from them."""
-    from analysis import keys
-    from analysis.dataset import KEYED
-    ds = load_dataset(sample_dir, None, as_of)
-    if as_of:
-        assert ds.accounting["tickets"]["set_aside"] > 0 and ds.accounting["ticket_events"]["set_aside"] > 0
-    assert set(ds.positions) == set(KEYED)
-    def boom(*args, **kwargs):
-        raise AssertionError("hashed again")
-    for (table, col), (target, target_col) in KEYED.items():
-        values, universe = ds.tables[table][col], ds.tables[target][target_col]
-        want = pd.Index(universe.to_numpy(dtype=object)).get_indexer(values.to_numpy(dtype=object))
-        assert ds.positions[(table, col)].dtype == np.int32 and ds.positions[(table, col)].tolist() == want.tolist()
-        with monkeypatch.context() as m:
-            m.setattr(keys.pc, "index_in", boom)
-            assert keys.codes(values, universe).tolist() == want.tolist(), (table, col)
-    assert (ds.positions[("tickets", "client_id")] == -1).sum() == ds.tickets["client_id"].isna().sum() > 0
-
-
-def test_remember_checks_its_input():
-    from analysis import keys
-    text = pd.StringDtype("pyarrow")
-    values, universe = pd.Series(["b", "a", "z"], dtype=text), pd.Series(["a", "b"], dtype=text)
-    with pytest.raises(ValueError, match="2 positions for 3 values"):
-        keys.remember(values, universe, np.array([1, 0], dtype=np.int32))
-    keys.remember(values, universe, np.array([1, 0, -1], dtype=np.int32))
-    assert keys.codes(values, universe).tolist() == [1, 0, -1]
-    keys.remember(values.astype(object), universe.astype(object), np.array([9, 9, 9]))  # not Arrow: ignored
-    assert keys.codes(values.astype(object), universe.astype(object)).tolist() == [1, 0, -1]
-
-
-def test_snapshot_is_ignored_when_the_request_differs(tmp_path, monkeypatch):
+def test_snapshot_is_ignored_when_the_request_differs(tmp_path):
     data = write_dir(tmp_path / "d", base_tables())
     snap = save_snapshot(load_dataset(data), tmp_path / "snap")
-    monkeypatch.setenv(SNAPSHOT_ENV, str(snap))
     (snap / "clients.arrow").unlink()  # any load served from the snapshot fails on .clients now
     # another as-of: loaded afresh, one payment (2026-01-05) is after it
-    other = load_dataset(data, None, "2026-01-04")
+    other = load_dataset(data, None, "2026-01-04", snapshot=snap)
     assert other.accounting["payments"]["set_aside"] == 1 and len(other.clients) == 2
     # another config (one target changed): loaded afresh
     text = (ROOT / "config" / "default.yaml").read_text().replace("first_response_target_min: 30", "first_response_target_min: 31", 1)
     (tmp_path / "c.yaml").write_text(text)
-    assert len(load_dataset(data, tmp_path / "c.yaml").clients) == 2
+    assert len(load_dataset(data, tmp_path / "c.yaml", snapshot=snap).clients) == 2
     # a changed file: loaded afresh, the new row is seen
     tables = base_tables()
     tables["clients"] = pd.concat([tables["clients"], pd.DataFrame({"client_id": ["009"], "signed_up_at": ["2026-01-03"]})])
     write_dir(data, tables)
-    assert len(load_dataset(data).clients) == 3
+    assert len(load_dataset(data, snapshot=snap).clients) == 3
 
 
 # ------------------------------------------------------------------ generator profiles
@@ -225,14 +160,6 @@ def test_duplicate_table_hashes_only_tables_without_a_unique_id(tmp_path):
     assert got == {"clients": 0, "payments": 0, "tickets": 0, "ticket_events": 1}
 
 
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(-20 * 365 * 86_400, 60 * 365 * 86_400), min_size=1, max_size=40), st.booleans())
-def test_month_label_equals_strftime(secs, aware):
-    t = pd.Series(pd.to_datetime(np.array(secs, dtype="int64") * 10**9, utc=aware))
-    t.iloc[0] = pd.NaT
-    pd.testing.assert_series_equal(months.month_label(t), t.dt.strftime("%Y-%m"))
-
-
 @pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
 def test_mean_replicates_limit_matches_the_bootstrap_above_the_threshold(sigma):
     # lognormal money and durations: sigma 1 is a moderate tail, 2 a heavy one (mean skewness
@@ -273,45 +200,12 @@ TEXT = pd.StringDtype("pyarrow")
 @settings(max_examples=50, deadline=None)
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
        st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4))
-def test_codes_equals_get_indexer_also_through_a_kept_wider_universe(values, universe):
+def test_codes_equals_get_indexer(values, universe):
     from analysis import keys
     v = pd.Series(values, dtype=TEXT)
-    wide = pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT)
-    keys.codes(v, wide)                                       # kept: the next call may translate through it
     u = pd.Index(universe, dtype=TEXT)
     expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
-    got = keys.codes(v, u)
-    assert got.tolist() == expected.tolist()
-    assert keys.codes(v, u).tolist() == got.tolist()          # a kept result, the same answer
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
-       st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4), st.booleans())
-def test_found_equals_the_found_rows_of_codes(values, universe, through):
-    from analysis import keys
-    v = pd.Series(values, dtype=TEXT)
-    if through:
-        keys.remember(v, pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT),
-                      pd.Index(list("abcde")).get_indexer(v.astype(object).where(v.notna(), None)).astype("int32"))
-        keys.codes(v, pd.Index(["a", "b", "c", "d", "e"], dtype=TEXT))
-    u = pd.Index(universe, dtype=TEXT)
-    expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
-    rows, pos = keys.found(v, u)
-    assert rows.tolist() == np.flatnonzero(expected >= 0).tolist()
-    assert pos.tolist() == expected[expected >= 0].tolist()
-    assert rows.dtype == pos.dtype == np.dtype("int64")
-
-
-def test_found_hand_case_through_handed_over_positions():
-    from analysis import keys
-    clients = pd.Index(["c1", "c2", "c3", "c4"], dtype=TEXT)
-    pay = pd.Series(["c3", "c1", "c3", "c4", "c2"], dtype=TEXT)
-    keys.remember(pay, clients, np.array([2, 0, 2, 3, 1], dtype="int32"))  # as validation finds them
-    starts = pd.Index(["c3", "c2"], dtype=TEXT)                             # a subset, in its own order
-    rows, pos = keys.found(pay, starts)
-    assert rows.tolist() == [0, 2, 4] and pos.tolist() == [0, 0, 1]        # c3 -> 0, c2 -> 1; c1, c4 not started
-    assert keys.codes(pay, starts).tolist() == [0, -1, 0, -1, 1]
+    assert keys.codes(v, u).tolist() == expected.tolist()
 
 
 @settings(max_examples=80, deadline=None)
@@ -325,35 +219,16 @@ def test_group_order_and_order_by_equal_the_stable_sorts(rows):
     assert keys.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
 
 
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.none(), st.integers(0, 10**6))), max_size=40),
-       st.sampled_from(["UTC", "Europe/Berlin", None]), st.booleans())
-def test_time_extreme_equals_the_grouped_min_and_max(rows, tz, largest):
-    from analysis import keys
-    code = np.array([r[0] for r in rows], dtype="int64")
-    t = pd.Series(pd.to_datetime([None if r[1] is None else r[1] * 10**9 for r in rows], utc=tz is not None),
-                  dtype="datetime64[ns]" if tz is None else None)
-    if tz not in (None, "UTC"):
-        t = t.dt.tz_convert(tz)
-    grouped = t.groupby(keys.code_groups(code, 5), observed=False)
-    expected = grouped.max() if largest else grouped.min()
-    got = keys.time_extreme(t, code, 5, largest=largest)
-    assert got.dtype == t.dtype and got.index.tolist() == [0, 1, 2, 3, 4]
-    pd.testing.assert_series_equal(got, pd.Series(expected.array), check_exact=True)
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(["c1", "c2", "c10", None]), max_size=15), st.lists(st.sampled_from(["c1", "c2", "c3"]),
        min_size=1, max_size=3, unique=True))
-def test_codes_and_neighbours_of_a_categorical_equal_those_of_its_text(values, universe):
-    # activities' client_id is categorical over the starts' ids: looking it up or comparing
-    # neighbours gives what the same ids as text give
+def test_codes_of_a_categorical_equal_those_of_its_text(values, universe):
+    # a categorical column is looked up category by category: the same as its text
     from analysis import keys
     text = pd.Series(values, dtype=TEXT)
     cat = text.astype(pd.CategoricalDtype(pd.Index(["c10", "c2", "c1"], dtype=TEXT)))
     where = pd.Index(universe, dtype=TEXT)
     assert keys.codes(cat, where).tolist() == keys.codes(text, where).tolist()
-    assert keys.same_as_previous(cat).tolist() == keys.same_as_previous(text).tolist()
 
 
 @settings(max_examples=30, deadline=None)
@@ -375,44 +250,12 @@ def test_stage_times_equal_the_first_call_per_lead_and_stage(rows):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(-1, 4), st.one_of(st.none(), st.integers(0, 50)), st.booleans()), max_size=30),
-       st.booleans(), st.sampled_from([2, 7, 1 << 18]))
-def test_ns_extreme_in_blocks_with_a_row_mask_equals_the_masked_grouped_extreme(rows, largest, block):
-    from analysis import keys
-    code = np.array([r[0] for r in rows], dtype="int64")
-    at = np.array([keys.NAT if r[1] is None else r[1] for r in rows], dtype="int64")
-    where = np.array([r[2] for r in rows], dtype=bool)
-    old = keys.BLOCK
-    try:
-        keys.BLOCK = block
-        got = keys.ns_extreme(at, code, 5, largest=largest, where=where)
-    finally:
-        keys.BLOCK = old
-    ok = where & (code >= 0) & (at != keys.NAT)
-    want = pd.Series(at[ok]).groupby(code[ok]).agg("max" if largest else "min").reindex(range(5))
-    assert got.tolist() == [keys.NAT if pd.isna(v) else int(v) for v in want]
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["t1", "t2", "t3", "t9", None]), max_size=15), st.booleans())
-def test_present_equals_isin_for_unique_keys(values, handed_over):
-    # with positions handed over (as validation does for references) or hashed: as isin
+@given(st.lists(st.sampled_from(["t1", "t2", "t3", "t9", None]), max_size=15))
+def test_present_equals_isin_for_unique_keys(values):
     from analysis import keys
     universe = pd.Series(["t3", "t1", "t2", "t4"], dtype=TEXT)
     v = pd.Series(values, dtype=TEXT)
-    if handed_over:
-        keys.remember(v, universe, keys.codes(v, universe).astype("int32"))
     assert keys.present(universe, v).tolist() == universe.isin(v.dropna()).tolist()
-
-
-def test_time_extreme_tells_an_empty_code_from_the_latest_instant():
-    # the earliest starts from the largest int64, which is also pd.Timestamp.max: a code whose
-    # only value is that instant keeps it, a code without values gets NaT
-    from analysis import keys
-    t = pd.Series([pd.Timestamp.max, pd.Timestamp("2024-01-01")])
-    got = keys.time_extreme(t, np.array([0, 2]), 3)
-    assert got.iloc[0] == pd.Timestamp.max and got.isna().iloc[1] and got.iloc[2] == pd.Timestamp("2024-01-01")
-    assert keys.time_extreme(t, np.array([0, 2]), 3, largest=True).isna().tolist() == [False, True, False]
 
 
 @settings(max_examples=150, deadline=None)
@@ -454,27 +297,20 @@ def test_order_by_hand_case_and_ns_is_a_read_only_view():
     assert keys.ns(t.astype("datetime64[ms, UTC]")).tolist() == got.tolist()  # other units: converted
 
 
-def test_codes_hand_case_with_a_repeated_key_and_a_key_outside_the_wider_universe():
+def test_codes_hand_case_with_a_repeated_key():
     from analysis import keys
     v = pd.Series(["b", "a", "x", None, "b"], dtype=TEXT)
-    keys.codes(v, pd.Index(["a", "b"], dtype=TEXT))
-    # "b" twice in the universe: its first position (1); "x" is outside the kept universe
+    # "b" twice in the universe: its first position (1); "x" is absent, then present
     assert keys.codes(v, pd.Index(["z", "b", "b", "a"], dtype=TEXT)).tolist() == [1, 3, -1, -1, 1]
     assert keys.codes(v, pd.Index(["x", "b"], dtype=TEXT)).tolist() == [1, -1, 0, -1, 1]
 
 
-def test_sorted_rank_same_as_previous_and_code_groups_hand_cases():
+def test_sorted_rank_hand_cases():
     from analysis import keys
     s = pd.Series(["b", "c", "a"], dtype=TEXT)
     assert keys.sorted_rank(s).tolist() == [1, 2, 0]            # a < b < c
     assert keys.sorted_rank(pd.Series(["a", "b"], dtype=TEXT)).tolist() == [0, 1]
     assert keys.sorted_rank(pd.Series([], dtype=TEXT)).tolist() == []
-    same = pd.Series(["a", "a", None, None, "b", "b"], dtype=TEXT)
-    assert keys.same_as_previous(same).tolist() == [False, True, False, False, False, True]  # nulls never equal
-    assert keys.same_as_previous(same.astype(object)).tolist() == [False, True, False, False, False, True]
-    g = keys.code_groups(np.array([2, 0, 2, -1]), 4)
-    sums = pd.Series([1.0, 2.0, 4.0, 8.0]).groupby(g, observed=False).sum()
-    assert sums.tolist() == [2.0, 0.0, 5.0, 0.0]                # 1 + 4 in group 2; -1 in no group; 1 and 3 empty
 
 
 @settings(max_examples=60, deadline=None)
@@ -497,62 +333,6 @@ def test_contract_unique_rule_marks_every_row_of_a_repeated_id(values):
     assert _unique(s).tolist() == (~s.duplicated(keep=False)).tolist()
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 30 * 365 * 86_400), st.integers(-400 * 86_400, 900 * 86_400)),
-                min_size=1, max_size=30))
-def test_months_since_equals_months_between_of_the_taken_starts(rows):
-    base = pd.Timestamp("1995-01-31").value
-    starts = pd.Series(pd.to_datetime(np.array([r[0] for r in rows]) * 10**9 + base, utc=True))
-    pos = np.arange(len(rows))[::-1]
-    times = pd.Series(starts.array.take(pos)) + pd.to_timedelta([r[1] for r in rows], unit="s")
-    got = months.months_since(starts, pos, times)
-    want = months.months_between(pd.Series(starts.array.take(pos)), times)
-    assert got.tolist() == want.tolist()
-    # the definition: the largest m with start + m months <= time
-    taken = pd.Series(starts.array.take(pos))
-    assert (months.add_months(taken, got) <= times).all() and (months.add_months(taken, got + 1) > times).all()
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 400), st.integers(27, 30), st.integers(0, 86_399),
-                          st.integers(-30, 60), st.integers(0, 86_399)), min_size=1, max_size=40),
-       st.booleans())
-def test_months_since_by_key_at_clamped_month_ends(rows, aware):
-    # starts on days 28-31, times on the last day of a later (often shorter) month: the rows
-    # the key corrects by their fields (Jan 31 10:00 -> Feb 29 09:00 is month 0, 11:00 month 1)
-    month0 = pd.Timestamp("1999-01-01")
-    start = [month0 + pd.DateOffset(months=m) for m, *_ in rows]
-    start = [x + pd.Timedelta(days=min(d, x.days_in_month - 1), seconds=s) for x, (_, d, s, _, _) in zip(start, rows)]
-    end = [x.normalize().replace(day=1) + pd.DateOffset(months=k) for x, (*_, k, _) in zip(start, rows)]
-    end = [x + pd.Timedelta(days=x.days_in_month - 1, seconds=s) for x, (*_, s) in zip(end, rows)]
-    starts = pd.Series(pd.to_datetime(start, utc=aware))
-    pos = np.arange(len(rows))[::-1]
-    times = pd.Series(pd.to_datetime(end, utc=aware)).take(pos).reset_index(drop=True)
-    got = months.months_since(starts, pos, times)
-    taken = pd.Series(starts.array.take(pos))
-    assert got.tolist() == months.months_between(taken, times).tolist()
-    assert (months.add_months(taken, got) <= times).all() and (months.add_months(taken, got + 1) > times).all()
-
-
-def test_months_since_hand_cases_and_spans_beyond_the_key(monkeypatch):
-    starts = pd.Series(pd.to_datetime(["2024-01-31 10:00", "2024-03-31 00:00"], utc=True))
-    times = pd.Series(pd.to_datetime(["2024-02-29 09:00", "2024-02-29 11:00", "2024-04-30 00:00",
-                                      "2024-03-30 23:59", "2024-01-31 09:59"], utc=True))
-    pos = np.array([0, 0, 1, 1, 0])
-    # Feb 29 09:00 is before Jan 31 10:00 + 1 month (= Feb 29 10:00): month 0; 11:00 is month 1;
-    # Mar 31 + 1 month = Apr 30 00:00: month 1; a minute before Mar 31: month -1; Jan 31 09:59: -1
-    assert months.months_since(starts, pos, times).tolist() == [0, 1, 1, -1, -1]
-    from analysis import keys
-    monkeypatch.setattr(keys, "BLOCK", 2)  # in blocks of two rows: the same, fixes in every block
-    assert months.months_since(starts, pos, times).tolist() == [0, 1, 1, -1, -1]
-    # 1700 -> 2200 spans 6,000 months, past what one key holds: the fields give the same answer
-    far = pd.Series(pd.to_datetime(["1700-03-31 12:00", "2200-02-28 13:00", "2200-02-28 11:00"]))
-    assert months._months_by_key(far.to_numpy().view("int64")[:1], np.zeros(2, dtype="int64"),
-                                 far.to_numpy().view("int64")[1:]) is None
-    got = months.months_since(far.iloc[:1], np.array([0, 0]), far.iloc[1:].reset_index(drop=True))
-    assert got.tolist() == [(2200 - 1700) * 12 - 1, (2200 - 1700) * 12 - 2]
-
-
 def test_tier_paths_leave_a_step_without_a_tier_out():
     from analysis.escalation import tier_paths
     seg = pd.DataFrame({"ticket_id": pd.Series(["t2", "t2", "t1", "t3", "t3"], dtype=TEXT),
@@ -561,59 +341,6 @@ def test_tier_paths_leave_a_step_without_a_tier_out():
     got = tier_paths(seg)
     assert got.index.tolist() == ["t1", "t2", "t3"]              # ticket_id order
     assert got.tolist() == ["L1", "L1 → L2", "L1"]
-
-
-def test_civil_fields_of_a_long_column_equal_the_direct_arithmetic():
-    # above 4,096 values spanning few days, each day is converted once and looked up; below,
-    # each value goes through the arithmetic: both give the same fields (month length included)
-    rng = np.random.default_rng(3)
-    ns = rng.integers(-30 * 86_400 * 10**9, 2_000 * 86_400 * 10**9, 20_000)
-    looked_up = months._fields(ns, days_in_month=True)
-    direct = [np.concatenate(parts) for parts in zip(*(months._fields(c, True) for c in np.array_split(ns, 10)))]
-    assert all((a == b).all() for a, b in zip(looked_up, direct))
-    total = rng.integers(23_990, 24_400, 20_000)  # months since year 0, leap Februaries included
-    year, month = total // 12, total % 12 + 1
-    expected = pd.to_datetime(pd.DataFrame({"year": year, "month": month, "day": 1})).dt.days_in_month.to_numpy()
-    assert (months._days_in_month(total) == expected).all()
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=6),
-       st.lists(st.tuples(st.sampled_from(["a", "b", "c", "e"]), st.integers(0, 50), st.sampled_from([5.0, -2.5, 0.1])),
-                max_size=15),
-       st.booleans())
-def test_refund_request_pairs_equal_the_inner_merge_on_client_id(asked, paid, arrow):
-    """Pairs built on integer codes = pandas' inner merge on the text key, rows and order."""
-    from analysis.saves import _request_payments
-    text = pd.StringDtype("pyarrow") if arrow else object
-    day = pd.Timestamp("2025-01-01", tz="UTC")
-    requests = pd.DataFrame({"client_id": pd.Series(asked, dtype=text),
-                             "created_at": [day + pd.Timedelta(days=i) for i in range(len(asked))]},
-                            index=pd.Index(np.arange(len(asked)) * 7 + 3))  # labels are not positions
-    payments = pd.DataFrame({"client_id": pd.Series([c for c, _, _ in paid], dtype=text),
-                             "paid_at": pd.to_datetime([day + pd.Timedelta(days=d) for _, d, _ in paid], utc=True),
-                             "amount": [a for _, _, a in paid]})
-    want = requests.reset_index(names="row").merge(payments, on="client_id")[["row", "created_at", "paid_at", "amount"]]
-    got = _request_payments(requests, payments)
-    pd.testing.assert_frame_equal(got, want, check_exact=True, check_dtype=False, check_index_type=False)
-
-
-def test_remembered_positions_do_not_keep_a_dataset_alive():
-    """A dataset loaded again in the same kernel: the old columns are freed, and the old
-    positions are dropped when new ones are handed over."""
-    import gc
-    import weakref
-    from analysis import keys
-    text = pd.StringDtype("pyarrow")
-    values, universe = pd.Series(["b", "a"], dtype=text), pd.Series(["a", "b"], dtype=text)
-    keys.remember(values, universe, np.array([1, 0], dtype=np.int32))
-    gone = weakref.ref(keys.arrow_text(values))
-    del values
-    gc.collect()
-    assert gone() is None  # not held by the kept entry
-    again = pd.Series(["a"], dtype=text)
-    keys.remember(again, universe, np.array([0], dtype=np.int32))
-    assert all(a() is not None and b() is not None for a, b, _ in keys._GIVEN.values())  # dead ones dropped
 
 
 @settings(max_examples=40, deadline=None)
