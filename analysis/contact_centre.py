@@ -78,7 +78,7 @@ def lead_outcomes(eng: Engine) -> pd.DataFrame:
     t = eng.frame(lead_table(eng.table("leads"), calls, eng.table("payments"))).set_index("lead_id").sort_index()
     out = pd.DataFrame({"created_at": t["created_at"]}, index=t.index)
     out["vendor"] = t["vendor"] if "vendor" in calls.columns else "vendor"
-    qualified = t["called_qualified"].fillna(False).astype(bool) if "called_qualified" in t.columns \
+    qualified = t["called_qualified"].astype("boolean").fillna(False).astype(bool) if "called_qualified" in t.columns \
         else pd.Series(False, index=t.index)
     if "qualified_at" in t.columns:
         qualified |= t["qualified_at"].notna()

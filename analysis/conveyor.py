@@ -32,11 +32,10 @@ def stage_times(eng: Engine) -> pd.DataFrame:
     """Per lead (rows, lead_id order) and stage (columns, in order): the first call at that stage
     (NaT: not reached), plus the deepest stage reached as ``depth`` (0 = cold call)."""
     long = eng.frame(first_stage_calls(eng.table("calls")))
-    wide = long.pivot(index="lead_id", columns="stage", values="first_at").reindex(columns=list(STAGES))
-    wide = wide.sort_index()
-    wide.index = pd.Index(wide.index, name="lead_id")
-    wide.columns = pd.Index(list(STAGES), name="stage")
-    wide = wide.astype("datetime64[ns, UTC]")
+    ids = pd.Index(sorted(long["lead_id"].unique()), dtype=long["lead_id"].dtype, name="lead_id")
+    wide = pd.DataFrame({stage: long.loc[long["stage"] == stage].set_index("lead_id")["first_at"].reindex(ids)
+                         .astype("datetime64[ns, UTC]") for stage in STAGES}, index=ids)
+    wide.columns.name = "stage"
     reached = wide.notna().to_numpy()
     depth = np.where(reached.any(axis=1), reached.shape[1] - 1 - np.argmax(reached[:, ::-1], axis=1), -1) \
         if len(wide) else np.zeros(0, dtype="int64")

@@ -149,7 +149,9 @@ def clock_table(hours: BusinessHours, first: pd.Timestamp, last: pd.Timestamp) -
     iv = opening_intervals(hours, first, last)
     columns = ["day", "span_from", "span_to", "open", "length_min", "before_min"]
     if not len(iv):
-        return pd.DataFrame({c: pd.Series(dtype="int64" if c == "day" else "float64") for c in columns})
+        kinds = {"day": "int64", "span_from": "datetime64[ns, UTC]", "span_to": "datetime64[ns, UTC]",
+                 "open": "datetime64[ns, UTC]", "length_min": "float64", "before_min": "float64"}
+        return pd.DataFrame({c: pd.Series(dtype=kinds[c]) for c in columns})
     opens = iv["open"].reset_index(drop=True)
     until = pd.concat([opens.iloc[1:], pd.Series([last + pd.Timedelta(days=366)])], ignore_index=True)
     before = iv["minutes"].cumsum().shift(1, fill_value=0.0).to_numpy()

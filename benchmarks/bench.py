@@ -9,7 +9,7 @@ For each size (clients; the "scale" profile gives about 21 payments and 5 ticket
 - load: `python -m analysis validate` (read + type + validate + as-of cut), its own process;
 - metrics: one process loads the data, then runs each family with the package and with DuckDB
   (2 threads, straight on the Parquet files), three times each (the median is shown; the
-  package forgets its kept lookups before each time), checks that both give the same numbers
+  package keeps nothing between calls), checks that both give the same numbers
   and prints both times and their ratio; then what one row costs the machine (a random read
   from a per-client table, a streaming pass: ``memory_floor``);
 - notebooks: a whole run with one worker, so each notebook's seconds are its own;
@@ -78,7 +78,6 @@ def _families(data_dir: str) -> None:
     """(child process) load once, then every family: package vs DuckDB; JSON lines on stdout."""
     import numpy as np
 
-    from analysis import keys as keys_mod
     from analysis.dataset import load_dataset
     from references import FAMILIES, connect
 
@@ -100,7 +99,6 @@ def _families(data_dir: str) -> None:
         pkg, sql = [], []
         peak[0] = proc.memory_info().rss
         for _ in range(REPEAT):
-            keys_mod.forget()  # no lookup kept from an earlier repetition or family (positions from load stay)
             t = time.perf_counter()
             ours = fam.package(ds)
             pkg.append(time.perf_counter() - t)

@@ -261,7 +261,7 @@ def onboarding_sql(con, as_of: pd.Timestamp, config: Config) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- sales conveyor
 def conveyor_package(ds: Dataset) -> pd.DataFrame:
-    f = conveyor.stage_funnel(conveyor.stage_times(ds.calls))
+    f = conveyor.stage_funnel(conveyor.stage_times(ds.engine()))
     return _long(f[["leads", "median_days_from_previous"]].rename_axis("stage").reset_index(), ["stage"])
 
 
