@@ -85,13 +85,12 @@ def first_month_by_cohort(status: pd.DataFrame, cohort: pd.Series, groups: pd.Se
     return out[out["clients"] > 0].sort_values(["group", "cohort"], kind="stable").reset_index(drop=True)
 
 
-def last_charges(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
-    """Per client with a start: start, last_charge (the latest charge) and lapse_at = last
-    charge + 1 month + grace (the renewal that never came), as an Ibis expression."""
-    charges = payments.filter(payments.amount > 0)
-    last = charges.group_by("client_id").aggregate(last_charge=charges.paid_at.max())
-    j = starts.select("client_id", "start").join(last, "client_id")
-    return j.mutate(lapse_at=renewal_deadline(j.last_charge, grace_days))
+def last_charges(payments: ir.Table, grace_days: int) -> ir.Table:
+    """Per client with a charge: start (the first charge), last_charge (the latest) and lapse_at
+    = last charge + 1 month + grace (the renewal that never came), as an Ibis expression."""
+    charges = payments.filter((payments.amount > 0) & payments.client_id.notnull())
+    last = charges.group_by("client_id").aggregate(start=charges.paid_at.min(), last_charge=charges.paid_at.max())
+    return last.mutate(lapse_at=renewal_deadline(last.last_charge, grace_days))
 
 
 def _life(frame: pd.DataFrame, as_of: pd.Timestamp, with_durations: bool) -> pd.DataFrame:
@@ -110,23 +109,22 @@ def lifetimes(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame
     """Per client with a start (index client_id, in text order): start, last_charge, churn_at
     (last charge + 1 month + grace when <= as-of, else NaT: censored), churned, and duration in
     days from the start to the churn date or to as-of (fractional, from whole hours)."""
-    payments = eng.table("payments")
-    return _life(eng.frame(last_charges(payments, cohorts.starts_table(payments), grace_days)), as_of, True)
+    return _life(eng.frame(last_charges(eng.table("payments"), grace_days)), as_of, True)
 
 
-def first_lapses(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
-    """Per client with a start: start, last_charge = the first charge whose next charge comes
-    after it + 1 month + grace, or that has none (charges at one instant count once), and
-    lapse_at = that charge + 1 month + grace, as an Ibis expression."""
-    charges = payments.filter((payments.amount > 0) & payments.client_id.notnull()).select(
-        "client_id", "paid_at").distinct()
+def first_lapses(payments: ir.Table, grace_days: int) -> ir.Table:
+    """Per client with a charge: start (the first charge), last_charge = the first charge whose
+    next charge comes after it + 1 month + grace, or that has none, and lapse_at = that charge +
+    1 month + grace, as an Ibis expression. Charges at one instant need no deduplication: each
+    but the last of them has its next charge at the same instant, never a lapse."""
+    charges = payments.filter((payments.amount > 0) & payments.client_id.notnull()).select("client_id", "paid_at")
     w = ibis.window(group_by=charges.client_id, order_by=charges.paid_at)
     charges = charges.mutate(next_at=charges.paid_at.lead().over(w),
                              deadline=renewal_deadline(charges.paid_at, grace_days))
-    lapse = charges.filter(charges.next_at.isnull() | (charges.next_at > charges.deadline))
-    first = lapse.group_by("client_id").aggregate(last_charge=lapse.paid_at.min())
-    j = starts.select("client_id", "start").join(first, "client_id")
-    return j.mutate(lapse_at=renewal_deadline(j.last_charge, grace_days))
+    lapse = charges.next_at.isnull() | (charges.next_at > charges.deadline)
+    first = charges.group_by("client_id").aggregate(start=charges.paid_at.min(),
+                                                    last_charge=charges.paid_at.min(where=lapse))
+    return first.mutate(lapse_at=renewal_deadline(first.last_charge, grace_days))
 
 
 def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
@@ -148,8 +146,7 @@ def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFr
     >>> str(r.last_charge.date()), str(r.churn_at.date()), bool(r.churned)
     ('2025-02-01', '2025-03-15', True)
     """
-    payments = eng.table("payments")
-    return _life(eng.frame(first_lapses(payments, cohorts.starts_table(payments), grace_days)), as_of, False)
+    return _life(eng.frame(first_lapses(eng.table("payments"), grace_days)), as_of, False)
 
 
 def durations(start: pd.Series, end: pd.Series, fill_date: pd.Timestamp, freq: str = "h") -> tuple[np.ndarray, np.ndarray]:

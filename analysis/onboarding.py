@@ -15,7 +15,7 @@ import pandas as pd
 
 from analysis import present
 from analysis.dataset import parse_day
-from analysis.engine import Engine
+from analysis.engine import Engine, instant
 from analysis.errors import InputError
 from analysis.months import add_months
 from analysis.stats import mean_replicates, percentile_interval, rate_table
@@ -25,15 +25,11 @@ __all__ = ["funnel_table", "revenue_share_table", "funnel_flags", "funnel", "day
            "revenue_share_text"]
 
 
-def _instant(at: pd.Timestamp) -> ir.TimestampScalar:
-    return ibis.literal(pd.Timestamp(at).to_pydatetime(), type="timestamp('UTC')")
-
-
 def funnel_table(clients: ir.Table, payments: ir.Table, outreach: ir.Table, as_of: pd.Timestamp) -> ir.Table:
     """Per registration (signed_up_at < as-of): client_id, signed_up_at, reached (an onboarding
     outreach row, reached true when the column exists), first_charge_at (the earliest charge,
     null without one) and first_charge (the charges at that instant added up)."""
-    reg = clients.filter(clients.signed_up_at < _instant(as_of)).select("client_id", "signed_up_at")
+    reg = clients.filter(clients.signed_up_at < instant(as_of)).select("client_id", "signed_up_at")
     sel = outreach.campaign == "onboarding"
     if "reached" in outreach.columns:
         sel &= outreach.reached.fill_null(False)
@@ -108,14 +104,14 @@ def support_revenue_share(e: int, n: int, s: int) -> float:
 def revenue_share_table(tickets: ir.Table, payments: ir.Table, start: pd.Timestamp, end: pd.Timestamp) -> ir.Table:
     """Per client with a ticket created in [start, end): contact (the first such ticket), after
     (a charge in [contact, end)) and before (a charge before the contact)."""
-    t = tickets.filter(tickets.client_id.notnull() & (tickets.created_at >= _instant(start))
-                       & (tickets.created_at < _instant(end)))
+    t = tickets.filter(tickets.client_id.notnull() & (tickets.created_at >= instant(start))
+                       & (tickets.created_at < instant(end)))
     contact = t.group_by("client_id").aggregate(contact=t.created_at.min())
     charges = payments.filter(payments.amount > 0).select("client_id", "paid_at")
     j = contact.left_join(charges, "client_id")
     hit = lambda cond: ibis.ifelse(cond, 1, 0).sum()  # noqa: E731 (a count of rows meeting cond)
     return j.group_by(["client_id", "contact"]).aggregate(
-        after=hit((j.paid_at >= j.contact) & (j.paid_at < _instant(end))), before=hit(j.paid_at < j.contact))
+        after=hit((j.paid_at >= j.contact) & (j.paid_at < instant(end))), before=hit(j.paid_at < j.contact))
 
 
 def revenue_share(eng: Engine, start: pd.Timestamp, end: pd.Timestamp) -> dict:

@@ -17,7 +17,7 @@ import pandas as pd
 
 from analysis.config import Config
 from analysis.durations import business_clock, clock_table, minutes_between
-from analysis.engine import from_frames
+from analysis.engine import from_frames, instant
 from analysis.stats import rate_table
 from analysis.tiers import entry_tier, resolving_tier
 
@@ -42,7 +42,7 @@ def ticket_time_table(tickets: ir.Table, as_of: pd.Timestamp, clock: ir.Table | 
             first_response_min=minutes_between(tickets.created_at, tickets.first_response_at),
             resolution_min=minutes_between(tickets.created_at, tickets.resolved_at),
             elapsed_min=minutes_between(tickets.created_at, as_of))
-    t = tickets.mutate(as_of_at=ibis.literal(as_of.to_pydatetime(), type="timestamp('UTC')"))
+    t = tickets.mutate(as_of_at=instant(as_of))
     for at in (*_INSTANTS, "as_of_at"):
         t = business_clock(t, at, clock)
     return t.select(*tickets.columns, first_response_min=t.first_response_at_clock - t.created_at_clock,

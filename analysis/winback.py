@@ -21,7 +21,7 @@ import pandas as pd
 from lifelines import KaplanMeierFitter
 
 from analysis import cohorts, present
-from analysis.engine import Engine
+from analysis.engine import Engine, instant
 from analysis.months import add_months
 from analysis.stats import rate_table
 
@@ -47,12 +47,8 @@ def dormancy_table(act: ir.Table, as_of: pd.Timestamp, dormancy_days: int) -> ir
     leaves the client dormant at that instant)."""
     w = ibis.window(group_by=act.client_id, order_by=act.at)
     a = act.mutate(next_at=act.at.lead().over(w), dormant_at=act.at + ibis.interval(days=dormancy_days))
-    ev = a.filter((a.next_at.isnull() | (a.next_at >= a.dormant_at)) & (a.dormant_at <= _instant(as_of)))
+    ev = a.filter((a.next_at.isnull() | (a.next_at >= a.dormant_at)) & (a.dormant_at <= instant(as_of)))
     return ev.select("client_id", last_activity=ev.at, dormant_at=ev.dormant_at)
-
-
-def _instant(at: pd.Timestamp) -> ir.TimestampScalar:
-    return ibis.literal(pd.Timestamp(at).to_pydatetime(), type="timestamp('UTC')")
 
 
 def _events(eng: Engine, as_of: pd.Timestamp, dormancy_days: int) -> ir.Table:
@@ -77,7 +73,7 @@ def outcome_table(events: ir.Table, payments: ir.Table, outreach: ir.Table | Non
     winback outreach in [D, D + window), ties by channel name; "none"), mean_check_before (the
     client's mean charge before D), revenue_90d and revenue_180d (net payments in [D, D + 90 /
     180 days), null while that span is not over)."""
-    cut = _instant(as_of)
+    cut = instant(as_of)
     ev = events.mutate(window_end=events.dormant_at + ibis.interval(days=window_days))
     p = payments.select("client_id", "paid_at", "amount")
     j = ev.join(p, "client_id")
@@ -161,8 +157,8 @@ def warning_table(payments: ir.Table, act: ir.Table, starts: ir.Table, as_of: pd
     last = act.group_by("client_id").aggregate(last_activity=act.at.max())
     p = payments
     net = p.group_by("client_id").aggregate(
-        prior_6m=p.amount.sum(where=(p.paid_at >= _instant(m9)) & (p.paid_at < _instant(m3))),
-        recent_3m=p.amount.sum(where=(p.paid_at >= _instant(m3)) & (p.paid_at < _instant(as_of))))
+        prior_6m=p.amount.sum(where=(p.paid_at >= instant(m9)) & (p.paid_at < instant(m3))),
+        recent_3m=p.amount.sum(where=(p.paid_at >= instant(m3)) & (p.paid_at < instant(as_of))))
     s = starts.select("client_id", "start").left_join(last, "client_id").drop("client_id_right")
     s = s.left_join(net, "client_id").drop("client_id_right")
     return s.mutate(prior_6m=s.prior_6m.fill_null(0.0), recent_3m=s.recent_3m.fill_null(0.0))
