@@ -52,8 +52,8 @@ from analysis.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, 
 from analysis.sources import parse_source
 from analysis.reports import NOTEBOOK_DIR, REPORTS, Report
 
-__all__ = ["KERNEL_NAME", "KERNEL_MALLOC", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "parse_parameter",
-           "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html", "kernel_environment"]
+__all__ = ["KERNEL_NAME", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "parse_parameter",
+           "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
 RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine", "snapshot")
@@ -62,12 +62,6 @@ FRAGMENT_DIR = "_metrics"
 # with several kernels starting at once); a kernel that still fails to start is started once more
 START_TIMEOUT_S = 300
 TEMPLATES = Path(__file__).resolve().parent / "templates"  # 'offline': lab without CDN scripts
-# glibc malloc settings for the notebooks' kernels (kept when already set in the environment):
-# arrays up to 1 GiB come from the heap, and up to 64 MiB freed at its top is kept. Without
-# them every array above 32 MiB (a column of 4M+ rows) is a fresh mapping that goes back to the
-# system when freed; on a VM with free page reporting (this project's machines) each of its
-# pages is then faulted in from the host again, 1.5-2 s per GB (docs/benchmarks.md).
-KERNEL_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**26)}
 
 
 @dataclass
@@ -235,14 +229,6 @@ def page_header(nb, defaults: dict[str, Any]) -> str:
         rows=markupsafe.Markup("").join(shown)))
 
 
-def kernel_environment(env: dict) -> dict:
-    """Add ``KERNEL_MALLOC`` to ``env`` (the environment a kernel or the load child starts with)
-    where not set already; glibc reads them when the process starts. Returns ``env``."""
-    for name, value in KERNEL_MALLOC.items():
-        env.setdefault(name, value)
-    return env
-
-
 def _kernel_config(socket_dir: str, name: str, attempt: int):
     """The kernel manager's settings: IPC transport (Unix sockets in the run's private scratch
     directory) instead of TCP on localhost, which makes every kernel warn that it runs
@@ -290,7 +276,6 @@ def _execute(report: Report, out_dir: Path, params: dict[str, Any], kernel: str,
     once more; the outcome's ``notes`` say so. A write refused by the file system is recorded in
     ``write_error`` so that the run does not publish."""
     os.environ.pop("MPLBACKEND", None)  # with Agg inherited, inline figures vanish (DESIGN §9)
-    kernel_environment(os.environ)
     kernel_log = _kernel_output(Path(socket_dir or tempfile.gettempdir()) / f"kernel-{report.name}.log")
     start = time.perf_counter()
     executed = out_dir / f"{report.name}.ipynb"
@@ -395,17 +380,8 @@ def _validate_once(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, st
     """Validate the data once for the whole run, in a child process: the memory the pandas and
     Arrow pools keep after a large load goes back to the system when it exits, instead of
     staying in the runner while the notebooks run. The notebooks read the snapshot."""
-    saved = {name: os.environ.get(name) for name in KERNEL_MALLOC}
-    kernel_environment(os.environ)  # the child starts with the kernels' malloc settings (as fast)
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
-    finally:
-        for name, value in saved.items():  # the runner's own environment as it was
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_load_and_save, data_dir, config, as_of, snapshot).result()
 
 
 def _written_by_a_run(name: str) -> bool:

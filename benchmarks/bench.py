@@ -18,8 +18,7 @@ Seconds are wall time; "RSS GB" is the peak of the summed resident memory of the
 and "PSS GB" the peak of its summed proportional memory, which counts pages that kernels share
 (the memory-mapped snapshot) once: what the machine holds (measure.py; the families stage is one
 process, so only its RSS is shown);
-rows/s counts the input rows a stage reads. The load and metrics processes start with the
-malloc settings the runner gives its load child and kernels (``analysis.runner.KERNEL_MALLOC``). Results are printed as a table and written to
+rows/s counts the input rows a stage reads. Results are printed as a table and written to
 benchmarks/.cache/results.json. No size is asserted anywhere: this script measures.
 """
 from __future__ import annotations
@@ -46,7 +45,6 @@ sys.path.insert(0, str(HERE))
 from measure import measure  # noqa: E402
 
 from analysis.reports import REPORTS  # noqa: E402
-from analysis.runner import kernel_environment  # noqa: E402
 
 PY = sys.executable
 STAGES = ("load", "metrics", "notebooks", "run")
@@ -123,7 +121,7 @@ def _families(data_dir: str) -> None:
 
 def run_families(data_dir: Path) -> list[dict]:
     # the process starts with the malloc settings of a run's kernels, where these functions run
-    env = kernel_environment(dict(os.environ))
+    env = dict(os.environ)
     out = subprocess.run([PY, str(Path(__file__).resolve()), "_families", str(data_dir)], cwd=ROOT,
                          capture_output=True, text=True, env=env)
     if out.returncode:
@@ -264,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{size:,}] load + validate ...", flush=True)
             # with the malloc settings of the run's load child, whose work this is
             m = measure([PY, "-m", "analysis", "validate", "--data", str(data)], cwd=ROOT, stdout=subprocess.DEVNULL,
-                        env=kernel_environment(dict(os.environ)))
+                        env=dict(os.environ))
             r["load"] = {**m, "rows": total_rows}
         if "metrics" in stages:
             print(f"[{size:,}] metric families vs DuckDB ...", flush=True)
