@@ -118,12 +118,12 @@ def instant(at: pd.Timestamp) -> ir.TimestampScalar:
 def utc_naive(table: pa.Table) -> pa.Table:
     """``table`` with every timestamp column that has a time zone as microseconds without one,
     in UTC (the same instants; see the module for why)."""
-    for i, field in enumerate(table.schema):
-        if pa.types.is_timestamp(field.type) and field.type.tz is not None:
-            column = pc.cast(table.column(i), pa.timestamp(field.type.unit), safe=False)
-            if field.type.unit == "ns":
+    for i, spec in enumerate(table.schema):
+        if pa.types.is_timestamp(spec.type) and spec.type.tz is not None:
+            column = pc.cast(table.column(i), pa.timestamp(spec.type.unit), safe=False)
+            if spec.type.unit == "ns":
                 column = pc.cast(column, pa.timestamp("us"), safe=False)
-            table = table.set_column(i, field.name, column)
+            table = table.set_column(i, spec.name, column)
     return table
 
 

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd

@@ -54,7 +54,6 @@ def test_starts_and_cohorts():
 
 
 def test_ltv_at_horizons_hand_computed():
-    s = cohorts.client_starts(E(P))
     v = cohorts.client_ltv(E(P), AS_OF, horizons=(1, 2, 3))
     # 1 month: a = 100 - 30 (the Feb 29 10:00 charge is month 1) = 70; b = 50; c = 200
     #   (c: Mar 15 + 1 month = Apr 15 00:00 <= as-of Apr 15 00:00: just old enough)
@@ -106,7 +105,6 @@ def test_first_month_churn_counts_only_clients_old_enough():
     # f: Mar 1, renewal exactly at the deadline Apr 15 00:00 is inside (start, deadline]: stays
     #    (the as-of is Apr 15 00:00, so the renewal is not seen yet: the as-of is moved to Apr 16 for f)
     p = pd.concat([P, pay(("d", "2024-01-10T00:00Z", 10.0), ("e", "2024-03-01T00:00Z", 10.0))])
-    s = cohorts.client_starts(E(p))
     status = churn.first_month_status(E(p), AS_OF, grace_days=14)
     # a: deadline Feb 29 10:00 + 14 d <= as-of, renewed -> stays; b: Mar 29 + 14 = Apr 12 <= as-of, renewed
     # c: Apr 15 + 14 = Apr 29 > as-of -> not eligible
@@ -119,7 +117,6 @@ def test_first_month_churn_counts_only_clients_old_enough():
 
 
 def test_lifetimes_censor_at_as_of():
-    s = cohorts.client_starts(E(P))
     life = churn.lifetimes(E(P), AS_OF, grace_days=14)
     # b: last charge Mar 29 12:00 + 1 month + 14 d = May 13 > as-of -> censored at as-of:
     #    Feb 29 12:00 -> Mar 29 12:00 = 29 days, -> Apr 15 00:00 = 16.5 more: 45.5 days observed

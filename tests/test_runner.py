@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -136,26 +135,3 @@ def test_parameter_values_are_typed():
 
 def test_registry_notebooks_exist():
     assert all(r.notebook.is_file() for r in REPORTS)
-
-
-def test_kernel_environment_adds_the_malloc_settings_and_keeps_the_users():
-    from analysis.runner import KERNEL_MALLOC, kernel_environment
-    env = kernel_environment({"MALLOC_TRIM_THRESHOLD_": "0", "PATH": "/bin"})
-    assert env["MALLOC_TRIM_THRESHOLD_"] == "0"                                   # the user's own value stays
-    assert env["MALLOC_MMAP_THRESHOLD_"] == KERNEL_MALLOC["MALLOC_MMAP_THRESHOLD_"] == str(2**30)
-    assert env["PATH"] == "/bin"
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings")
-def test_a_process_with_the_kernel_environment_serves_a_large_array_from_the_heap():
-    # the mechanism behind KERNEL_MALLOC: a 200 MB array comes from the heap (kept when freed)
-    # instead of a mapping of its own (returned to the system, faulted in again next time)
-    from analysis.runner import kernel_environment
-    probe = ("import numpy as np\n"
-             "a = np.ones(200 * 2**20 // 8)\n"
-             "heap = [l.split()[0].split('-') for l in open('/proc/self/maps') if l.rstrip().endswith('[heap]')]\n"
-             "print(any(int(lo, 16) <= a.ctypes.data < int(hi, 16) for lo, hi in heap))\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
-    run = lambda e: subprocess.run([sys.executable, "-c", probe], env=e, capture_output=True, text=True, check=True).stdout.strip()
-    assert run(kernel_environment(dict(env))) == "True"
-    assert run(env) == "False"                                                     # glibc's default: a mapping

@@ -7,7 +7,6 @@ skipped, except in CI, where .ci/run installs them."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import duckdb
