@@ -34,8 +34,8 @@ def renewal_deadline(at: ir.TimestampValue, grace_days: int) -> ir.TimestampValu
 
 
 def first_month_table_expr(payments: ir.Table, starts: ir.Table, grace_days: int) -> ir.Table:
-    """Per client with a start: start, deadline (start + 1 month + grace) and renewed (a charge
-    in (start, deadline]), as an Ibis expression."""
+    """Per client with a start: start, deadline (start + 1 month + grace) and renewals (the
+    charges in (start, deadline]), as an Ibis expression."""
     s = starts.select("client_id", "start", deadline=renewal_deadline(starts.start, grace_days))
     charges = payments.filter(payments.amount > 0).select("client_id", "paid_at")
     j = s.join(charges, "client_id")

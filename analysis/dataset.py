@@ -99,7 +99,7 @@ class Dataset:
     def engine(self, kind: str = "duckdb") -> Engine:
         """The tables in the engine ``kind`` (DESIGN §11: duckdb in-process, or spark, on the
         config's ``spark_master`` or a local session), for the formulas' Ibis expressions."""
-        backend = connect(kind, spark_master=self.config.spark_master) if kind == "spark" else connect(kind)
+        backend = connect(kind, spark_master=self.config.spark_master)
         tables = self.tables.arrow() if isinstance(self.tables, _SnapshotTables) else self.tables
         return from_frames(tables, backend)
 

@@ -99,9 +99,8 @@ def business_minutes(start: pd.Series, end: pd.Series, hours: BusinessHours) -> 
     """
     start = pd.Series(start)
     end = pd.Series(end, index=start.index)
-    frame = pd.DataFrame({"start": start.dt.tz_convert("UTC").to_numpy(), "end": end.dt.tz_convert("UTC").to_numpy(),
-                          "row": np.arange(len(start))})
-    frame[["start", "end"]] = frame[["start", "end"]].apply(lambda c: pd.to_datetime(c, utc=True))
+    frame = pd.DataFrame({"start": start.dt.tz_convert("UTC").reset_index(drop=True),
+                          "end": end.dt.tz_convert("UTC").reset_index(drop=True), "row": np.arange(len(start))})
     known = pd.concat([frame["start"], frame["end"]]).dropna()
     if not len(known):
         return pd.Series(np.nan, index=start.index, dtype="float64")
@@ -125,18 +124,11 @@ def instant_parts(ts: ir.TimestampValue) -> tuple[ir.IntegerValue, ir.IntegerVal
             ts.second().cast("int64") * 1000 + ts.millisecond().cast("int64"))
 
 
-def _fixed_parts(at: pd.Timestamp) -> tuple[ir.IntegerScalar, ...]:
-    at = pd.Timestamp(at).tz_convert("UTC")
-    days = (at.normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days
-    return (ibis.literal(days), ibis.literal(at.hour * 60 + at.minute),
-            ibis.literal(at.second * 1000 + at.microsecond // 1000))
-
-
 def minutes_between(start, end) -> ir.FloatingValue:
     """(end - start) in minutes, to the millisecond, from ``instant_parts`` (or a fixed pandas
     Timestamp for either): whole days and minutes in integers, then the milliseconds."""
-    a = _fixed_parts(start) if isinstance(start, pd.Timestamp) else instant_parts(start)
-    b = _fixed_parts(end) if isinstance(end, pd.Timestamp) else instant_parts(end)
+    a = instant_parts(engine.instant(start) if isinstance(start, pd.Timestamp) else start)
+    b = instant_parts(engine.instant(end) if isinstance(end, pd.Timestamp) else end)
     whole = (b[0] - a[0]) * 1440 + (b[1] - a[1])
     return whole.cast("float64") + (b[2] - a[2]).cast("float64") / 60_000
 

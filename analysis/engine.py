@@ -120,10 +120,7 @@ def utc_naive(table: pa.Table) -> pa.Table:
     in UTC (the same instants; see the module for why)."""
     for i, spec in enumerate(table.schema):
         if pa.types.is_timestamp(spec.type) and spec.type.tz is not None:
-            column = pc.cast(table.column(i), pa.timestamp(spec.type.unit), safe=False)
-            if spec.type.unit == "ns":
-                column = pc.cast(column, pa.timestamp("us"), safe=False)
-            table = table.set_column(i, spec.name, column)
+            table = table.set_column(i, spec.name, pc.cast(table.column(i), pa.timestamp("us"), safe=False))
     return table
 
 
@@ -220,14 +217,11 @@ def add_months(ts: ir.TimestampValue, months) -> ir.TimestampValue:
 
 def _fields(t: ir.Table, at) -> tuple:
     """(instant, month, day, days, month_days) of a column name with ``calendar`` fields on
-    ``t``, or of a fixed instant (a pandas Timestamp: its fields are computed here)."""
+    ``t``, or of a fixed instant (a pandas Timestamp: the same fields of its literal)."""
     if isinstance(at, str):
         return tuple(t[c] for c in (at, f"{at}_month", f"{at}_day", f"{at}_days", f"{at}_month_days"))
-    at = pd.Timestamp(at).tz_convert("UTC")
-    total = at.year * 12 + at.month - 1
-    days = (at.normalize() - pd.Timestamp("1970-01-01", tz="UTC")).days
-    return (instant(at), ibis.literal(total), ibis.literal(at.day),
-            ibis.literal(days), ibis.literal(at.days_in_month))
+    fixed = instant(at)
+    return (fixed, *calendar(fixed, "at").values())
 
 
 def whole_months(t: ir.Table, start: str, at) -> ir.IntegerValue:
