@@ -30,7 +30,7 @@ $(VENV)/.spark: requirements-spark.txt | $(STAMP)
 
 spark: $(VENV)/.spark ## add the Spark extra (pyspark; needs Java 17+) for --engine spark and its tests
 
-$(SAMPLE)/truth.json: analysis/generate.py | $(STAMP)
+$(SAMPLE)/truth.json: analysis/tools/generate.py | $(STAMP)
 	$(PY) -m analysis generate --out $(SAMPLE) --clients $(CLIENTS) --seed $(SEED)
 
 data: $(STAMP) ## (re)generate the sample data in data/sample (CLIENTS=20000 SEED=42)
@@ -41,7 +41,7 @@ reports: $(STAMP) $(SAMPLE)/truth.json ## run every notebook on the sample -> re
 
 screenshots: $(STAMP) ## check every page of reports/latest in headless Chromium and write full-page PNGs to reports/screenshots
 	@test -f reports/latest/index.html || $(MAKE) reports
-	$(PY) -m analysis.pages reports/latest --out reports/screenshots
+	$(PY) -m analysis.tools.pages reports/latest --out reports/screenshots
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest -q

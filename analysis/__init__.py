@@ -1,6 +1,6 @@
 """Support-driven retention analytics: every formula, loader and validator of the suite."""
-from analysis.config import load_config
-from analysis.dataset import Dataset, load_dataset
+from analysis.data.config import load_config
+from analysis.data.dataset import Dataset, load_dataset
 from analysis.errors import DataError, InputError
 
 __all__ = ["load_config", "load_dataset", "Dataset", "DataError", "InputError"]

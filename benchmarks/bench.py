@@ -44,7 +44,7 @@ sys.path.insert(0, str(HERE))
 
 from measure import measure  # noqa: E402
 
-from analysis.reports import REPORTS  # noqa: E402
+from analysis.run.reports import REPORTS  # noqa: E402
 
 PY = sys.executable
 STAGES = ("load", "metrics", "notebooks", "run")
@@ -76,7 +76,7 @@ def _families(data_dir: str) -> None:
     """(child process) load once, then every family: package vs DuckDB; JSON lines on stdout."""
     import numpy as np
 
-    from analysis.dataset import load_dataset
+    from analysis.data.dataset import load_dataset
     from references import FAMILIES, connect
 
     proc = psutil.Process()

@@ -11,7 +11,7 @@ first-month grace 14 days, contact window 30 days).
 
     .venv/bin/python benchmarks/calibrate.py [--seeds 50] [--clients 20000] [--jobs 2]
 
-writes docs/calibration.md (the table, as it comes out) and analysis/calibration.json (the summary
+writes docs/calibration.md (the table, as it comes out) and analysis/present/calibration.json (the summary
 that 03_churn_survival shows beside its estimates).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from analysis import effect  # noqa: E402
 from analysis.stats import wilson_interval  # noqa: E402
-from analysis.generate import build_tables  # noqa: E402
+from analysis.tools.generate import build_tables  # noqa: E402
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 EFFECTS = {"none": 1.0, "moderate": 0.7, "strong": 0.5}
@@ -93,7 +93,7 @@ def markdown(table: pd.DataFrame, seeds: int, clients: int, seconds: float) -> s
              "confounding by engagement (none; measured: engagement drives contact and churn and the `usage` "
              "table holds its proxy; unmeasured: the same without `usage`), and two worlds where contact "
              "itself raises usage (a mediator) under measured confounding.", "",
-             "Methods (`analysis/effect.py`): `naive` ever vs never contacted; `unadjusted` early contact at "
+             "Methods (`analysis/retention/effect.py`): `naive` ever vs never contacted; `unadjusted` early contact at "
              "the day-30 landmark; `adjusted` the same adjusted for first charge, segment, channel, country "
              "and early usage; `renewal` (the report's headline) contact before each monthly renewal of the "
              "client's first paying spell, from the second renewal on, discrete-time, same covariates. "
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     (ROOT / "docs" / "calibration.md").write_text(markdown(table, args.seeds, args.clients, seconds))
     summary = {"seeds": args.seeds, "clients": args.clients,
                "rows": json.loads(table.to_json(orient="records", double_precision=4))}
-    (ROOT / "analysis" / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (ROOT / "analysis" / "present" / "calibration.json").write_text(json.dumps(summary, indent=1) + "\n")
     print(markdown(table, args.seeds, args.clients, seconds))
     return 0
 

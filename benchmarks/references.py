@@ -26,9 +26,11 @@ from typing import Callable
 import duckdb
 import pandas as pd
 
-from analysis import churn, cohorts, contact_centre, conveyor, onboarding, support, winback
-from analysis.config import Config
-from analysis.dataset import Dataset
+from analysis.retention import churn, cohorts, onboarding, winback
+from analysis.sales import contact_centre, conveyor
+from analysis.support import overview
+from analysis.data.config import Config
+from analysis.data.dataset import Dataset
 
 GRACE_DAYS = 14
 DORMANCY_DAYS = 90
@@ -83,7 +85,7 @@ def _sql_long(con, query: str, keys: list[str], params: dict | None = None) -> p
 
 # --------------------------------------------------------------------------- support tiers
 def support_package(ds: Dataset) -> pd.DataFrame:
-    s = support.tier_summary(ds.tickets, ds.config, ds.as_of)
+    s = overview.tier_summary(ds.tickets, ds.config, ds.as_of)
     cols = ["tickets", "first_response_n", "first_response_median_min", "first_response_p90_min",
             "first_response_mean_min", "sla_achieved_count", "sla_breached", "sla_active", "resolved",
             "resolution_median_min", "resolution_p90_min", "resolution_mean_min", "csat_responses"]

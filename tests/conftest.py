@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analysis.generate import generate  # noqa: E402
+from analysis.tools.generate import generate  # noqa: E402
 
 SAMPLE_CLIENTS = 20_000   # calibration sample: big enough for the DOMAIN figures' sampling error
 SMALL_CLIENTS = 1_500     # runner and notebook tests
@@ -123,7 +123,7 @@ def spark_backend():
         if os.environ.get("CI"):
             pytest.fail("pyspark is missing: .ci/run installs the Spark extra (make spark)")
         pytest.skip("pyspark not installed (make spark)")
-    from analysis.engine import connect
+    from analysis.data.engine import connect
     return connect("spark")
 
 
@@ -132,7 +132,7 @@ BACKENDS = ["duckdb", pytest.param("postgres", marks=pytest.mark.postgres), pyte
 
 def backend_for(request):
     """A connection to the backend named by ``request.param`` (a fixture parametrised on BACKENDS)."""
-    from analysis.engine import connect
+    from analysis.data.engine import connect
     if request.param == "duckdb":
         return connect("duckdb")
     if request.param == "postgres":

@@ -14,7 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from analysis.reports import Report  # noqa: E402
+from analysis.run.reports import Report  # noqa: E402
 
 __all__ = ["run_code"]
 

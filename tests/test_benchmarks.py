@@ -15,7 +15,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import measure  # noqa: E402
 from references import FAMILIES, connect  # noqa: E402
 
-from analysis.dataset import load_dataset  # noqa: E402
+from analysis.data.dataset import load_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_measure_counts_a_shared_mapped_file_once_in_pss(tmp_path):
 
 def test_bench_metrics_stage_runs_end_to_end(tmp_path):
     """The families stage on a small generated directory: every family reports and agrees."""
-    from analysis.generate import generate
+    from analysis.tools.generate import generate
     generate(tmp_path, clients=800, seed=3, profile="scale")
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "_families", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from analysis.cli import main
+from analysis.run.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser

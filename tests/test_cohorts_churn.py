@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
 
-from analysis import churn, cohorts, contact, survival
-from analysis.engine import from_frames
-from analysis.months import add_months, months_between
+from analysis.retention import churn, cohorts, first_contact, survival
+from analysis.data.engine import from_frames
+from analysis.retention.months import add_months, months_between
 
 
 def E(payments: pd.DataFrame, clients: pd.DataFrame | None = None):
@@ -169,7 +169,7 @@ def test_contact_window_is_strict_and_has_no_lower_bound():
         ["2024-01-01T00:00Z",          # a: before the first charge -> early
          "2024-03-30T12:00Z",          # b: Feb 29 12:00 + 30 days = Mar 30 12:00 exactly -> not early (strict <)
          "2024-04-01T00:00Z"], utc=True)})   # c: Mar 15 + 17 days -> early
-    g = contact.contact_groups(s, contact.first_contacts(from_frames({"tickets": tickets})), window_days=30)
+    g = first_contact.contact_groups(s, first_contact.first_contacts(from_frames({"tickets": tickets})), window_days=30)
     assert g["early"].to_dict() == {"a": True, "b": False, "c": True} and g["ever"].all()
 
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from analysis import InputError
-from analysis.compare import change_sentence, compare_periods, periods, sentences_markdown, ticket_measures
-from analysis.config import Config, Tier
-from analysis.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
+from analysis.support.before_after import change_sentence, compare_periods, periods, sentences_markdown, ticket_measures
+from analysis.data.config import Config, Tier
+from analysis.support.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
                                staffing_table)
 from analysis.stats import (block_length, block_ratio_replicates, percentile_interval, proportion_replicates,
                             quantile_replicates)

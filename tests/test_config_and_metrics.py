@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analysis import InputError, load_config
-from analysis import metrics
+from analysis.run import metrics
 
 
 def write(tmp_path, text):
@@ -70,7 +70,7 @@ def test_record_writes_sorted_json(tmp_path):
 
 def test_config_parameters_keep_dates_as_iso_text(tmp_path):
     # YAML reads 2025-07-01 as a date; papermill cannot pass date objects (DESIGN §9)
-    from analysis.config import load_config
+    from analysis.data.config import load_config
     cfg = tmp_path / "c.yaml"
     cfg.write_text("tiers: [{id: L1}]\nparameters: {after_from: 2025-07-01, bootstrap_reps: 10}\n")
     assert load_config(cfg).parameters == {"after_from": "2025-07-01", "bootstrap_reps": 10}

@@ -153,7 +153,7 @@ def test_parquet_is_validated_the_same_way(tmp_path):
 
 from hypothesis import given, strategies as st  # noqa: E402
 
-from analysis.contract import _as_csat  # noqa: E402
+from analysis.data.contract import _as_csat  # noqa: E402
 
 
 @given(st.lists(st.one_of(st.integers(-3, 9).map(str), st.integers(1, 5).map(lambda i: f"{i}.0"),

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 from hypothesis import given, settings, strategies as st
 
-from analysis.config import BusinessHours
-from analysis.durations import business_minutes, calendar_minutes, opening_intervals
+from analysis.data.config import BusinessHours
+from analysis.support.durations import business_minutes, calendar_minutes, opening_intervals
 
 WEEK = ["mon", "tue", "wed", "thu", "fri"]
 

@@ -1,4 +1,4 @@
-"""The support-effect estimators (analysis.effect): hand-computed panels and covariates, and
+"""The support-effect estimators (analysis.retention.effect): hand-computed panels and covariates, and
 small generated worlds with known truth (no effect with measured confounding: the adjusted
 intervals contain 1; a strong effect: they lie below 1)."""
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import churn, cohorts, effect
-from analysis.engine import from_frames
-from analysis.generate import build_tables
+from analysis.retention import churn, cohorts, effect
+from analysis.data.engine import from_frames
+from analysis.tools.generate import build_tables
 from conftest import BACKENDS, backend_for
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")

@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from analysis import cohorts, engine
-from analysis.months import add_months as pandas_add_months, months_between as pandas_months_between
+from analysis.retention import cohorts
+from analysis.data import engine
+from analysis.retention.months import add_months as pandas_add_months, months_between as pandas_months_between
 from conftest import BACKENDS, backend_for
 
 
@@ -184,7 +185,7 @@ def churn_payments() -> pd.DataFrame:
 
 
 def test_first_month_churn_by_hand(backend):
-    from analysis import churn
+    from analysis.retention import churn
     status = churn.first_month_status(engine.from_frames({"payments": churn_payments()}, backend), AS_OF, 14)
     # deadlines: g Feb 24; h Mar 14 (renewed at exactly it); i Feb 15 (renewed Feb 1); j Feb 15 (a refund only)
     assert status["deadline"].tolist() == utc("2024-02-24T00:00Z", "2024-03-14T00:00Z", "2024-02-15T00:00Z",
@@ -194,7 +195,7 @@ def test_first_month_churn_by_hand(backend):
 
 
 def test_lifetimes_and_first_spells_by_hand(backend):
-    from analysis import churn
+    from analysis.retention import churn
     eng = engine.from_frames({"payments": churn_payments()}, backend)
     life = churn.lifetimes(eng, AS_OF, 14)
     # g: Jan 10 + 1 month + 14 d = Feb 24, 45 days; h: last Mar 14 -> Apr 28 > as-of: censored, Jan 31 ->
@@ -214,8 +215,8 @@ def test_lifetimes_and_first_spells_by_hand(backend):
 
 # ---- durations: calendar minutes and the business clock's calendar table ---------------------------
 def test_durations_and_the_business_clock_by_hand(backend):
-    from analysis.config import BusinessHours
-    from analysis.durations import business_clock, clock_table, minutes_between
+    from analysis.data.config import BusinessHours
+    from analysis.support.durations import business_clock, clock_table, minutes_between
     berlin = BusinessHours(timezone="Europe/Berlin", days=["mon", "tue", "wed", "thu", "fri"], start="09:00",
                            end="18:00", holidays=["2026-04-03"])
     pairs = pd.DataFrame({"row": [0, 1, 2, 3],

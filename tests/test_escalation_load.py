@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from analysis import load_dataset
-from analysis import escalation, load
+from analysis.support import escalation, workload
 from conftest import write_dir
 
 CONFIG = {"tiers": [{"id": "L1", "first_response_target_min": 30}, {"id": "L1.5"}, {"id": "L2"}]}
@@ -115,29 +115,29 @@ def test_one_touch_and_reopen(ds):
 
 def test_load_from_agents_table_and_from_resolving_agents(ds):
     days = pd.date_range("2026-01-10", "2026-01-10")
-    daily = load.daily_load(ds.tickets, ds.config, days, ds.agents)
-    table = load.load_table(daily, ds.config)
+    daily = workload.daily_load(ds.tickets, ds.config, days, ds.agents)
+    table = workload.load_table(daily, ds.config)
     # 2026-01-10: resolved L1 = C, E, F (3) by agents on duty a1, a2 (z9 left the day before) -> 1.5
     # L2 = A, B (2) by b1 -> 2.0; L1.5 resolved nothing with c1 on duty -> 0.0
     assert table["resolved_per_agent_day"].tolist() == [1.5, 0.0, 2.0]
-    seen = load.load_table(load.daily_load(ds.tickets, ds.config, days, None), ds.config)
+    seen = workload.load_table(workload.daily_load(ds.tickets, ds.config, days, None), ds.config)
     # without the agents table: L1 resolvers {a2, a1} = 2 -> 1.5; L2 {b1} -> 2.0; L1.5 nobody -> null
     assert seen.loc["L1", "resolved_per_agent_day"] == 1.5 and np.isnan(seen.loc["L1.5", "resolved_per_agent_day"])
 
 
 def test_working_days_follow_business_calendar():
-    from analysis.config import Config, BusinessHours, Tier
+    from analysis.data.config import Config, BusinessHours, Tier
     cfg = Config(tiers=[Tier(id="L1")], business_hours=BusinessHours(
         timezone="Europe/Moscow", days=["mon", "tue", "wed", "thu", "fri"], start="09:00", end="18:00",
         holidays=["2026-01-07"]))
-    days = load.working_days(pd.Timestamp("2026-01-05"), pd.Timestamp("2026-01-11"), cfg)
+    days = workload.working_days(pd.Timestamp("2026-01-05"), pd.Timestamp("2026-01-11"), cfg)
     # Mon 5 .. Sun 11: Mon, Tue, Thu, Fri (Wed 7 is a holiday, the weekend is off)
     assert [d.day for d in days] == [5, 6, 8, 9]
 
 
 def test_backlog_at_day_end(ds, segments):
-    with_events = load.backlog_daily(ds.tickets, ds.config, ds.as_of, segments)
-    without = load.backlog_daily(ds.tickets, ds.config, ds.as_of)
+    with_events = workload.backlog_daily(ds.tickets, ds.config, ds.as_of, segments)
+    without = workload.backlog_daily(ds.tickets, ds.config, ds.as_of)
     # days 2026-01-10 .. 2026-01-31; every ticket of Jan 10 resolved the same day -> 0 at its end
     assert with_events.index[0] == pd.Timestamp("2026-01-10") and with_events.index[-1] == pd.Timestamp("2026-01-31")
     assert with_events.loc["2026-01-10"].sum() == 0

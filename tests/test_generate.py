@@ -10,7 +10,7 @@ import pytest
 
 import sample_figures as fig
 from analysis import load_dataset
-from analysis.generate import build_tables, generate
+from analysis.tools.generate import build_tables, generate
 
 
 def se(p: float, n: int) -> float:

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from analysis import InputError, load_dataset
-from analysis.cli import main
-from analysis.importer import load_mapping, run_import
+from analysis.run.cli import main
+from analysis.tools.importer import load_mapping, run_import
 from conftest import ROOT
 
 EXPORTS = ROOT / "tests" / "fixtures" / "exports"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from analysis import DataError, InputError, load_dataset
-from analysis.dataset import default_as_of, parse_as_of
+from analysis.data.dataset import default_as_of, parse_as_of
 from conftest import base_tables, write_dir
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.runner import KERNEL_NAME, RUNNER_PARAMETERS
+from analysis.run.runner import KERNEL_NAME, RUNNER_PARAMETERS
 from conftest import ROOT
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

@@ -1,6 +1,6 @@
-"""The presentation layer (analysis.present: labels and formats), the KPI tiles with the change
-since the previous run and the history page (analysis.kpi), and every page of a run checked in
-headless Chromium the way a manager reads it (analysis.pages)."""
+"""The presentation layer (analysis.present.page: labels and formats), the KPI tiles with the change
+since the previous run and the history page (analysis.present.kpi), and every page of a run checked in
+headless Chromium the way a manager reads it (analysis.tools.pages)."""
 from __future__ import annotations
 
 import json
@@ -10,36 +10,36 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import kpi, present
-from analysis.cli import main
+from analysis.present import kpi, page
+from analysis.run.cli import main
 
 
 def test_labels_say_the_suites_names_in_words_and_leave_data_values_alone():
-    assert present.label("ltv_12m") == "LTV 12 months"
-    assert present.label("revenue_90d") == "Revenue 90 days"
-    assert present.label("sla_achieved_low") == "SLA achieved, 95% CI low"
-    assert present.label("first_response_p90_min") == "First response, 90th percentile (min)"
-    assert present.label("clients") == "Clients"
+    assert page.label("ltv_12m") == "LTV 12 months"
+    assert page.label("revenue_90d") == "Revenue 90 days"
+    assert page.label("sla_achieved_low") == "SLA achieved, 95% CI low"
+    assert page.label("first_response_p90_min") == "First response, 90th percentile (min)"
+    assert page.label("clients") == "Clients"
     # values from the data keep their spelling (tiers, segments with capitals or spaces)
-    assert present.label("L1") == "L1" and present.label("Big accounts") == "Big accounts"
-    assert present.category("not_contacted") == "Not contacted early"
-    assert present.category("cold_call") == "Cold call"
-    assert present.category("smb") == "smb"          # a segment from the data: not a suite category
+    assert page.label("L1") == "L1" and page.label("Big accounts") == "Big accounts"
+    assert page.category("not_contacted") == "Not contacted early"
+    assert page.category("cold_call") == "Cold call"
+    assert page.category("smb") == "smb"          # a segment from the data: not a suite category
 
 
 def test_formats_per_kind():
-    assert present.format_percent(0.5892) == "58.9%"
+    assert page.format_percent(0.5892) == "58.9%"
     # not zero but under 0.05%: two significant digits instead of a misleading 0.0%
-    assert present.format_percent(0.00031) == "0.031%" and present.format_percent(0.0) == "0.0%"
-    assert present.format_money(14466.123, "RUB") == "14,466 RUB" and present.format_money(2.5) == "2.50"
-    assert present.format_count(11106.0) == "11,106"
-    assert present.format_number(1.928e8) == "192,800,000"       # never 1.928e+08
-    assert present.format_p(5.7e-24) == "< 0.001" and present.format_p(0.03456) == "0.0346"
-    assert present.p_text(5.7e-24) == "p < 0.001" and present.p_text(0.2) == "p = 0.2"
-    assert present.format_time(pd.Timestamp("2025-03-01", tz="UTC")) == "2025-03-01"
-    assert present.format_time(pd.Timestamp("2025-03-01 10:30:59", tz="UTC")) == "2025-03-01 10:30"
-    for f in (present.format_percent, present.format_money, present.format_count, present.format_number,
-              present.format_p, present.format_time):
+    assert page.format_percent(0.00031) == "0.031%" and page.format_percent(0.0) == "0.0%"
+    assert page.format_money(14466.123, "RUB") == "14,466 RUB" and page.format_money(2.5) == "2.50"
+    assert page.format_count(11106.0) == "11,106"
+    assert page.format_number(1.928e8) == "192,800,000"       # never 1.928e+08
+    assert page.format_p(5.7e-24) == "< 0.001" and page.format_p(0.03456) == "0.0346"
+    assert page.p_text(5.7e-24) == "p < 0.001" and page.p_text(0.2) == "p = 0.2"
+    assert page.format_time(pd.Timestamp("2025-03-01", tz="UTC")) == "2025-03-01"
+    assert page.format_time(pd.Timestamp("2025-03-01 10:30:59", tz="UTC")) == "2025-03-01 10:30"
+    for f in (page.format_percent, page.format_money, page.format_count, page.format_number,
+              page.format_p, page.format_time):
         assert f(np.nan) == ""
 
 
@@ -47,30 +47,30 @@ def test_table_formats_each_column_by_its_kind_and_hides_a_plain_index():
     frame = pd.DataFrame({"group": ["contacted", "not_contacted"], "clients": [1222.0, 5.0],
                           "rate": [0.592, 0.1], "rate_low": [0.5, 0.05], "ltv_12m": [14466.123, 2.5],
                           "ci_low": [14000.0, 1.0], "p_value": [5.7e-24, 0.5]})
-    html = present.table(frame, "t", currency="RUB").to_html()
+    html = page.table(frame, "t", currency="RUB").to_html()
     for shown in ("1,222", "59.2%", "50.0%", "14,466 RUB", "14,000 RUB", "2.50 RUB", "&lt; 0.001",
                   "LTV 12 months", "Rate, 95% CI low", "95% CI low"):
         assert shown in html, shown
     for raw in ("ltv_12m", "1222.000", "0.592", "e-24", ">0<"):
         assert raw not in html, raw
     # a count whose name holds a rate word: CSAT responses are a count, as integers or as floats
-    assert present.column_kind("csat_responses", pd.Series([678, 6587])) == "count"
-    assert present.column_kind("csat_responses", pd.Series([64.0, 149.0])) == "count"
-    assert present.column_kind("csat_responses", pd.Series([0, 1])) == "count"
-    assert present.column_kind("paid_rate_reached", pd.Series([0.16, 0.07])) == "percent"
-    assert present.column_kind("csat", pd.Series([0.86, 0.9])) == "percent"
+    assert page.column_kind("csat_responses", pd.Series([678, 6587])) == "count"
+    assert page.column_kind("csat_responses", pd.Series([64.0, 149.0])) == "count"
+    assert page.column_kind("csat_responses", pd.Series([0, 1])) == "count"
+    assert page.column_kind("paid_rate_reached", pd.Series([0.16, 0.07])) == "percent"
+    assert page.column_kind("csat", pd.Series([0.86, 0.9])) == "percent"
     # a frame whose rows are the suite's groups: the categories in words
-    by_group = present.table(frame.set_index("group"), "t").to_html()
+    by_group = page.table(frame.set_index("group"), "t").to_html()
     assert "Contacted early" in by_group and "Not contacted early" in by_group
 
 
 def test_a_long_table_is_collapsed_behind_its_summary():
     long = pd.DataFrame({"clients": range(30)})
-    shown = present.table(long, "Per cohort")
+    shown = page.table(long, "Per cohort")
     assert shown.collapsed and shown.interactive
     html = shown.to_html()
     assert html.startswith("<details") and "Per cohort: 30 rows" in html
-    short = present.table(long.head(5), "short")
+    short = page.table(long.head(5), "short")
     assert not short.collapsed and not short.interactive and "sr-table" not in short.to_html()
     assert 'class="sr-table"' in html
 
@@ -147,7 +147,7 @@ def test_history_draws_each_kpi_over_the_runs():
 
 @pytest.mark.browser
 def test_every_page_of_a_run_reads_in_a_browser(small_dir, tmp_path):
-    from analysis import pages
+    from analysis.tools import pages
     if not os.path.exists(pages.CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
@@ -174,7 +174,7 @@ def test_download_link_carries_the_whole_table_as_csv_and_escapes_its_text():
     import base64
     import re
     frame = pd.DataFrame({"revenue_at_risk_3m": [1200.5, 30.0]}, index=pd.Index(["<b>c1</b>", "c2"], name="client_id"))
-    link = str(present.download_link(frame, "early'warning.csv", "<i>Download</i>"))
+    link = str(page.download_link(frame, "early'warning.csv", "<i>Download</i>"))
     data = re.search(r"base64,([A-Za-z0-9+/=]+)'", link).group(1)
     assert base64.b64decode(data).decode() == "client_id,revenue_at_risk_3m\n<b>c1</b>,1200.5\nc2,30.0\n"
     assert "<i>" not in link and "&lt;i&gt;Download&lt;/i&gt;" in link and "early&#39;warning.csv" in link
@@ -182,7 +182,7 @@ def test_download_link_carries_the_whole_table_as_csv_and_escapes_its_text():
     # a text a spreadsheet would run is written as text; numbers and negative numbers are not touched
     risky = pd.DataFrame({"note": ["=HYPERLINK(\"http://x\")", "-5", "@SUM(A1)", "ok"]},
                          index=pd.Index(["+cmd", "c2", "c3", "c4"], name="client_id"))
-    data = re.search(r"base64,([A-Za-z0-9+/=]+)'", str(present.download_link(risky, "r.csv", "r"))).group(1)
+    data = re.search(r"base64,([A-Za-z0-9+/=]+)'", str(page.download_link(risky, "r.csv", "r"))).group(1)
     assert base64.b64decode(data).decode() == ("client_id,note\n'+cmd,\"'=HYPERLINK(\"\"http://x\"\")\"\n"
                                                "c2,-5\nc3,'@SUM(A1)\nc4,ok\n")
 
@@ -193,7 +193,7 @@ def test_long_tables_sort_filter_and_save_as_csv_in_chromium(tmp_path):
     sorts numbers as numbers (a second click reverses, empty cells last), the filter hides rows,
     the CSV holds the rows shown with spreadsheet formulas written as text; data values stay text."""
     from playwright.sync_api import sync_playwright
-    from analysis import pages
+    from analysis.tools import pages
     if not os.path.exists(pages.CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
@@ -202,34 +202,34 @@ def test_long_tables_sort_filter_and_save_as_csv_in_chromium(tmp_path):
                           "revenue_at_risk_3m": [900.0, 12000.0, 50.5, None, 3000.0, 7.0, 800.0, 1200.0, 10.0, 2.0,
                                                  99999.0, 450.0],
                           "segment": ["smb"] * 10 + ["<img src=x onerror=alert(1)>", "=HYPERLINK(1)"]})
-    shown = present.table(frame.set_index("client_id"), "Early <b>warning</b>", currency="RUB")
+    shown = page.table(frame.set_index("client_id"), "Early <b>warning</b>", currency="RUB")
     assert shown.interactive and not shown.collapsed
     page_html = (f"<!doctype html><html><head><meta http-equiv='Content-Security-Policy' "
-                 f"content=\"{present.CONTENT_SECURITY_POLICY}\"></head><body>{present.table_script_tag()}"
+                 f"content=\"{page.CONTENT_SECURITY_POLICY}\"></head><body>{page.table_script_tag()}"
                  f"<script>alert('not allowed')</script>{shown.to_html()}</body></html>")
     path = tmp_path / "t.html"
     path.write_text(page_html, encoding="utf-8")
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=pages.CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_context(accept_downloads=True).new_page()
+        tab = browser.new_context(accept_downloads=True).new_page()
         dialogs, errors = [], []
-        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(path.as_uri(), wait_until="load")
+        tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        tab.on("pageerror", lambda e: errors.append(str(e)))
+        tab.goto(path.as_uri(), wait_until="load")
         def column(i):
-            return page.evaluate(f"() => [...document.querySelector('table.sr-table').tBodies[0].rows]"
+            return tab.evaluate(f"() => [...document.querySelector('table.sr-table').tBodies[0].rows]"
                                  f".filter(r => r.style.display !== 'none').map(r => r.cells[{i}].textContent.trim())")
-        assert page.locator(".sr-count").inner_text() == "12 rows; click a column heading to sort"
-        heading = page.locator("th.sr-sortable", has_text="Revenue at risk, 3 months")
+        assert tab.locator(".sr-count").inner_text() == "12 rows; click a column heading to sort"
+        heading = tab.locator("th.sr-sortable", has_text="Revenue at risk, 3 months")
         heading.click()
         assert column(1)[:4] == ["2.00 RUB", "7.00 RUB", "10.00 RUB", "50.50 RUB"] and column(1)[-1] == ""
         heading.click()
         assert column(1)[:3] == ["99,999 RUB", "12,000 RUB", "3,000 RUB"] and column(1)[-1] == ""
-        page.locator(".sr-tools input").fill("onerror")
-        assert column(0) == ["c10"] and page.locator(".sr-count").inner_text() == "1 of 12 rows match"
-        page.locator(".sr-tools input").fill("c1")       # c1, c10, c11
-        with page.expect_download() as download:
-            page.locator(".sr-tools button").click()
+        tab.locator(".sr-tools input").fill("onerror")
+        assert column(0) == ["c10"] and tab.locator(".sr-count").inner_text() == "1 of 12 rows match"
+        tab.locator(".sr-tools input").fill("c1")       # c1, c10, c11
+        with tab.expect_download() as download:
+            tab.locator(".sr-tools button").click()
         assert download.value.suggested_filename == "Early_b_warning_b.csv"
         csv = open(download.value.path(), encoding="utf-8-sig", newline="").read()
         # rows in the order shown (revenue at risk, highest first), only those the filter kept
@@ -237,13 +237,13 @@ def test_long_tables_sort_filter_and_save_as_csv_in_chromium(tmp_path):
                        "c10,\"99,999 RUB\",<img src=x onerror=alert(1)>\r\n"
                        "c1,\"12,000 RUB\",smb\r\nc11,450 RUB,'=HYPERLINK(1)\r\n"), csv
         assert dialogs == [] and errors == []
-        assert page.evaluate("() => document.images.length") == 0       # the data's <img> stayed text
+        assert tab.evaluate("() => document.images.length") == 0       # the data's <img> stayed text
         browser.close()
 
 
 def test_quality_flags_by_hand():
     from types import SimpleNamespace
-    from analysis import quality
+    from analysis.data import quality
     t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
     # 10 clients, 1 paid (a refund is not a charge): 90% never paid -> amber (80% <= 90% < 97%)
     clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(10)]})

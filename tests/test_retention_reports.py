@@ -12,7 +12,7 @@ import pytest
 
 import sample_figures as fig
 from analysis import load_dataset
-from analysis.cli import main
+from analysis.run.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +52,17 @@ def test_ltv_keys_and_plain_pandas_agreement(run, reference):
 
 def test_ltv_headline_leads_with_the_adjusted_ratio():
     import pandas as pd
-    from analysis import retention
+    from analysis.present import retention_text
     table = pd.DataFrame([{"group": "all", "horizon": "ltv_12m", "clients": 2444, "ltv": 77764.2, "eligible": 1222}])
     ratios = pd.DataFrame([{"horizon": "ltv_12m", "ratio": 2.45, "ci_low": 2.2, "ci_high": 2.71}])
     adjusted = {"ratio": 1.08, "ci_low": 0.97, "ci_high": 1.21, "e_value": 1.12, "e_value_ci": 1.0,
                 "adjusted_for": ["first charge", "segment"]}
-    assert retention.ltv_headline(table, ratios, "ltv_12m", adjusted) == (
+    assert retention_text.ltv_headline(table, ratios, "ltv_12m", adjusted) == (
         "2,444 paying clients; LTV at 12 months 77,764 (n = 1,222 old enough); clients who wrote to support in "
         "their first days, adjusted for first charge, segment: x1.08 (0.97-1.21), E-value 1.12; unadjusted x2.45 "
         "(95% CI 2.20-2.71), confounded.")
     # not estimable: the raw ratio, labelled confounded
-    text = retention.ltv_headline(table, ratios, "ltv_12m", {**adjusted, "ratio": float("nan")})
+    text = retention_text.ltv_headline(table, ratios, "ltv_12m", {**adjusted, "ratio": float("nan")})
     assert "x2.45 (95% CI 2.20-2.71) as much, a confounded comparison" in text
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis import runner
-from analysis.cli import main
-from analysis.reports import REPORTS, Report
+from analysis.run import runner
+from analysis.run.cli import main
+from analysis.run.reports import REPORTS, Report
 from conftest import ROOT
 
 FIX = Path(__file__).parent / "fixtures"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis import runner
-from analysis.cli import main
-from analysis.publish import OutputLock
-from analysis.reports import Report
+from analysis.run import runner
+from analysis.run.cli import main
+from analysis.run.publish import OutputLock
+from analysis.run.reports import Report
 from conftest import ROOT, base_tables, write_dir
 
 FIX = Path(__file__).parent / "fixtures"

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import contact_centre as cc
-from analysis import conveyor
-from analysis.cli import main
-from analysis.engine import from_frames
+from analysis.sales import contact_centre as cc
+from analysis.sales import conveyor
+from analysis.run.cli import main
+from analysis.data.engine import from_frames
 from conftest import BACKENDS, backend_for
 
 T0 = pd.Timestamp("2026-01-05T09:00Z")

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from analysis import months, survival
-from analysis.dataset import load_dataset, save_snapshot
-from analysis.generate import PARAMS, PROFILES, build_tables, profile_params
+from analysis.retention import months, survival
+from analysis.data.dataset import load_dataset, save_snapshot
+from analysis.tools.generate import PARAMS, PROFILES, build_tables, profile_params
 from conftest import ROOT, base_tables, write_dir
 
 
@@ -149,7 +149,7 @@ def test_model_sample_is_stratified_proportional_and_seeded():
 
 
 def test_duplicate_table_hashes_only_tables_without_a_unique_id(tmp_path):
-    from analysis import quality
+    from analysis.data import quality
     tables = base_tables()
     ev = pd.DataFrame({"ticket_id": ["t1", "t1", "t1"], "at": ["2026-01-04T09:05:00Z"] * 3,
                        "event": ["assigned", "assigned", "agent_reply"], "tier": ["L1"] * 3})
@@ -201,22 +201,22 @@ TEXT = pd.StringDtype("pyarrow")
 @given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
        st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4))
 def test_codes_equals_get_indexer(values, universe):
-    from analysis import keys
+    from analysis.data import ids
     v = pd.Series(values, dtype=TEXT)
     u = pd.Index(universe, dtype=TEXT)
     expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
-    assert keys.codes(v, u).tolist() == expected.tolist()
+    assert ids.codes(v, u).tolist() == expected.tolist()
 
 
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 4)), max_size=60))
 def test_group_order_and_order_by_equal_the_stable_sorts(rows):
-    from analysis import keys
+    from analysis.data import ids
     code = np.array([r[0] for r in rows], dtype="int64")
     at = np.array([r[1] for r in rows], dtype="int64")
-    assert keys.group_order(code, 6).tolist() == np.argsort(code, kind="stable").tolist()
+    assert ids.group_order(code, 6).tolist() == np.argsort(code, kind="stable").tolist()
     ok = code >= 0
-    assert keys.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
+    assert ids.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
 
 
 @settings(max_examples=60, deadline=None)
@@ -224,11 +224,11 @@ def test_group_order_and_order_by_equal_the_stable_sorts(rows):
        min_size=1, max_size=3, unique=True))
 def test_codes_of_a_categorical_equal_those_of_its_text(values, universe):
     # a categorical column is looked up category by category: the same as its text
-    from analysis import keys
+    from analysis.data import ids
     text = pd.Series(values, dtype=TEXT)
     cat = text.astype(pd.CategoricalDtype(pd.Index(["c10", "c2", "c1"], dtype=TEXT)))
     where = pd.Index(universe, dtype=TEXT)
-    assert keys.codes(cat, where).tolist() == keys.codes(text, where).tolist()
+    assert ids.codes(cat, where).tolist() == ids.codes(text, where).tolist()
 
 
 @settings(max_examples=30, deadline=None)
@@ -236,8 +236,8 @@ def test_codes_of_a_categorical_equal_those_of_its_text(values, universe):
                 min_size=1, max_size=25))
 def test_stage_times_equal_the_first_call_per_lead_and_stage(rows):
     # the engine's first call per (lead, stage), widened, against pandas' groupby minimum
-    from analysis import conveyor
-    from analysis.engine import from_frames
+    from analysis.sales import conveyor
+    from analysis.data.engine import from_frames
     calls = pd.DataFrame({"lead_id": pd.Series([r[0] for r in rows], dtype=TEXT),
                           "stage": pd.Series([conveyor.STAGES[r[1]] for r in rows], dtype=TEXT),
                           "started_at": pd.to_datetime([r[2] * 10**9 for r in rows], utc=True)})
@@ -252,10 +252,10 @@ def test_stage_times_equal_the_first_call_per_lead_and_stage(rows):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(["t1", "t2", "t3", "t9", None]), max_size=15))
 def test_present_equals_isin_for_unique_keys(values):
-    from analysis import keys
+    from analysis.data import ids
     universe = pd.Series(["t3", "t1", "t2", "t4"], dtype=TEXT)
     v = pd.Series(values, dtype=TEXT)
-    assert keys.present(universe, v).tolist() == universe.isin(v.dropna()).tolist()
+    assert ids.present(universe, v).tolist() == universe.isin(v.dropna()).tolist()
 
 
 @settings(max_examples=150, deadline=None)
@@ -283,41 +283,41 @@ def test_few_group_quantile_hand_case():
 
 
 def test_order_by_hand_case_and_ns_is_a_read_only_view():
-    from analysis import keys
+    from analysis.data import ids
     # code 1 at times 5, 3; code 0 at 7, 7 (a tie: table order) -> rows 1, 3 (code 0), 2, 0 (code 1 by time)
-    assert keys.order_by(np.array([1, 0, 1, 0]), 2, np.array([5, 7, 3, 7])).tolist() == [1, 3, 2, 0]
-    assert keys.group_order(np.array([], dtype="int64"), 3).tolist() == []
+    assert ids.order_by(np.array([1, 0, 1, 0]), 2, np.array([5, 7, 3, 7])).tolist() == [1, 3, 2, 0]
+    assert ids.group_order(np.array([], dtype="int64"), 3).tolist() == []
     t = pd.Series(pd.to_datetime(["2024-01-01 00:00:01", None], utc=True))
-    got = keys.ns(t)
-    assert got.tolist() == [1_704_067_201 * 10**9, keys.NAT] and not got.flags.writeable
+    got = ids.ns(t)
+    assert got.tolist() == [1_704_067_201 * 10**9, ids.NAT] and not got.flags.writeable
     naive = pd.Series(pd.to_datetime(["2024-01-01 00:00:01"]))
-    assert keys.ns(naive).tolist() == [1_704_067_201 * 10**9]           # naive read as UTC
+    assert ids.ns(naive).tolist() == [1_704_067_201 * 10**9]           # naive read as UTC
     berlin = t.dt.tz_convert("Europe/Berlin")
-    assert keys.ns(berlin).tolist() == got.tolist()                     # the same instants
-    assert keys.ns(t.astype("datetime64[ms, UTC]")).tolist() == got.tolist()  # other units: converted
+    assert ids.ns(berlin).tolist() == got.tolist()                     # the same instants
+    assert ids.ns(t.astype("datetime64[ms, UTC]")).tolist() == got.tolist()  # other units: converted
 
 
 def test_codes_hand_case_with_a_repeated_key():
-    from analysis import keys
+    from analysis.data import ids
     v = pd.Series(["b", "a", "x", None, "b"], dtype=TEXT)
     # "b" twice in the universe: its first position (1); "x" is absent, then present
-    assert keys.codes(v, pd.Index(["z", "b", "b", "a"], dtype=TEXT)).tolist() == [1, 3, -1, -1, 1]
-    assert keys.codes(v, pd.Index(["x", "b"], dtype=TEXT)).tolist() == [1, -1, 0, -1, 1]
+    assert ids.codes(v, pd.Index(["z", "b", "b", "a"], dtype=TEXT)).tolist() == [1, 3, -1, -1, 1]
+    assert ids.codes(v, pd.Index(["x", "b"], dtype=TEXT)).tolist() == [1, -1, 0, -1, 1]
 
 
 def test_sorted_rank_hand_cases():
-    from analysis import keys
+    from analysis.data import ids
     s = pd.Series(["b", "c", "a"], dtype=TEXT)
-    assert keys.sorted_rank(s).tolist() == [1, 2, 0]            # a < b < c
-    assert keys.sorted_rank(pd.Series(["a", "b"], dtype=TEXT)).tolist() == [0, 1]
-    assert keys.sorted_rank(pd.Series([], dtype=TEXT)).tolist() == []
+    assert ids.sorted_rank(s).tolist() == [1, 2, 0]            # a < b < c
+    assert ids.sorted_rank(pd.Series(["a", "b"], dtype=TEXT)).tolist() == [0, 1]
+    assert ids.sorted_rank(pd.Series([], dtype=TEXT)).tolist() == []
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["x", "y", None]), st.sampled_from([1.0, -0.0, 0.0, np.nan]),
                           st.sampled_from([0, 10**15, None]), st.integers(0, 2)), max_size=25))
 def test_identical_rows_equals_pandas_duplicated(rows):
-    from analysis.quality import identical_rows
+    from analysis.data.quality import identical_rows
     f = pd.DataFrame(rows, columns=["a", "b", "t", "i"]) if rows else pd.DataFrame(
         {"a": [], "b": [], "t": [], "i": []})
     f = f.astype({"a": TEXT, "b": "float64", "i": "int64"})
@@ -328,13 +328,13 @@ def test_identical_rows_equals_pandas_duplicated(rows):
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.sampled_from(["p1", "p2", "p3", "p10", None]), max_size=12))
 def test_contract_unique_rule_marks_every_row_of_a_repeated_id(values):
-    from analysis.contract import _unique
+    from analysis.data.contract import _unique
     s = pd.Series(values, dtype=TEXT)
     assert _unique(s).tolist() == (~s.duplicated(keep=False)).tolist()
 
 
 def test_tier_paths_leave_a_step_without_a_tier_out():
-    from analysis.escalation import tier_paths
+    from analysis.support.escalation import tier_paths
     seg = pd.DataFrame({"ticket_id": pd.Series(["t2", "t2", "t1", "t3", "t3"], dtype=TEXT),
                         "seq": [0, 1, 0, 0, 1],
                         "tier": pd.Categorical(["L1", "L2", "L1", "L1", None], categories=["L1", "L1.5", "L2"])})
@@ -347,8 +347,8 @@ def test_tier_paths_leave_a_step_without_a_tier_out():
 @given(st.lists(st.sampled_from(["L1", "L2", "VIP", "L9", None]), max_size=12))
 def test_tier_codes_are_the_ladder_codes_of_as_tier(values):
     # Arrow text answers from the kept lookup, object text through the categorical: the same codes
-    from analysis.config import Config, Tier
-    from analysis.tiers import as_tier, tier_codes
+    from analysis.data.config import Config, Tier
+    from analysis.support.tiers import as_tier, tier_codes
     cfg = Config(tiers=[Tier(id="L1"), Tier(id="L2"), Tier(id="VIP")])
     for s in (pd.Series(values, dtype=TEXT), pd.Series(values, dtype=object)):
         assert tier_codes(s, cfg).tolist() == as_tier(s, cfg).cat.codes.tolist()

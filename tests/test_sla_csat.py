@@ -6,8 +6,8 @@ import pandas as pd
 from hypothesis import given, settings, strategies as st
 
 from analysis import load_dataset
-from analysis.config import Config, Tier
-from analysis import csat, sla, support
+from analysis.data.config import Config, Tier
+from analysis.support import csat, sla, overview
 from conftest import write_dir
 
 AS_OF = pd.Timestamp("2026-02-01", tz="UTC")
@@ -65,7 +65,7 @@ def test_summary_lists_every_tier_with_zero_counts_and_null_rates(tmp_path):
         t(3, fr="2026-01-10T10:40:00Z", res="2026-01-10T12:10:00Z", csat_score="good"),             # 40 / 130
         t(4, fr="2026-01-10T10:30:00Z"),                                                            # 30, open
     ])
-    s = support.tier_summary(ds.tickets, ds.config, ds.as_of)
+    s = overview.tier_summary(ds.tickets, ds.config, ds.as_of)
     assert list(s.index) == ["L1", "L2", "FIN"]
     l1 = s.loc["L1"]
     # first response per entry tier: 10, 20, 40, 30 -> median (20 + 30) / 2 = 25, mean 25
@@ -84,7 +84,7 @@ def test_summary_lists_every_tier_with_zero_counts_and_null_rates(tmp_path):
     fin = s.loc["FIN"]
     assert fin["tickets"] == 0 and fin["resolved"] == 0 and fin["csat_responses"] == 0
     assert np.isnan(fin["first_response_median_min"]) and np.isnan(fin["csat"]) and np.isnan(fin["escalation_rate"])
-    m = support.sla_metrics(s, ds.config)["sla"]
+    m = overview.sla_metrics(s, ds.config)["sla"]
     assert m["clock"] == "calendar" and set(m["by_tier"]) == {"L1", "L2", "FIN"}
     assert {"tickets", "first_response_median_min", "first_response_p90_min", "sla_achieved", "resolution_median_min",
             "csat", "csat_responses", "escalation_rate"} <= set(m["by_tier"]["FIN"])
@@ -114,7 +114,7 @@ def test_csat_per_agent_ranks_by_lower_bound(tmp_path):
 
 
 def test_business_clock_in_summary_and_elapsed(tmp_path):
-    from analysis.config import BusinessHours
+    from analysis.data.config import BusinessHours
     cfg = Config(tiers=CONFIG.tiers, business_hours=BusinessHours(timezone="UTC", days=["mon", "tue", "wed", "thu", "fri"],
                                                                   start="09:00", end="18:00"))
     # Fri 2026-01-09 17:50 created, answered Mon 09:30: business 10 + 30 = 40 min (> 30: breached)
@@ -122,8 +122,8 @@ def test_business_clock_in_summary_and_elapsed(tmp_path):
     times = sla.ticket_times(ds.tickets, ds.config, ds.as_of)
     assert times["first_response_min"].iloc[0] == 40.0
     assert sla.ticket_times(ds.tickets, ds.config, ds.as_of, business=False)["first_response_min"].iloc[0] == 3820.0
-    assert support.sla_metrics(support.tier_summary(ds.tickets, ds.config, ds.as_of), ds.config)["sla"]["clock"] == "business"
-    durations = support.duration_table(ds.tickets, ds.config, ds.as_of)
+    assert overview.sla_metrics(overview.tier_summary(ds.tickets, ds.config, ds.as_of), ds.config)["sla"]["clock"] == "business"
+    durations = overview.duration_table(ds.tickets, ds.config, ds.as_of)
     assert durations.loc[("first response", "business", "L1"), "median_min"] == 40.0
     assert durations.loc[("first response", "calendar", "L1"), "median_min"] == 3820.0
 
@@ -150,7 +150,7 @@ def test_properties_counts_sum_and_rates_in_unit_interval(rows):
     })
     frame["first_response_at"] = frame["first_response_at"].where(frame["first_response_at"] < AS_OF)
     frame["resolved_at"] = frame["resolved_at"].where(frame["resolved_at"] < AS_OF)
-    s = support.tier_summary(frame, CONFIG, AS_OF)
+    s = overview.tier_summary(frame, CONFIG, AS_OF)
     assert s["tickets"].sum() == len(frame)
     assert (s["sla_achieved_count"] + s["sla_breached"] + s["sla_active"]
             + sla.sla_table(frame, CONFIG, AS_OF)["no_target"] == s["tickets"]).all()

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from analysis import DataError, InputError, load_dataset
-from analysis.cli import main
-from analysis.generate import generate
-from analysis.sources import parse_source
+from analysis.run.cli import main
+from analysis.tools.generate import generate
+from analysis.data.sources import parse_source
 from conftest import SMALL_CLIENTS
 
 TABLE_NAMES = ["clients", "payments", "tickets", "ticket_events", "agents", "outreach", "leads", "calls", "usage"]
@@ -105,7 +105,7 @@ def test_a_duckdb_table_breaking_a_rule_is_named_with_its_rows(typed_dir, tmp_pa
 
 
 def test_the_config_maps_tables_with_other_names(typed_dir, tmp_path):
-    from analysis.config import Config, Tier, load_config
+    from analysis.data.config import Config, Tier, load_config
     db = to_duckdb(typed_dir, tmp_path / "named.duckdb",
                    "CREATE SCHEMA billing; CREATE TABLE billing.charges AS SELECT * FROM payments; DROP TABLE payments;"
                    "ALTER TABLE tickets RENAME TO helpdesk_tickets")

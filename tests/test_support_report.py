@@ -11,8 +11,8 @@ import pytest
 
 import sample_figures as fig
 from analysis import load_dataset
-from analysis.cli import main
-from analysis.compare import compare_periods, periods, ticket_measures
+from analysis.run.cli import main
+from analysis.support.before_after import compare_periods, periods, ticket_measures
 from conftest import ROOT
 
 DESIGN_KEYS = {"tickets", "first_response_median_min", "first_response_p90_min", "sla_achieved",

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from analysis import present
-from analysis.cli import main
-from analysis.reports import REPORTS
+from analysis.present import page
+from analysis.run.cli import main
+from analysis.run.reports import REPORTS
 from conftest import shown
 from hostile import hostile_copy, payload
 
@@ -23,11 +23,11 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def test_md_escapes_markup_and_markdown_in_values_but_not_the_template():
-    text = present.md("**{tier}** answered {share:.0%} of {n:,}", tier='<b>L1</b> *x* [a](javascript:b)', share=0.5, n=1200)
+    text = page.md("**{tier}** answered {share:.0%} of {n:,}", tier='<b>L1</b> *x* [a](javascript:b)', share=0.5, n=1200)
     # & < > " ' as entities; Markdown punctuation backslash-escaped; the template's ** untouched
     assert text == r"**&lt;b&gt;L1&lt;/b&gt; \*x\* \[a\]\(javascript\:b\)** answered 50% of 1,200"
-    assert present.md("{v}", v="a\nb\r\n# c") == r"a b \# c"          # no value starts a new block
-    assert present.md("{v}", v="{x}") == r"\{x\}"                     # braces in a value are text too
+    assert page.md("{v}", v="a\nb\r\n# c") == r"a b \# c"          # no value starts a new block
+    assert page.md("{v}", v="{x}") == r"\{x\}"                     # braces in a value are text too
 
 
 @settings(max_examples=400, deadline=None)
@@ -43,7 +43,7 @@ def test_any_value_shows_exactly_as_written_and_adds_no_markup(value):
                                             ("**{v}** of {v}", "", " of ", {"p", "strong"})):
         if not expected and "**" in template:
             continue   # "****" is a rule: the suite's templates do not embolden what may be empty
-        text = present.md(template, v=value)
+        text = page.md(template, v=value)
         seen = " ".join(shown(text).split())
         assert seen == " ".join(f"{before}{expected}{after}{expected if '**' in template else ''}".split())
         tags = set(re.findall(r"</?([a-zA-Z0-9]+)", markdown2html_mistune(str(text))))
@@ -51,20 +51,20 @@ def test_any_value_shows_exactly_as_written_and_adds_no_markup(value):
 
 
 def test_md_does_not_escape_markdown_twice():
-    line = present.md("- {name}", name="<i>")
-    assert present.md("{a}\n{b}", a=line, b="_c_") == "- &lt;i&gt;\n\\_c\\_"
-    assert present.join([line, "<x>"]) == "- &lt;i&gt;\n&lt;x&gt;"
+    line = page.md("- {name}", name="<i>")
+    assert page.md("{a}\n{b}", a=line, b="_c_") == "- &lt;i&gt;\n\\_c\\_"
+    assert page.join([line, "<x>"]) == "- &lt;i&gt;\n&lt;x&gt;"
 
 
 def test_html_escapes_values():
-    assert present.html("<td>{v}</td>", v="<script>'") == "<td>&lt;script&gt;&#39;</td>"
+    assert page.html("<td>{v}</td>", v="<script>'") == "<td>&lt;script&gt;&#39;</td>"
 
 
 def test_table_escapes_cells_labels_their_names_and_the_caption():
     frame = pd.DataFrame({"<b>col</b>": ["<script>x</script>"], "n": [1234.5]},
                          index=pd.Index(["<img src=x onerror=y>"], name="<i>tier</i>"))
     frame.columns.name = "<u>what</u>"
-    html = present.table(frame, "<em>title</em>").to_html()
+    html = page.table(frame, "<em>title</em>").to_html()
     for raw in ("<script>", "<img", "<b>col", "<i>tier", "<u>what", "<em>title"):
         assert raw not in html
     for escaped in ("&lt;script&gt;x&lt;/script&gt;", "&lt;img src=x onerror=y&gt;", "&lt;b&gt;col&lt;/b&gt;",
@@ -103,16 +103,16 @@ def test_no_markdown_output_carries_markup_from_the_data(hostile_run):
 
 def test_every_page_carries_the_content_security_policy(hostile_run):
     _, out = hostile_run
-    for page in sorted(out.glob("*.html")):
-        text = page.read_text()
+    for html_file in sorted(out.glob("*.html")):
+        text = html_file.read_text()
         assert "Content-Security-Policy" in text and "default-src &#39;none&#39;" in text or \
-            "default-src 'none'" in text, page.name
+            "default-src 'none'" in text, html_file.name
         # the one script is the suite's own table script (allowed by its hash), on the reports only
-        runner_page = page.name in ("index.html", "history.html")
-        assert text.count("<script") == (0 if runner_page else 1), page.name
-        assert runner_page or str(present.table_script_tag()) in text, page.name
-        assert f"script-src &#39;sha256-{present.TABLE_SCRIPT_HASH}&#39;" in text or \
-            f"script-src 'sha256-{present.TABLE_SCRIPT_HASH}'" in text, page.name
+        runner_page = html_file.name in ("index.html", "history.html")
+        assert text.count("<script") == (0 if runner_page else 1), html_file.name
+        assert runner_page or str(page.table_script_tag()) in text, html_file.name
+        assert f"script-src &#39;sha256-{page.TABLE_SCRIPT_HASH}&#39;" in text or \
+            f"script-src 'sha256-{page.TABLE_SCRIPT_HASH}'" in text, html_file.name
 
 
 def _open(pages, bypass_csp: bool):
@@ -166,11 +166,11 @@ def test_in_chromium_no_value_runs_script_and_every_value_shows_literally(hostil
     # with the CSP switched off, escaping alone must hold
     seen = _open(sorted(out.glob("*.html")), bypass_csp=True)
     assert len(seen) == len(REPORTS) + 2          # the reports, index.html and history.html
-    for name, page in seen.items():
-        assert page["dialogs"] == [], name
+    for name, seen_page in seen.items():
+        assert seen_page['dialogs'] == [], name
         scripts = 0 if name in ("index.html", "history.html") else 1      # the suite's table script
-        assert page["dom"] == {"scripts": scripts, "handlers": 0, "script_links": 0, "foreign_images": 0}, name
-        assert page["errors"] == [], name
+        assert seen_page['dom'] == {"scripts": scripts, "handlers": 0, "script_links": 0, "foreign_images": 0}, name
+        assert seen_page['errors'] == [], name
     for name, tags in SHOWN.items():
         for tag in tags:
             assert payload(tag) in seen[name]["text"], (name, tag)
@@ -188,8 +188,8 @@ def test_in_chromium_the_csp_stops_markup_that_escaping_missed(hostile_run, tmp_
         (tmp_path / name).write_text(text[:body] + injected + text[body:])
         pages.append(tmp_path / name)
     seen = _open(pages, bypass_csp=False)
-    for name, page in seen.items():
+    for name, seen_page in seen.items():
         own = 0 if name == "index.html" else 1                                # the suite's table script
-        assert page["dom"]["scripts"] == 1 + own and page["dom"]["handlers"] == 1   # the markup is there ...
-        assert page["dialogs"] == [], name                                    # ... and none of it ran
-        assert any("Content Security Policy" in e for e in page["errors"]), name
+        assert seen_page['dom']["scripts"] == 1 + own and seen_page['dom']["handlers"] == 1   # the markup is there ...
+        assert seen_page['dialogs'] == [], name                                    # ... and none of it ran
+        assert any("Content Security Policy" in e for e in seen_page['errors']), name

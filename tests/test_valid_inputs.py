@@ -18,9 +18,9 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from analysis.cli import main
-from analysis.dataset import load_dataset
-from analysis.reports import REPORTS
+from analysis.run.cli import main
+from analysis.data.dataset import load_dataset
+from analysis.run.reports import REPORTS
 from conftest import ROOT
 from degenerate import DEGENERATE, degenerate_sets, write_set
 from notebook_code import run_code

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
-from analysis import cohorts, onboarding, saves, winback
-from analysis.config import Config, Tier
-from analysis.engine import from_frames
+from analysis.retention import cohorts, onboarding, saves, winback
+from analysis.data.config import Config, Tier
+from analysis.data.engine import from_frames
 from conftest import BACKENDS, backend_for, shown
 
 AS_OF = pd.Timestamp("2025-01-01", tz="UTC")

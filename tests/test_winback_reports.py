@@ -9,7 +9,7 @@ import pytest
 
 import sample_figures as fig
 from analysis import load_dataset
-from analysis.cli import main
+from analysis.run.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,1 @@
+"""Outsourced calling and the conveyor sales department (reports 06-07)."""
