@@ -27,12 +27,12 @@ def _same(a, b):
 def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path):
     fresh = load_dataset(sample_dir)
     snap = save_snapshot(fresh, tmp_path / "snap")
-    (snap / "clients.arrow").rename(snap / "moved.arrow")  # prove that a hit reads the snapshot ...
+    (snap / "clients.parquet").rename(snap / "moved.parquet")  # prove that a hit reads the snapshot ...
     lazy = load_dataset(sample_dir, snapshot=snap)             # tables are read on first use
     assert "clients" in lazy.tables and lazy.has("clients", "payments")
     with pytest.raises(FileNotFoundError):
         lazy.clients
-    (snap / "moved.arrow").rename(snap / "clients.arrow")
+    (snap / "moved.parquet").rename(snap / "clients.parquet")
     served = load_dataset(sample_dir, snapshot=snap)           # ... and that it holds the same data
     _same(fresh, served)
     assert served.as_of_source == "data"
@@ -41,14 +41,14 @@ def test_snapshot_gives_the_same_dataset(sample_dir, tmp_path):
     _same(fresh, given_day)
     assert given_day.as_of_source == "given"
     # without the snapshot named, the data is read again (the snapshot's clients file is not used)
-    (snap / "clients.arrow").unlink()
+    (snap / "clients.parquet").unlink()
     assert len(load_dataset(sample_dir).clients) == len(fresh.clients)
 
 
 def test_snapshot_is_ignored_when_the_request_differs(tmp_path):
     data = write_dir(tmp_path / "d", base_tables())
     snap = save_snapshot(load_dataset(data), tmp_path / "snap")
-    (snap / "clients.arrow").unlink()  # any load served from the snapshot fails on .clients now
+    (snap / "clients.parquet").unlink()  # any load served from the snapshot fails on .clients now
     # another as-of: loaded afresh, one payment (2026-01-05) is after it
     other = load_dataset(data, None, "2026-01-04", snapshot=snap)
     assert other.accounting["payments"]["set_aside"] == 1 and len(other.clients) == 2

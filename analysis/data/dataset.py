@@ -5,12 +5,17 @@ fixes the as-of instant, sets aside rows timed at or after it and hides response
 resolutions that had not happened yet. The returned ``Dataset`` carries the accounting
 (rows read = used + set aside, per table, with reasons) to every report.
 
-A run validates the data once: the runner saves the loaded dataset as a snapshot (one
-uncompressed Arrow IPC file per table plus ``dataset.json``) and passes its path to every notebook
-as the ``snapshot`` parameter. ``load_dataset(..., snapshot=path)`` then reads it instead of reading and validating
-again (each table on first use, memory-mapped: text columns are used in place, not copied, and
-two kernels reading the same table share its pages), but only when it was made from the same data directory, the same files (size and
+A run validates the data once: the runner saves the loaded dataset as a snapshot (one Parquet
+file per table plus ``dataset.json``) and passes its path to every notebook as the ``snapshot``
+parameter. ``load_dataset(..., snapshot=path)`` then reads it instead of reading and validating
+again, but only when it was made from the same data directory, the same files (size and
 modification time), the same config and the same as-of request; otherwise it loads as usual.
+
+The snapshot is written once for the engine (DESIGN §11): its instants are timestamps without a
+zone, in UTC microseconds (``engine.utc_naive``), so DuckDB scans the files in place, without a
+cast, and every kernel of a run shares the same compressed pages. A table asked for as a pandas
+frame (the reports still worked in pandas) is read from its file on first use, its instants as
+UTC again and its dtypes as validated.
 """
 from __future__ import annotations
 
@@ -22,14 +27,15 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.feather as feather
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from analysis.data.config import Config, load_config
 from analysis.data.contract import TABLES, validate_tables
 from analysis.data.currency import convert_payments
-from analysis.data.engine import Engine, connect, from_frames
+from analysis.data.engine import Engine, connect, from_frames, utc_naive
 from analysis.errors import DataError, InputError
-from analysis.data.io import find_table_files, read_arrow_frame, read_table, write_arrow_frame
+from analysis.data.io import arrow_frame, find_table_files, read_table
 from analysis.data.sources import Source, parse_source, read_database
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
@@ -37,7 +43,7 @@ __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day
 
 AFTER_AS_OF = "timed at or after as-of"
 _SNAPSHOT_META = "dataset.json"
-_SNAPSHOT_SUFFIX = ".arrow"
+_SNAPSHOT_SUFFIX = ".parquet"
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -48,18 +54,37 @@ _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
                 "ticket_events": ["at"], "outreach": ["at"], "leads": ["created_at"]}
 
 
+def _write_snapshot_table(frame: pd.DataFrame, path: Path) -> None:
+    """One validated table as a snapshot file: Parquet (LZ4), instants as UTC microseconds
+    without a zone, the pandas dtypes in the file's metadata."""
+    pq.write_table(utc_naive(pa.Table.from_pandas(frame, preserve_index=False)), path, compression="lz4")
+
+
+def _read_snapshot_table(path: Path) -> pd.DataFrame:
+    """A file of ``_write_snapshot_table`` as the validated frame: instants as UTC again, text
+    as Arrow-backed strings, the other dtypes from the file's pandas metadata."""
+    table = pq.read_table(path)
+    for i, spec in enumerate(table.schema):
+        if pa.types.is_timestamp(spec.type) and spec.type.tz is None:
+            table = table.set_column(i, spec.name, pc.cast(table.column(i), pa.timestamp("ns", tz="UTC")))
+    return arrow_frame(table)
+
+
 class _SnapshotTables(Mapping):
-    """The tables of a snapshot, each read from its Arrow file the first time it is used: a
-    notebook pays only for the tables it touches."""
+    """The tables of a snapshot, each read from its file the first time it is used as a frame:
+    a notebook pays only for the tables it touches."""
 
     def __init__(self, directory: Path, names: list[str]):
         self._dir, self._names, self._read = directory, list(names), {}
+
+    def path(self, name: str) -> Path:
+        return self._dir / f"{name}{_SNAPSHOT_SUFFIX}"
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._names:
             raise KeyError(name)
         if name not in self._read:
-            self._read[name] = read_arrow_frame(self._dir / f"{name}{_SNAPSHOT_SUFFIX}")
+            self._read[name] = _read_snapshot_table(self.path(name))
         return self._read[name]
 
     def __contains__(self, name) -> bool:
@@ -70,12 +95,6 @@ class _SnapshotTables(Mapping):
 
     def __len__(self) -> int:
         return len(self._names)
-
-    def arrow(self) -> Mapping[str, pa.Table]:
-        """The same tables as Arrow tables read in place from the memory-mapped files (for the
-        engine: DuckDB scans them without a pandas copy)."""
-        return {name: feather.read_table(self._dir / f"{name}{_SNAPSHOT_SUFFIX}", memory_map=True)
-                for name in self._names}
 
 
 @dataclass
@@ -90,6 +109,7 @@ class Dataset:
     config: Config
     source: Path | str    # a data directory, or a database (a .duckdb file or a URL)
     files: dict[str, str]   # table -> its file's name, or "table NAME in <database>"
+    payment_currency: str | None = None  # the one code of payments.currency (None: none or several)
 
     def __getattr__(self, name: str):
         if name in TABLES:
@@ -98,10 +118,15 @@ class Dataset:
 
     def engine(self, kind: str = "duckdb") -> Engine:
         """The tables in the engine ``kind`` (DESIGN §11: duckdb in-process, or spark, on the
-        config's ``spark_master`` or a local session), for the formulas' Ibis expressions."""
+        config's ``spark_master`` or a local session), for the formulas' Ibis expressions. A
+        run's snapshot is scanned where it lies (DuckDB reads the Parquet files in place; Spark
+        receives them through Arrow); tables in memory are handed over as they are."""
         backend = connect(kind, spark_master=self.config.spark_master)
-        tables = self.tables.arrow() if isinstance(self.tables, _SnapshotTables) else self.tables
-        return from_frames(tables, backend)
+        if not isinstance(self.tables, _SnapshotTables):
+            return from_frames(self.tables, backend)
+        if kind == "duckdb":
+            return Engine(backend, {n: backend.read_parquet(self.tables.path(n), table_name=n) for n in self.tables})
+        return from_frames({n: pq.read_table(self.tables.path(n)) for n in self.tables}, backend)
 
     def has(self, *names: str) -> bool:
         return all(n in self.tables for n in names)
@@ -116,12 +141,17 @@ class Dataset:
         else the one code of ``payments.currency``; None when the data names none."""
         if self.config.reporting_currency:
             return self.config.reporting_currency.strip().upper()
-        pay = self.tables.get("payments")
-        if pay is None or "currency" not in pay.columns:
-            return None
-        codes = pay["currency"].dropna().astype("string").str.strip().str.upper()
-        codes = codes[codes != ""].unique()
-        return str(codes[0]) if len(codes) == 1 else None
+        return self.payment_currency
+
+
+def payment_currency(payments: pd.DataFrame | None) -> str | None:
+    """The one currency code of ``payments.currency`` (trimmed, upper case; blanks ignored), or
+    None when the column is absent, empty or holds several codes."""
+    if payments is None or "currency" not in payments.columns:
+        return None
+    codes = payments["currency"].dropna().astype("string").str.strip().str.upper()
+    codes = codes[codes != ""].unique()
+    return str(codes[0]) if len(codes) == 1 else None
 
 
 def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
@@ -219,15 +249,15 @@ def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dic
 
 
 def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
-    """Write the validated dataset to ``directory``: one Arrow IPC file per table and
-    dataset.json.
+    """Write the validated dataset to ``directory``: one Parquet file per table (see the module)
+    and dataset.json.
 
     A later load is served from it when it names the same files and config and asks for the
     same as-of day (or for none, when this one was inferred from the data as well)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:  # writing releases the GIL
-        for job in [pool.submit(write_arrow_frame, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
+        for job in [pool.submit(_write_snapshot_table, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
                     for name, frame in ds.tables.items()]:
             job.result()
     source = parse_source(ds.source)
@@ -235,7 +265,7 @@ def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
     meta = {"key": _snapshot_key(source, files, ds.config), "accounting": ds.accounting,
             "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
             "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
-            "tables": sorted(ds.tables)}
+            "tables": sorted(ds.tables), "payment_currency": ds.payment_currency}
     (directory / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return directory
 
@@ -259,7 +289,8 @@ def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
     return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
                    as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,
-                   source=_shown(source), files={n: a["file"] for n, a in meta["accounting"].items()})
+                   source=_shown(source), files={n: a["file"] for n, a in meta["accounting"].items()},
+                   payment_currency=meta.get("payment_currency"))
 
 
 def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
@@ -317,7 +348,7 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
     return Dataset(tables=used, accounting=accounting, as_of=cut,
                    as_of_source="given" if as_of is not None else "data",
                    data_range=_data_range(typed), config=config, source=_shown(source),
-                   files=where)
+                   files=where, payment_currency=payment_currency(used.get("payments")))
 
 
 def _shown(source: Source) -> Path | str:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
-__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "arrow_frame", "read_parquet_frame", "write_arrow_frame", "read_arrow_frame", "write_table", "TABLE_SUFFIXES"]
+__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "arrow_frame", "read_parquet_frame", "write_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
@@ -117,18 +116,6 @@ def arrow_frame(table: pa.Table) -> pd.DataFrame:
 def read_parquet_frame(path: Path) -> pd.DataFrame:
     """A Parquet file as a DataFrame (``arrow_frame``)."""
     return arrow_frame(pq.read_table(path))
-
-
-def write_arrow_frame(frame: pd.DataFrame, path: Path) -> None:
-    """A DataFrame as one uncompressed Arrow IPC (Feather v2) file, its dtypes kept: written and
-    read back at memory speed (the run's snapshot; not a data-contract format)."""
-    feather.write_feather(pa.Table.from_pandas(frame, preserve_index=False), path, compression="uncompressed")
-
-
-def read_arrow_frame(path: Path) -> pd.DataFrame:
-    """A file of ``write_arrow_frame``, memory-mapped: text stays in the file's pages as
-    Arrow-backed strings (no copy), other columns as pandas reads them."""
-    return feather.read_table(path, memory_map=True).to_pandas(types_mapper=_ARROW_TEXT.get)
 
 
 def read_table(name: str, path: Path) -> tuple[RawTable | None, Problem | None]:
