@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import ibis
@@ -81,6 +82,7 @@ class Engine:
 
     backend: object
     tables: Mapping[str, ir.Table] = field(default_factory=dict)
+    kept: dict[str, ir.Table] = field(default_factory=dict)  # derived tables computed once (``derived``)
 
     def table(self, name: str) -> ir.Table | None:
         """The table ``name``, or None when the data has none."""
@@ -88,6 +90,20 @@ class Engine:
 
     def has(self, *names: str) -> bool:
         return all(n in self.tables for n in names)
+
+    def derived(self, name: str, build: Callable[[Engine], ir.Table]) -> ir.Table:
+        """The table ``name`` derived from the contract's tables by ``build(self)`` (the client
+        starts, which most retention expressions join): computed the first time this engine is
+        asked for it and kept in the backend, a temporary table on DuckDB and PostgreSQL, so that
+        later expressions read it instead of computing it again. On Spark (no temporary tables in
+        Ibis' PySpark backend) it is a temporary view that Spark plans within each query."""
+        if name not in self.kept:
+            expr, unique = build(self), f"{name}_{uuid.uuid4().hex[:12]}"
+            if self.backend.name == "pyspark":
+                self.kept[name] = self.backend.create_view(unique, expr)
+            else:
+                self.kept[name] = self.backend.create_table(unique, expr, temp=True)
+        return self.kept[name]
 
     def frame(self, expr: ir.Table) -> pd.DataFrame:
         """Run ``expr`` and return its rows as a DataFrame (text as Arrow-backed strings,

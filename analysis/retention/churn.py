@@ -50,7 +50,7 @@ def first_month_status(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.
     grace), eligible (deadline <= as-of), churned (no charge in (start, deadline]; null when not
     eligible)."""
     payments = eng.table("payments")
-    out = eng.frame(first_month_table_expr(payments, cohorts.starts_table(payments), grace_days))
+    out = eng.frame(first_month_table_expr(payments, cohorts.starts_in(eng), grace_days))
     out = out.set_index("client_id").sort_index()
     eligible = out["deadline"] <= as_of
     churned = (out["renewals"] == 0).astype("boolean").where(eligible)

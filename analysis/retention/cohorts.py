@@ -20,32 +20,37 @@ from analysis.data.engine import Engine
 from analysis.retention.months import add_months, months_between
 from analysis.stats import mean_replicates, percentile_interval
 
-__all__ = ["starts_table", "client_starts", "aged_payments", "ltv_table", "client_ltv", "ltv_cells", "ltv_matrix", "ltv_by_group", "ltv_ratios",
+__all__ = ["starts_table", "starts_in", "client_starts", "aged_payments", "ltv_table", "client_ltv", "ltv_cells", "ltv_matrix", "ltv_by_group", "ltv_ratios",
            "ltv_ratios_within", "quantile_bands", "check_bands", "HORIZONS"]
 
 HORIZONS = (1, 3, 6, 12)
 
 
-def starts_table(payments: ir.Table, clients: ir.Table | None = None) -> ir.Table:
+def starts_table(payments: ir.Table) -> ir.Table:
     """Per client with a charge (an Ibis expression): client_id, start (the earliest paid_at
-    with amount > 0), cohort ('YYYY-MM', UTC), first_charge (the sum of the charges at the start
-    instant: ties at one instant add up) and, when ``clients`` has the column, segment ("(none)"
-    when empty). A payment without a client_id gives no start."""
+    with amount > 0), cohort ('YYYY-MM', UTC) and first_charge (the sum of the charges at the
+    start instant: ties at one instant add up). A payment without a client_id gives no start."""
     charges = payments.filter((payments.amount > 0) & payments.client_id.notnull())
     charges = charges.mutate(start=charges.paid_at.min().over(group_by=charges.client_id))
     first = charges.filter(charges.paid_at == charges.start)
     out = first.group_by(["client_id", "start"]).aggregate(first_charge=first.amount.sum())
-    out = out.mutate(cohort=engine.month_label(out.start))
-    if clients is not None and "segment" in clients.columns:
-        seg = clients.select("client_id", "segment")
-        out = out.left_join(seg, "client_id").drop("client_id_right")
-        out = out.mutate(segment=out.segment.fill_null("(none)"))
-    return out
+    return out.mutate(cohort=engine.month_label(out.start))
+
+
+def starts_in(eng: Engine) -> ir.Table:
+    """``starts_table`` of the engine's payments, computed once per engine (``Engine.derived``):
+    the LTV, the matrix, churn, win-back and the covariates all join it."""
+    return eng.derived("client_starts", lambda e: starts_table(e.table("payments")))
 
 
 def client_starts(eng: Engine) -> pd.DataFrame:
-    """``starts_table`` of the engine's payments (and clients), index client_id in text order."""
-    out = eng.frame(starts_table(eng.table("payments"), eng.table("clients")))
+    """The engine's client starts (``starts_in``), index client_id in text order, with the
+    client's segment ("(none)" when empty) when clients has the column."""
+    starts, clients = starts_in(eng), eng.table("clients")
+    if clients is not None and "segment" in clients.columns:
+        starts = starts.left_join(clients.select("client_id", "segment"), "client_id").drop("client_id_right")
+        starts = starts.mutate(segment=starts.segment.fill_null("(none)"))
+    out = eng.frame(starts)
     columns = ["start", "cohort", "first_charge"] + (["segment"] if "segment" in out.columns else [])
     out = out.set_index("client_id")[columns].sort_index()
     out["cohort"] = out["cohort"].astype(object)
@@ -78,8 +83,7 @@ def ltv_table(payments: ir.Table, starts: ir.Table, as_of: pd.Timestamp, horizon
 
 def client_ltv(eng: Engine, as_of: pd.Timestamp, horizons=HORIZONS) -> pd.DataFrame:
     """``ltv_table`` on the engine's payments, index client_id in text order (as client_starts)."""
-    payments = eng.table("payments")
-    out = eng.frame(ltv_table(payments, starts_table(payments, eng.table("clients")), as_of, horizons))
+    out = eng.frame(ltv_table(eng.table("payments"), starts_in(eng), as_of, horizons))
     return out.set_index("client_id")[[f"ltv_{k}m" for k in horizons]].astype("float64").sort_index()
 
 
@@ -101,8 +105,7 @@ def ltv_matrix(eng: Engine, starts: pd.DataFrame, as_of: pd.Timestamp,
     size = starts.groupby("cohort").size().rename("clients")
     if not len(starts):
         return pd.DataFrame(), size
-    payments = eng.table("payments")
-    cells = eng.frame(ltv_cells(payments, starts_table(payments, eng.table("clients"))))
+    cells = eng.frame(ltv_cells(eng.table("payments"), starts_in(eng)))
     top = int(months_between(pd.Series([starts["start"].min()]), pd.Series([as_of])).iloc[0])
     top = max(1, min(top, max_age) if max_age else top)
     sums = (cells.assign(cohort=cells["cohort"].astype(object), age=cells["age"].astype("int64"))

@@ -110,8 +110,7 @@ def engagement(eng: Engine, starts: pd.DataFrame, days: int = ENGAGEMENT_DAYS) -
     changed usage yet). A client whose first ticket came within a day of signing up is measured
     over the first day anyway (a rate needs some time; the mediator share of one day is small).
     No usage row: 0 events."""
-    payments = eng.table("payments")
-    t = eng.frame(engagement_table(eng.table("clients"), cohorts.starts_table(payments), eng.table("tickets"),
+    t = eng.frame(engagement_table(eng.table("clients"), cohorts.starts_in(eng), eng.table("tickets"),
                                    eng.table("usage"), days)).set_index("client_id").reindex(starts.index)
     span = (t["window_end"] - t["signed_up_at"]).dt.total_seconds() / 86400
     return pd.Series(np.log1p(t["events"] / span), index=starts.index, name="engagement")

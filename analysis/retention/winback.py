@@ -54,7 +54,7 @@ def dormancy_table(act: ir.Table, as_of: pd.Timestamp, dormancy_days: int) -> ir
 
 def _events(eng: Engine, as_of: pd.Timestamp, dormancy_days: int) -> ir.Table:
     payments = eng.table("payments")
-    act = activity_table(payments, eng.table("tickets"), cohorts.starts_table(payments))
+    act = activity_table(payments, eng.table("tickets"), cohorts.starts_in(eng))
     return dormancy_table(act, as_of, dormancy_days)
 
 
@@ -178,7 +178,7 @@ def early_warning(eng: Engine, starts: pd.DataFrame, as_of: pd.Timestamp, dorman
     ``starts`` = client_starts of the same engine (its segment is shown).
     """
     payments = eng.table("payments")
-    s = cohorts.starts_table(payments)
+    s = cohorts.starts_in(eng)
     t = eng.frame(warning_table(payments, activity_table(payments, eng.table("tickets"), s), s, as_of))
     t = t.set_index("client_id").sort_index()
     m9 = add_months(pd.Series([as_of]), -9).iloc[0]
