@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from analysis.data import quality
 from analysis.retention import cohorts
 from analysis.data import engine
 from analysis.retention.months import add_months as pandas_add_months, months_between as pandas_months_between
@@ -235,3 +236,35 @@ def test_durations_and_the_business_clock_by_hand(backend):
     # 3: a Saturday: 0 business minutes; 59.5 seconds on the calendar (to the millisecond)
     assert out["business"].tolist() == [120.0, 60.0, 15.0, 0.0]
     assert out["calendar"].tolist() == [3840.0, 3840.0, 5205.0, 59.5 / 60]
+
+
+def test_quality_flags_by_hand(backend):
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    # 10 clients, 1 paid (a refund is not a charge): 90% never paid -> amber (80% <= 90% < 97%)
+    clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(10)]})
+    payments = pd.DataFrame({"client_id": ["c0", "c1"], "amount": [100.0, -5.0]})
+    # tickets created over 30 days before as-of: 4, of which 1 still open (25%) -> red (>= 10%);
+    # t5 is young and open: not counted
+    tickets = pd.DataFrame({"ticket_id": [f"t{i}" for i in range(1, 6)],
+                            "created_at": [t("2025-01-01")] * 4 + [t("2025-03-30")],
+                            "resolved_at": [t("2025-01-02"), t("2025-01-02"), t("2025-01-03"), pd.NaT, pd.NaT]})
+    # events: each resolved ticket one agent reply -> 0% with a second reply -> red
+    events = pd.DataFrame({"ticket_id": ["t1", "t2", "t3", "t1"], "event": ["agent_reply"] * 3 + ["solved"]})
+    tables = {"clients": clients, "payments": payments, "tickets": tickets, "ticket_events": events}
+    as_of = t("2025-04-01")
+    found = quality.flags(engine.from_frames(tables, backend), as_of).set_index("check")
+    assert found["level"].to_dict() == {"clients who never paid": "amber", "tickets that never close": "red",
+                                        "second agent replies": "red"}
+    assert found.loc["clients who never paid", "finding"].startswith("90.0% of 10 clients")
+    assert "1 tickets (25.0% of those created over 30 days ago)" in found.loc["tickets that never close", "finding"]
+    # a second reply on one of the three resolved tickets (33%): no flag; everyone paid: no flag
+    events2 = pd.concat([events, pd.DataFrame({"ticket_id": ["t2"], "event": ["agent_reply"]})])
+    tables2 = {**tables, "ticket_events": events2, "payments": pd.DataFrame({"client_id": clients["client_id"], "amount": 1.0})}
+    eng2 = engine.from_frames(tables2, backend)
+    assert list(quality.flags(eng2, as_of)["check"]) == ["tickets that never close"]
+    assert list(quality.flags(eng2, as_of, checks=("second agent replies",))["check"]) == []   # only what is asked
+    assert list(quality.flags(engine.from_frames(tables, backend), as_of, checks=quality.TICKET_CHECKS)["check"]) == \
+        ["tickets that never close", "second agent replies"]
+    assert "No data-quality flag" in quality.flags_text(quality.flags(eng2, as_of).iloc[:0])
+    # no tables at all: no finding, no error
+    assert quality.flags(engine.from_frames({}, backend), as_of).empty

@@ -240,31 +240,3 @@ def test_long_tables_sort_filter_and_save_as_csv_in_chromium(tmp_path):
         assert tab.evaluate("() => document.images.length") == 0       # the data's <img> stayed text
         browser.close()
 
-
-def test_quality_flags_by_hand():
-    from types import SimpleNamespace
-    from analysis.data import quality
-    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
-    # 10 clients, 1 paid (a refund is not a charge): 90% never paid -> amber (80% <= 90% < 97%)
-    clients = pd.DataFrame({"client_id": [f"c{i}" for i in range(10)]})
-    payments = pd.DataFrame({"client_id": ["c0", "c1"], "amount": [100.0, -5.0]})
-    # tickets created over 30 days before as-of: 4, of which 1 still open (25%) -> red (>= 10%);
-    # t5 is young and open: not counted
-    tickets = pd.DataFrame({"ticket_id": [f"t{i}" for i in range(1, 6)],
-                            "created_at": [t("2025-01-01")] * 4 + [t("2025-03-30")],
-                            "resolved_at": [t("2025-01-02"), t("2025-01-02"), t("2025-01-03"), pd.NaT, pd.NaT]})
-    # events: each resolved ticket one agent reply -> 0% with a second reply -> red
-    events = pd.DataFrame({"ticket_id": ["t1", "t2", "t3", "t1"], "event": ["agent_reply"] * 3 + ["solved"]})
-    ds = SimpleNamespace(clients=clients, payments=payments, tickets=tickets, ticket_events=events,
-                         as_of=t("2025-04-01"))
-    found = quality.flags(ds).set_index("check")
-    assert found["level"].to_dict() == {"clients who never paid": "amber", "tickets that never close": "red",
-                                        "second agent replies": "red"}
-    assert found.loc["clients who never paid", "finding"].startswith("90.0% of 10 clients")
-    assert "1 tickets (25.0% of those created over 30 days ago)" in found.loc["tickets that never close", "finding"]
-    # a second reply on one of the three resolved tickets (33%): no flag; everyone paid: no flag
-    events2 = pd.concat([events, pd.DataFrame({"ticket_id": ["t2"], "event": ["agent_reply"]})])
-    ds2 = SimpleNamespace(**{**vars(ds), "ticket_events": events2, "payments": pd.DataFrame(
-        {"client_id": clients["client_id"], "amount": 1.0})})
-    assert list(quality.flags(ds2)["check"]) == ["tickets that never close"]
-    assert "No data-quality flag" in quality.flags_text(quality.flags(ds2).iloc[:0])

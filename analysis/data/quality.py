@@ -2,6 +2,8 @@
 orphans and distributions. Descriptive counts only; every function is pure."""
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
@@ -9,10 +11,10 @@ from analysis.data import ids
 from analysis.present import page
 from analysis.data.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.data.dataset import Dataset
+from analysis.data.engine import Engine, instant
 from analysis.support.durations import calendar_minutes
-from analysis.support.escalation import reply_counts
 
-__all__ = ["flags", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
+__all__ = ["flags", "never_paid_table", "stale_open_table", "second_reply_table", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
            "amount_summary", "duration_minutes", "duration_summary", "quality_metrics", "headline"]
 
 
@@ -174,10 +176,37 @@ SECOND_REPLY_SHARE = 0.02
 TICKET_CHECKS = ("tickets that never close", "second agent replies")
 
 
-def flags(ds: Dataset, checks: tuple[str, ...] | None = None) -> pd.DataFrame:
+def never_paid_table(clients: ir.Table, payments: ir.Table) -> ir.Table:
+    """One row: clients (in the clients table) and paid (those with a charge, amount > 0)."""
+    payers = payments.filter(payments.amount > 0).client_id
+    return clients.aggregate(clients=clients.count(), paid=_count(clients.client_id.isin(payers)))
+
+
+def stale_open_table(tickets: ir.Table, as_of: pd.Timestamp) -> ir.Table:
+    """One row: old (tickets created STALE_OPEN_DAYS or more days before as-of) and stale (those
+    of them still without a resolution at as-of)."""
+    old = tickets.created_at <= instant(as_of - pd.Timedelta(days=STALE_OPEN_DAYS))
+    return tickets.aggregate(old=_count(old), stale=_count(old & tickets.resolved_at.isnull()))
+
+
+def second_reply_table(tickets: ir.Table, events: ir.Table) -> ir.Table:
+    """One row: resolved (resolved tickets with at least one event) and second (those of them
+    with two or more agent_reply events). Events of tickets not in tickets are not counted."""
+    per = events.group_by("ticket_id").aggregate(replies=_count(events.event == "agent_reply"))
+    j = tickets.filter(tickets.resolved_at.notnull()).select("ticket_id").join(per, "ticket_id")
+    return j.aggregate(resolved=j.count(), second=_count(j.replies >= 2))
+
+
+def _count(condition: ir.BooleanValue) -> ir.IntegerScalar:
+    """How many rows meet ``condition`` (null counts as not), as an integer on every backend."""
+    return ibis.ifelse(condition.fill_null(False), 1, 0).sum().fill_null(0).cast("int64")
+
+
+def flags(eng: Engine, as_of: pd.Timestamp, checks: tuple[str, ...] | None = None) -> pd.DataFrame:
     """What should worry an analyst before reading the other reports, one row per finding:
     ``level`` (red: a report's figure is not meaningful as computed; amber: read it with care),
-    ``check`` and ``finding`` in words. Checks:
+    ``check`` and ``finding`` in words. The counts come from the engine (``never_paid_table``,
+    ``stale_open_table``, ``second_reply_table``). Checks:
 
     - clients who never paid (a positive charge): amber from 80%, red from 97% of clients
       (LTV, churn and the support effect cover only the payers);
@@ -185,38 +214,40 @@ def flags(ds: Dataset, checks: tuple[str, ...] | None = None) -> pd.DataFrame:
       10% of those tickets (the backlog only grows unless the export closes them);
     - resolved tickets with events but almost no second agent reply (under 2% with two or more):
       red, the one-touch rate is then 'one reply' by construction.
-    ``checks`` keeps only the named checks (``TICKET_CHECKS``: the two 01's figures depend on).
+    ``checks`` runs only the named checks (``TICKET_CHECKS``: the two 01's figures depend on).
     An empty frame when nothing is found."""
+    def wanted(check: str) -> bool:
+        return checks is None or check in checks
+
     rows = []
-    pay, cl, tk, ev = ds.payments, ds.clients, ds.tickets, ds.ticket_events
-    if cl is not None and len(cl) and pay is not None:
-        paid = ids.isin(cl["client_id"], pay.loc[pay["amount"] > 0, "client_id"])
-        share = 1 - float(np.mean(paid))
+    if wanted("clients who never paid") and eng.has("clients", "payments"):
+        n = eng.frame(never_paid_table(eng.table("clients"), eng.table("payments"))).iloc[0]
+        share = 1 - n["paid"] / n["clients"] if n["clients"] else 0.0
         if share >= NEVER_PAID_SHARE[0]:
             rows.append({"level": "red" if share >= NEVER_PAID_SHARE[1] else "amber", "check": "clients who never paid",
-                         "finding": f"{share:.1%} of {len(cl):,} clients have no charge: LTV, churn and the support "
-                                    f"effect cover only the {int(paid.sum()):,} who paid"})
-    if tk is not None and len(tk) and "resolved_at" in tk.columns:
-        old = tk["created_at"] <= ds.as_of - pd.Timedelta(days=STALE_OPEN_DAYS)
-        stale = old & tk["resolved_at"].isna()
-        share = float(stale.sum() / old.sum()) if old.sum() else 0.0
+                         "finding": f"{share:.1%} of {int(n['clients']):,} clients have no charge: LTV, churn and the "
+                                    f"support effect cover only the {int(n['paid']):,} who paid"})
+    tickets = eng.table("tickets")
+    if wanted("tickets that never close") and tickets is not None and "resolved_at" in tickets.columns:
+        n = eng.frame(stale_open_table(tickets, as_of)).iloc[0]
+        share = n["stale"] / n["old"] if n["old"] else 0.0
         if share >= STALE_OPEN_SHARE[0]:
             rows.append({"level": "red" if share >= STALE_OPEN_SHARE[1] else "amber", "check": "tickets that never close",
-                         "finding": f"{int(stale.sum()):,} tickets ({share:.1%} of those created over {STALE_OPEN_DAYS} "
+                         "finding": f"{int(n['stale']):,} tickets ({share:.1%} of those created over {STALE_OPEN_DAYS} "
                                     "days ago) are still open: the backlog can only grow; check whether the export "
                                     "closes tickets"})
-    if tk is not None and ev is not None and len(ev) and "event" in ev.columns:
-        replies, has = reply_counts(tk, ev)
-        resolved = tk["resolved_at"].notna().to_numpy() & has
-        if resolved.sum():
-            second = float((replies[resolved] >= 2).mean())
+    events = eng.table("ticket_events")
+    if (wanted("second agent replies") and tickets is not None and events is not None and "event" in events.columns
+            and "resolved_at" in tickets.columns):
+        n = eng.frame(second_reply_table(tickets, events)).iloc[0]
+        if n["resolved"]:
+            second = n["second"] / n["resolved"]
             if second < SECOND_REPLY_SHARE:
                 rows.append({"level": "red", "check": "second agent replies",
-                             "finding": f"only {second:.1%} of {int(resolved.sum()):,} resolved tickets with events have "
+                             "finding": f"only {second:.1%} of {int(n['resolved']):,} resolved tickets with events have "
                                         "a second agent reply: the one-touch rate is near 100% by construction, not "
                                         "a measure of first-contact resolution"})
-    found = pd.DataFrame(rows, columns=["level", "check", "finding"])
-    return found if checks is None else found[found["check"].isin(checks)].reset_index(drop=True)
+    return pd.DataFrame(rows, columns=["level", "check", "finding"])
 
 
 def flags_text(found: pd.DataFrame) -> page.Md:
