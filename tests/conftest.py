@@ -76,6 +76,21 @@ def small_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def sample_runs(small_dir, tmp_path_factory):
+    """Two runs of the small set into one OUT and archive, as a weekly schedule makes them: the
+    first as of 2025-12-01 with contact_window_days=14 from the command line, the second with
+    the defaults (as of the day after the data, 2026-01-01). Returns (exit codes, OUT, archive);
+    the tests only read them (the runner's, the browser's and the pages' checks share one pair of
+    runs instead of each making its own)."""
+    from analysis.run.cli import main
+    out, archive = tmp_path_factory.mktemp("runs") / "out", tmp_path_factory.mktemp("runs") / "archive"
+    first = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive),
+                  "--as-of", "2025-12-01", "-p", "contact_window_days=14"])
+    second = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)])
+    return (first, second), out, archive
+
+
 # ---- PostgreSQL: a real server -----------------------------------------------------------------
 def _pg_bin(name: str) -> str | None:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))

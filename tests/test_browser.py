@@ -6,20 +6,19 @@ import shutil
 
 import pytest
 
-from analysis.run.cli import main
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def report_dir(small_dir, tmp_path_factory):
+@pytest.fixture
+def report_dir(sample_runs):
     if not os.path.exists(CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
         pytest.skip("chromium not installed (apt-get install chromium)")
-    out = tmp_path_factory.mktemp("browser")
-    assert main(["run", "--data", str(small_dir), "--out", str(out), "--only", "00_data_quality"]) == 0
+    codes, out, _ = sample_runs
+    assert codes == (0, 0)
     return out
 
 

@@ -9,13 +9,16 @@ from hypothesis import given, settings, strategies as st
 from lifelines import KaplanMeierFitter
 
 from analysis.retention import churn, cohorts, first_contact, survival
-from analysis.data.engine import from_frames
+from analysis.data.engine import connect, from_frames
 from analysis.retention.months import add_months, months_between
+
+
+_DUCKDB = connect("duckdb")  # one in-process connection for the module: each engine registers its own tables
 
 
 def E(payments: pd.DataFrame, clients: pd.DataFrame | None = None):
     """An in-process DuckDB engine over these tables."""
-    return from_frames({"payments": payments, "clients": clients})
+    return from_frames({"payments": payments, "clients": clients}, _DUCKDB)
 
 
 def pay(*rows) -> pd.DataFrame:
@@ -185,16 +188,17 @@ def test_ltv_never_decreases_with_age_without_refunds_and_groups_sum(rows):
     p = pd.DataFrame({"client_id": [r[0] for r in rows], "paid_at": [base + pd.Timedelta(days=r[1]) for r in rows],
                       "amount": [r[2] for r in rows]})
     as_of = base + pd.Timedelta(days=720)
-    s = cohorts.client_starts(E(p))
-    m, _ = cohorts.ltv_matrix(E(p), s, as_of)
+    e = E(p)
+    s = cohorts.client_starts(e)
+    m, _ = cohorts.ltv_matrix(e, s, as_of)
     diffs = m.diff(axis=1).iloc[:, 1:]
     assert (diffs.fillna(0) >= -1e-9).all().all()
-    v = cohorts.client_ltv(E(p), as_of)
+    v = cohorts.client_ltv(e, as_of)
     assert (v.diff(axis=1).iloc[:, 1:].fillna(0) >= -1e-9).all().all()
     groups = pd.Series(np.where(np.arange(len(s)) % 2, "contacted", "not_contacted"), index=s.index)
     t = cohorts.ltv_by_group(v, groups, reps=20).pivot(index="horizon", columns="group", values="clients").fillna(0)
     assert (t["all"] == t.drop(columns="all").sum(axis=1)).all()
-    status = churn.first_month_status(E(p), as_of, 14)
+    status = churn.first_month_status(e, as_of, 14)
     fm = churn.first_month_table(status, groups)
     assert fm.loc["all", "clients"] == fm.drop(index="all")["clients"].sum()
     assert ((fm["rate"].dropna() >= 0) & (fm["rate"].dropna() <= 1)).all()

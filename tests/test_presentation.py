@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from analysis.present import kpi, page
-from analysis.run.cli import main
 
 
 def test_labels_say_the_suites_names_in_words_and_leave_data_values_alone():
@@ -146,16 +145,14 @@ def test_history_draws_each_kpi_over_the_runs():
 
 
 @pytest.mark.browser
-def test_every_page_of_a_run_reads_in_a_browser(small_dir, tmp_path):
+def test_every_page_of_a_run_reads_in_a_browser(sample_runs, tmp_path):
     from analysis.tools import pages
     if not os.path.exists(pages.CHROMIUM):
         if os.environ.get("CI"):
             pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
         pytest.skip("chromium not installed (apt-get install chromium)")
-    out, archive = tmp_path / "out", tmp_path / "archive"
-    assert main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive),
-                 "--as-of", "2025-12-01", "-p", "contact_window_days=14"]) == 0
-    assert main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)]) == 0
+    codes, out, archive = sample_runs   # as of 2025-12-01 with -p contact_window_days=14, then the defaults
+    assert codes == (0, 0)
     found = pages.check_run(out, tmp_path / "shots")
     assert set(found) == {p.name for p in out.glob("*.html")} and len(found) == 10
     assert all(problems == [] for problems in found.values()), {k: v for k, v in found.items() if v}

@@ -29,11 +29,11 @@ def fixture_config(tmp_path: Path, old: str = "", new: str = "") -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def first_run(small_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run1")
-    archive = tmp_path_factory.mktemp("archive")
-    code = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)])
+@pytest.fixture
+def first_run(sample_runs):
+    """The default run of the small set (the second of conftest's ``sample_runs``)."""
+    (earlier, code), out, archive = sample_runs
+    assert earlier == 0
     return code, out, archive
 
 
