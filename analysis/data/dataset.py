@@ -14,7 +14,7 @@ modification time), the same config and the same as-of request; otherwise it loa
 The snapshot is written once for the engine (DESIGN §11): its instants are timestamps without a
 zone, in UTC microseconds (``engine.utc_naive``), so DuckDB scans the files in place, without a
 cast, and every kernel of a run shares the same compressed pages. A table asked for as a pandas
-frame (the reports still worked in pandas) is read from its file on first use, its instants as
+frame (by the code that still works in pandas) is read from its file on first use, its instants as
 UTC again and its dtypes as validated.
 """
 from __future__ import annotations
@@ -44,6 +44,12 @@ __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day
 AFTER_AS_OF = "timed at or after as-of"
 _SNAPSHOT_META = "dataset.json"
 _SNAPSHOT_SUFFIX = ".parquet"
+
+
+def _snapshot_file(directory: Path, name: str) -> Path:
+    """Where the snapshot in ``directory`` keeps the table ``name``."""
+    return directory / f"{name}{_SNAPSHOT_SUFFIX}"
+
 
 # the column whose time decides whether a row existed at as-of
 _ROW_TIME = {"payments": "paid_at", "tickets": "created_at", "ticket_events": "at", "outreach": "at",
@@ -78,7 +84,7 @@ class _SnapshotTables(Mapping):
         self._dir, self._names, self._read = directory, list(names), {}
 
     def path(self, name: str) -> Path:
-        return self._dir / f"{name}{_SNAPSHOT_SUFFIX}"
+        return _snapshot_file(self._dir, name)
 
     def __getitem__(self, name: str) -> pd.DataFrame:
         if name not in self._names:
@@ -257,7 +263,7 @@ def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:  # writing releases the GIL
-        for job in [pool.submit(_write_snapshot_table, frame, directory / f"{name}{_SNAPSHOT_SUFFIX}")
+        for job in [pool.submit(_write_snapshot_table, frame, _snapshot_file(directory, name))
                     for name, frame in ds.tables.items()]:
             job.result()
     source = parse_source(ds.source)
