@@ -111,7 +111,7 @@ def test_as_of_parsing():
 
 def test_no_timestamps_needs_explicit_as_of():
     with pytest.raises(InputError, match="cannot infer the as-of date"):
-        default_as_of({})
+        default_as_of((None, None))
 
 
 @settings(max_examples=40, deadline=None)

@@ -1,32 +1,29 @@
 """The input data contract (DESIGN §2): table specs, typing of raw columns, validation rules.
 
-``validate_tables`` takes the raw tables as read by ``analysis.data.io`` and returns typed tables, or
-the complete list of problems found in one pass. Typing (text IDs, UTC timestamps, numbers,
-csat and yes/no normalisation) is done here with pandas; the rules (required values,
-uniqueness, allowed values, tiers against the config, ``amount != 0``, time order, references
-between tables) are one pandera schema per table, validated lazily so every failure is
-collected. Each failure becomes a ``Problem``: file, column, rule, row count, up to five rows.
+What the contract says, in two parts that ``analysis.data.validate`` runs:
+
+- typing (``type_batch``): text IDs, UTC timestamps, numbers, csat and yes/no normalisation, with
+  pandas, one batch of rows at a time (every value is typed on its own), noting the values that
+  do not parse;
+- the rules on the typed tables, as Ibis predicates the engine evaluates over whole tables
+  (``column_rules``: required values, allowed values, tiers against the config, ``amount != 0``;
+  ``UNIQUE``, ``REFERENCES`` between tables and ``ORDER_RULES`` in time).
+
+Each failure becomes a ``Problem``: file, column, rule, row count, up to five rows.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
-import pyarrow
-import pyarrow.compute as pc
-from pandera.errors import SchemaErrors
 
-from analysis.data import ids
 from analysis.data.config import Config
-from analysis.data.io import Problem, RawTable
 
 __all__ = ["Col", "TABLES", "TEXT_CHANNELS", "VOICE_CHANNELS", "TICKET_EVENTS", "CAMPAIGNS", "CALL_STATUSES",
-           "CALL_RESULTS",
-           "TIMESTAMP_COLUMNS", "validate_tables"]
+           "CALL_RESULTS", "TIMESTAMP_COLUMNS", "REFERENCES", "ORDER_RULES", "UNIQUE", "TYPE_RULES", "KEYS", "Rule",
+           "type_batch", "float_id_columns", "column_rules", "rule_text"]
 
 TEXT_CHANNELS = ("chat", "email", "messenger", "web", "form", "sms", "social")
 VOICE_CHANNELS = ("phone", "voice", "call")
@@ -157,12 +154,11 @@ _KEYS = {"clients": "client_id", "payments": "payment_id", "tickets": "ticket_id
 TEXT = pd.StringDtype("pyarrow")  # text columns: Arrow-backed (compact, fast to group and join)
 
 
-def _as_text(s: pd.Series) -> pd.Series:
-    """IDs and labels as text; integral floats from Parquet lose their '.0'."""
-    if pd.api.types.is_float_dtype(s):
-        whole = s.dropna()
-        if (whole == np.floor(whole)).all():
-            s = s.astype("Int64")
+def _as_text(s: pd.Series, whole_floats: bool = False) -> pd.Series:
+    """IDs and labels as text; floats from Parquet lose their '.0' when the whole column is
+    integral (``whole_floats``, decided for the table: see ``type_batch``)."""
+    if pd.api.types.is_float_dtype(s) and whole_floats:
+        s = s.astype("Int64")
     return s.astype(TEXT)
 
 
@@ -242,7 +238,7 @@ def _as_csat(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return score, satisfied
 
 
-_TYPE_RULES = {
+TYPE_RULES = {
     "timestamp": "not an ISO 8601 timestamp",
     "amount": "not a number",
     "rate": "not a number",
@@ -255,28 +251,19 @@ _TYPE_RULES = {
 }
 
 
-def _examples(raw: RawTable, index, columns: list[str]) -> list[str]:
-    key = _KEYS[raw.name]
-    cols = [key] + [c for c in columns if c != key and c in raw.frame.columns]
-    rows = raw.frame.loc[list(index)[:5], cols]
-    out = []
-    for i, row in rows.iterrows():
-        cells = ", ".join(f"{c}={row[c]!r}" if pd.notna(row[c]) else f"{c}=<empty>" for c in cols)
-        out.append(f"{raw.row_label(i)}: {cells}")
-    return out
+def type_batch(name: str, frame: pd.DataFrame, whole_float_ids: frozenset[str] = frozenset()
+               ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Type every contract column of a batch of table ``name`` that it holds; return the typed
+    batch and, per column with a type rule, where a value was given but does not parse.
 
-
-def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, set]]:
-    """Type every contract column present; report values that do not parse."""
-    frame = raw.frame.copy(deep=False)  # columns are replaced, never changed in place
-    problems: list[Problem] = []
-    bad_rows: dict[str, set] = {}
-    present = set(frame.columns)
-    for col in TABLES[raw.name]:
-        if col.name not in present:
-            if col.required:
-                problems.append(Problem(raw.where, col.name, "required column is missing", len(frame),
-                                        [f"columns found: {', '.join(map(str, frame.columns)) or '(none)'}"]))
+    Every row is typed on its own (the batch's size does not change a value), except the one
+    table-wide choice: a float column of IDs (Parquet) is written without '.0' only when every
+    value of it is whole, which the caller decides for the table (``whole_float_ids``). Columns
+    outside the contract are kept, text as Arrow-backed strings."""
+    frame = frame.copy(deep=False)  # columns are replaced, never changed in place
+    failed: dict[str, np.ndarray] = {}
+    for col in TABLES[name]:
+        if col.name not in frame.columns:
             continue
         s = frame[col.name]
         if col.kind == "timestamp":
@@ -292,147 +279,87 @@ def _type_table(raw: RawTable) -> tuple[pd.DataFrame, list[Problem], dict[str, s
         elif col.kind == "csat":
             typed, frame["csat_satisfied"] = _as_csat(s)
         else:
-            typed = _as_text(s)
-        failed = s.notna() & typed.isna() if col.kind in _TYPE_RULES else pd.Series(False, index=s.index)
-        if failed.any():
-            idx = failed[failed].index
-            bad_rows[col.name] = set(idx)
-            problems.append(Problem(raw.where, col.name, _TYPE_RULES[col.kind], len(idx),
-                                    _examples(raw, idx, [col.name])))
+            typed = _as_text(s, col.name in whole_float_ids)
+        if col.kind in TYPE_RULES:
+            failed[col.name] = (s.notna() & typed.isna()).to_numpy(dtype=bool)
         frame[col.name] = typed
-    if raw.name == "tickets" and "channel" in frame.columns:
+    for c in frame.columns:  # a CSV's own columns: text
+        if frame[c].dtype == object and pd.api.types.infer_dtype(frame[c], skipna=True) in ("string", "empty"):
+            frame[c] = frame[c].astype(TEXT)
+    if name == "tickets" and "channel" in frame.columns:
         kind = pd.Series(pd.NA, index=frame.index, dtype=TEXT)
         kind[frame["channel"].isin(TEXT_CHANNELS)] = "text"
         kind[frame["channel"].isin(VOICE_CHANNELS)] = "voice"
         frame["channel_kind"] = kind
-    return frame, problems, bad_rows
+    return frame, failed
 
 
-# ---------------------------------------------------------------- pandera rules
-def _order_check(later: str, earlier: str) -> pa.Check:
-    def check(df: pd.DataFrame) -> pd.Series:
-        if later not in df.columns or earlier not in df.columns:
-            return pd.Series(True, index=df.index)
-        return (df[later].isna() | df[earlier].isna() | (df[later] >= df[earlier])).astype(bool)
-    return pa.Check(check, name=f"{later} >= {earlier}")
+def float_id_columns(name: str, columns: dict[str, bool]) -> list[str]:
+    """The ID and text columns of table ``name`` that arrive as floats (``columns``: name -> is a
+    float column), whose wholeness the caller checks over the whole table."""
+    return [c.name for c in TABLES[name] if c.kind not in _NOT_TEXT and columns.get(c.name)]
 
 
-def _arrow(s: pd.Series) -> pyarrow.ChunkedArray | pyarrow.Array:
-    """The Arrow data behind a column typed as text."""
-    return ids.arrow_text(s.astype(TEXT))
+_NOT_TEXT = {"timestamp", "amount", "rate", "amount_any", "seconds", "flag", "count", "whole", "csat"}
 
 
-def _unique(s: pd.Series) -> pd.Series:
-    """Every row of a duplicated value fails (pandera's ``unique``, report all). The usual case,
-    no duplicate, is proven by sorting the Arrow data once and comparing neighbours (at 21M ids
-    several times faster than a hash table of them); a duplicate found is then marked exactly."""
-    data = _arrow(s)
-    if data is not None and data.null_count <= 1:
-        ordered = data.take(pc.sort_indices(data)) if len(data) > 1 else data
-        if len(data) < 2 or not pc.any(pc.equal(ordered[1:], ordered[:-1])).as_py():
-            return pd.Series(True, index=s.index)
-    return ~s.duplicated(keep=False)
+# ---------------------------------------------------------------- the rules, as predicates
+@dataclass(frozen=True)
+class Rule:
+    """One rule on a typed table: ``fails(t)`` is an Ibis boolean that is true on a failing row
+    (null values pass every rule but ``required value``). ``check`` orders a table's messages
+    (by column, then check, as pandera's failure cases were) and ``rule`` is the message;
+    ``listed`` rules name the failing values in their message."""
+
+    column: str
+    check: str
+    rule: str
+    fails: Callable
+    listed: bool = False
 
 
-def _member_of(values: pyarrow.Array):
-    """A vectorised membership test against the key values (Arrow ``is_in``): the same rule
-    as ``Check.isin``, without pandas building a Python list of the keys for every check and
-    without pandera deep-copying them with the schema."""
-    def check(s: pd.Series) -> pd.Series:
-        found = pc.is_in(_arrow(s), value_set=values)
-        return pd.Series(found.to_numpy(zero_copy_only=False), index=s.index, dtype=bool)
-    return check
-
-
-def _schema(name: str, config: Config, known: dict[tuple[str, str], pyarrow.Array]) -> pa.DataFrameSchema:
-    columns = {}
+def column_rules(name: str, config: Config, columns: list[str]) -> list[Rule]:
+    """The value rules of table ``name`` on the columns it has (DESIGN §2): required values,
+    allowed values, tiers against the config, ``amount != 0``, ``duration_s >= 0``, ``rate > 0``.
+    Uniqueness, references and time order are table-wide and checked by the caller (``UNIQUE``,
+    ``REFERENCES``, ``ORDER_RULES``)."""
+    out = []
     for col in TABLES[name]:
-        checks = []
-        if col.allowed:
-            checks.append(pa.Check.isin(col.allowed, error=f"allowed values: {', '.join(col.allowed)}"))
-        if col.kind == "tier":
-            checks.append(pa.Check.isin(config.tier_ids, error="tier"))
-        if col.kind == "amount":
-            checks.append(pa.Check.ne(0, error="amount != 0 (a charge is > 0, a refund < 0)"))
-        if col.kind == "seconds":
-            checks.append(pa.Check.ge(0, error="duration_s >= 0"))
-        if col.kind == "rate":
-            checks.append(pa.Check.gt(0, error="rate > 0 (reporting-currency units per unit of the currency)"))
-        ref = REFERENCES.get((name, col.name))
-        if ref and ref in known:
-            label = f"reference to {ref[0]}.{ref[1]}"
-            checks.append(pa.Check(_member_of(known[ref]), name=label, error=label))
-        if col.unique:
-            checks.append(pa.Check(_unique, name="field_uniqueness", error="field_uniqueness"))
-        columns[col.name] = pa.Column(nullable=col.may_be_null, unique=False, required=False,
-                                      checks=checks, coerce=False)
-    frame_checks = [_order_check(later, earlier) for later, earlier in ORDER_RULES.get(name, [])]
-    return pa.DataFrameSchema(columns, checks=frame_checks, strict=False, name=name)
-
-
-def _rule_text(check: str, column: str, values: pd.Series, config: Config, name: str) -> str:
-    if check == "not_nullable":
-        return "required value is empty"
-    if check == "field_uniqueness":
-        return f"{column} must be unique; duplicated values"
-    if check == "tier":
-        unknown = ", ".join(sorted(map(str, values.dropna().unique()))[:10])
-        return f"tier not in the config (unknown values: {unknown}; config has {', '.join(config.tier_ids)})"
-    if check.startswith("allowed values"):
-        bad = ", ".join(sorted(map(str, values.dropna().unique()))[:10])
-        return f"{check}; found {bad}"
-    if check.startswith("reference to"):
-        return f"{check}: value not found there"
-    return check
-
-
-def _rule_problems(raw: RawTable, typed: pd.DataFrame, schema: pa.DataFrameSchema, config: Config,
-                   bad_rows: dict[str, set]) -> list[Problem]:
-    try:
-        schema.validate(typed, lazy=True)
-        return []
-    except SchemaErrors as exc:
-        cases = exc.failure_cases
-    problems = []
-    cases = cases[cases["index"].notna()].copy()
-    is_frame_check = cases["schema_context"] == "DataFrameSchema"
-    frame_cases = cases[is_frame_check]
-    for check, grp in frame_cases.groupby("check", sort=True):
-        idx = sorted(set(grp["index"].astype(int)))
-        later, earlier = [p.strip() for p in str(check).split(">=")]
-        problems.append(Problem(raw.where, later, str(check), len(idx),
-                                _examples(raw, idx, [earlier, later])))
-    col_cases = cases[~is_frame_check]
-    for (column, check), grp in col_cases.groupby(["column", "check"], sort=True):
-        idx = [i for i in sorted(set(grp["index"].astype(int))) if i not in bad_rows.get(column, set())]
-        if not idx:
+        if col.name not in columns:
             continue
-        rule = _rule_text(str(check), str(column), typed.loc[idx, column], config, raw.name)
-        problems.append(Problem(raw.where, str(column), rule, len(idx), _examples(raw, idx, [str(column)])))
-    return problems
+        c = col.name
+        if not col.may_be_null:
+            out.append(Rule(c, "not_nullable", "required value is empty", lambda t, c=c: t[c].isnull()))
+        if col.allowed:
+            text = f"allowed values: {', '.join(col.allowed)}"
+            out.append(Rule(c, text, text, lambda t, c=c, a=col.allowed: t[c].notnull() & ~t[c].isin(a), listed=True))
+        if col.kind == "tier":
+            out.append(Rule(c, "tier", f"tier not in the config (config has {', '.join(config.tier_ids)})",
+                            lambda t, c=c: t[c].notnull() & ~t[c].isin(config.tier_ids), listed=True))
+        if col.kind == "amount":
+            out.append(Rule(c, "amount != 0 (a charge is > 0, a refund < 0)", "amount != 0 (a charge is > 0, a refund < 0)",
+                            lambda t, c=c: t[c].notnull() & (t[c] == 0)))
+        if col.kind == "seconds":
+            out.append(Rule(c, "duration_s >= 0", "duration_s >= 0", lambda t, c=c: t[c].notnull() & (t[c] < 0)))
+        if col.kind == "rate":
+            text = "rate > 0 (reporting-currency units per unit of the currency)"
+            out.append(Rule(c, text, text, lambda t, c=c: t[c].notnull() & (t[c] <= 0)))
+    return out
 
 
-_RULE_THREADS = 2
+def rule_text(rule: Rule, values: list) -> str:
+    """The message of a failed rule; a listed rule names up to ten of the failing values."""
+    if not rule.listed:
+        return rule.rule
+    shown = ", ".join(sorted(map(str, values))[:10])
+    if rule.check == "tier":
+        config_has = rule.rule[rule.rule.index("(config has ") + 1:-1]
+        return f"tier not in the config (unknown values: {shown}; {config_has})"
+    return f"{rule.rule}; found {shown}"
 
 
-def validate_tables(raw: dict[str, RawTable], config: Config) -> tuple[dict[str, pd.DataFrame], list[Problem]]:
-    """Type and validate every table; return the typed tables and all problems found."""
-    typed: dict[str, pd.DataFrame] = {}
-    problems: list[Problem] = []
-    bad: dict[str, dict[str, set]] = {}
-    names = [name for name in TABLES if name in raw]
-    with ThreadPoolExecutor(max_workers=_RULE_THREADS) as pool:  # typing is per table too
-        for name, (frame, found, bad_rows) in zip(names, pool.map(lambda n: _type_table(raw[n]), names)):
-            typed[name], bad[name] = frame, bad_rows
-            problems += found
-    # the referenced columns as they are (a repeated id is reported by its own uniqueness rule)
-    known = {(t, c): ids.one_array(_arrow(typed[t][c].dropna())) for t, c in set(REFERENCES.values())
-             if t in typed and c in typed[t].columns}
-    # the tables' rules are independent and their heavy parts (Arrow hashing for uniqueness and
-    # references) release the GIL: two threads; problems are collected in table order
-    def rules(name: str) -> list[Problem]:
-        return _rule_problems(raw[name], typed[name], _schema(name, config, known), config, bad[name])
-    with ThreadPoolExecutor(max_workers=_RULE_THREADS) as pool:
-        for found in pool.map(rules, list(typed)):
-            problems += found
-    return typed, problems
+UNIQUE = {name: [c.name for c in cols if c.unique] for name, cols in TABLES.items()}
+UNIQUE_CHECK = "field_uniqueness"
+UNIQUE_TEXT = "{column} must be unique; duplicated values"
+REFERENCE_TEXT = "reference to {table}.{column}: value not found there"
+KEYS = _KEYS

@@ -20,35 +20,34 @@ UTC again and its dtypes as validated.
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import ibis
+import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from analysis.data.config import Config, load_config
-from analysis.data.contract import TABLES, validate_tables
+from analysis.data.contract import TABLES
 from analysis.data.currency import convert_payments
-from analysis.data.engine import Engine, connect, from_frames, utc_naive
-from analysis.errors import DataError, InputError
-from analysis.data.io import arrow_frame, find_table_files, read_table
+from analysis.data.engine import Engine, connect, from_frames, instant
+from analysis.data.io import RawTable, arrow_frame, find_table_files, read_table
 from analysis.data.sources import Source, parse_source, read_database
+from analysis.data.validate import check_rules, type_table
+from analysis.errors import DataError, InputError
 
 __all__ = ["Dataset", "load_dataset", "default_as_of", "parse_as_of", "parse_day", "AFTER_AS_OF",
            "save_snapshot"]
 
 AFTER_AS_OF = "timed at or after as-of"
 _SNAPSHOT_META = "dataset.json"
-_SNAPSHOT_SUFFIX = ".parquet"
-
-
-def _snapshot_file(directory: Path, name: str) -> Path:
-    """Where the snapshot in ``directory`` keeps the table ``name``."""
-    return directory / f"{name}{_SNAPSHOT_SUFFIX}"
+_SUFFIX = ".parquet"
 
 
 # the column whose time decides whether a row existed at as-of
@@ -60,47 +59,68 @@ _EVENT_TIMES = {"clients": ["signed_up_at"], "payments": ["paid_at"],
                 "ticket_events": ["at"], "outreach": ["at"], "leads": ["created_at"]}
 
 
-def _write_snapshot_table(frame: pd.DataFrame, path: Path) -> None:
-    """One validated table as a snapshot file: Parquet (LZ4), instants as UTC microseconds
-    without a zone, the pandas dtypes in the file's metadata."""
-    pq.write_table(utc_naive(pa.Table.from_pandas(frame, preserve_index=False)), path, compression="lz4")
-
-
-def _read_snapshot_table(path: Path) -> pd.DataFrame:
-    """A file of ``_write_snapshot_table`` as the validated frame: instants as UTC again, text
-    as Arrow-backed strings, the other dtypes from the file's pandas metadata."""
-    table = pq.read_table(path)
+def _frame(table: pa.Table, dtypes: dict[str, str]) -> pd.DataFrame:
+    """A table of the snapshot as the validated frame: instants as UTC again, text as
+    Arrow-backed strings, the other columns in the pandas ``dtypes`` typing gave them."""
     for i, spec in enumerate(table.schema):
         if pa.types.is_timestamp(spec.type) and spec.type.tz is None:
             table = table.set_column(i, spec.name, pc.cast(table.column(i), pa.timestamp("ns", tz="UTC")))
-    return arrow_frame(table)
+    frame = arrow_frame(table)
+    for c, dtype in dtypes.items():
+        if c in frame.columns and str(frame[c].dtype) != dtype and not dtype.startswith("datetime64"):
+            frame[c] = frame[c].astype(dtype)
+    return frame
 
 
 class _SnapshotTables(Mapping):
-    """The tables of a snapshot, each read from its file the first time it is used as a frame:
-    a notebook pays only for the tables it touches."""
+    """The tables of a snapshot: each is its typed file (every row read, see
+    ``analysis.data.validate``) seen at as-of (``_seen_at``), read the first time it is used as a
+    frame: a notebook pays only for the tables it touches."""
 
-    def __init__(self, directory: Path, names: list[str]):
-        self._dir, self._names, self._read = directory, list(names), {}
+    def __init__(self, directory: Path, meta: dict):
+        self._dir, self._meta, self._read = directory, meta, {}
 
-    def path(self, name: str) -> Path:
-        return _snapshot_file(self._dir, name)
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    def files(self) -> list[Path]:
+        return [self._dir / f for f in self._meta["files"].values()]
+
+    def seen(self, backend, name: str) -> ir.Table:
+        """The table ``name`` in the DuckDB ``backend``, as it was at as-of: its file scanned in
+        place, rows after as-of left out, values not yet happened blanked."""
+        path = self._dir / self._meta["files"][name]
+        if not path.is_file():
+            raise FileNotFoundError(f"the run's snapshot lost its file {path}")
+        typed = backend.read_parquet(path, table_name=f"typed_{name}")
+        cut = instant(pd.Timestamp(self._meta["as_of"]))
+        return _seen_at(typed, name, cut)[2].select(*self._meta["dtypes"][name])
+
+    def arrow(self, name: str) -> pa.Table:
+        """The table ``name`` as seen at as-of, in its source's row order, as Arrow."""
+        con = ibis.duckdb.connect()   # keeps the rows' order
+        try:
+            con.raw_sql("SET TimeZone = 'UTC'")
+            return con.to_pyarrow(self.seen(con, name))
+        finally:
+            con.disconnect()
 
     def __getitem__(self, name: str) -> pd.DataFrame:
-        if name not in self._names:
+        if name not in self._meta["tables"]:
             raise KeyError(name)
         if name not in self._read:
-            self._read[name] = _read_snapshot_table(self.path(name))
+            self._read[name] = _frame(self.arrow(name), self._meta["dtypes"][name])
         return self._read[name]
 
     def __contains__(self, name) -> bool:
-        return name in self._names
+        return name in self._meta["tables"]
 
     def __iter__(self):
-        return iter(self._names)
+        return iter(self._meta["tables"])
 
     def __len__(self) -> int:
-        return len(self._names)
+        return len(self._meta["tables"])
 
 
 @dataclass
@@ -116,6 +136,7 @@ class Dataset:
     source: Path | str    # a data directory, or a database (a .duckdb file or a URL)
     files: dict[str, str]   # table -> its file's name, or "table NAME in <database>"
     payment_currency: str | None = None  # the one code of payments.currency (None: none or several)
+    _keep: object = field(default=None, repr=False, compare=False)  # the load's temporary directory
 
     def __getattr__(self, name: str):
         if name in TABLES:
@@ -131,8 +152,8 @@ class Dataset:
         if not isinstance(self.tables, _SnapshotTables):
             return from_frames(self.tables, backend)
         if kind == "duckdb":
-            return Engine(backend, {n: backend.read_parquet(self.tables.path(n), table_name=n) for n in self.tables})
-        return from_frames({n: pq.read_table(self.tables.path(n)) for n in self.tables}, backend)
+            return Engine(backend, {n: self.tables.seen(backend, n) for n in self.tables})
+        return from_frames({n: self.tables.arrow(n) for n in self.tables}, backend)
 
     def has(self, *names: str) -> bool:
         return all(n in self.tables for n in names)
@@ -148,16 +169,6 @@ class Dataset:
         if self.config.reporting_currency:
             return self.config.reporting_currency.strip().upper()
         return self.payment_currency
-
-
-def payment_currency(payments: pd.DataFrame | None) -> str | None:
-    """The one currency code of ``payments.currency`` (trimmed, upper case; blanks ignored), or
-    None when the column is absent, empty or holds several codes."""
-    if payments is None or "currency" not in payments.columns:
-        return None
-    codes = payments["currency"].dropna().astype("string").str.strip().str.upper()
-    codes = codes[codes != ""].unique()
-    return str(codes[0]) if len(codes) == 1 else None
 
 
 def parse_as_of(value: str | pd.Timestamp) -> pd.Timestamp:
@@ -180,63 +191,64 @@ def parse_day(value: str, name: str) -> pd.Timestamp:
         raise InputError(f"parameter {name}: expected a date YYYY-MM-DD, got {value!r}") from None
 
 
-def _data_range(tables: dict[str, pd.DataFrame]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+def _data_range(con, tables: dict[str, ir.Table]) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """The first and last instant of the contract's event columns (``_EVENT_TIMES``), over every
+    row read (before the as-of cut)."""
     lows, highs = [], []
     for name, cols in _EVENT_TIMES.items():
-        for col in cols:
-            if name in tables and col in tables[name].columns and tables[name][col].notna().any():
-                lows.append(tables[name][col].min())
-                highs.append(tables[name][col].max())
+        present = [c for c in cols if name in tables and c in tables[name].columns]
+        if not present:
+            continue
+        t = tables[name]
+        row = con.execute(t.aggregate(**{f"lo{i}": t[c].min() for i, c in enumerate(present)},
+                                      **{f"hi{i}": t[c].max() for i, c in enumerate(present)})).iloc[0]
+        for i in range(len(present)):
+            if pd.notna(row[f"lo{i}"]):
+                lows.append(pd.Timestamp(row[f"lo{i}"]).tz_localize("UTC"))
+                highs.append(pd.Timestamp(row[f"hi{i}"]).tz_localize("UTC"))
     return (min(lows), max(highs)) if lows else (None, None)
 
 
-def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp:
-    """The day after the latest event in any table, at 00:00 UTC (so reruns agree on any day)."""
-    _, last = _data_range(tables)
+def default_as_of(data_range: tuple[pd.Timestamp | None, pd.Timestamp | None]) -> pd.Timestamp:
+    """The day after the latest event in any table (``data_range``), at 00:00 UTC (so reruns
+    agree on any day)."""
+    _, last = data_range
     if last is None:
         raise InputError("cannot infer the as-of date: the data holds no timestamps; pass --as-of YYYY-MM-DD")
     return last.floor("D") + pd.Timedelta(days=1)
 
 
-def _see_at(tables: dict[str, pd.DataFrame], as_of: pd.Timestamp) -> tuple[dict, dict]:
-    """Set aside rows timed at/after as-of; blank responses and resolutions not yet happened."""
-    used, aside = {}, {}
-    for name, frame in tables.items():
-        col = _ROW_TIME.get(name)
-        if col is None:
-            used[name], aside[name] = frame, {}
-            continue
-        late = frame[col] >= as_of
-        if late.any():
-            used[name] = frame.loc[~late].reset_index(drop=True)
-            aside[name] = {AFTER_AS_OF: int(late.sum())}
-        else:  # no row to set aside (the default as-of): the frame as it is, not a copy of it
-            used[name], aside[name] = frame, {}
-    masked = {}
-    if "tickets" in used:
-        t = used["tickets"]
-        later = {col: t[col] >= as_of for col in ("first_response_at", "resolved_at") if col in t.columns}
-        masked.update({col: int(m.sum()) for col, m in later.items()})
-        solved = t["resolved_at"].where(~later["resolved_at"]) if "resolved_at" in later else None
-        # a rating follows the solve: no solve at as-of, no rating yet
-        unsolved = solved.isna() & t["csat_score"].notna() if solved is not None and "csat_score" in t.columns else None
-        if unsolved is not None:
-            masked["csat_score"] = int(unsolved.sum())
-        if any(m.any() for m in later.values()) or (unsolved is not None and unsolved.any()):
-            t = used["tickets"] = t.copy()
-            for col, m in later.items():
-                t.loc[m, col] = pd.NaT
-            if unsolved is not None:
-                t.loc[unsolved, ["csat_score", "csat_satisfied"]] = pd.NA
-    if "leads" in used:
-        leads = used["leads"]
-        later = {col: leads[col] >= as_of for col in ("qualified_at", "converted_at") if col in leads.columns}
-        masked.update({f"leads.{col}": int(m.sum()) for col, m in later.items()})
-        if any(m.any() for m in later.values()):
-            leads = used["leads"] = leads.copy()
-            for col, m in later.items():
-                leads.loc[m, col] = pd.NaT
-    return used, {"set_aside": aside, "masked": masked}
+# columns blanked when their event had not happened at as-of
+_NOT_YET = {"tickets": ("first_response_at", "resolved_at"), "leads": ("qualified_at", "converted_at")}
+
+
+def _seen_at(t: ir.Table, name: str, cut: ir.TimestampScalar) -> tuple[ir.Table, dict[str, ir.BooleanValue], ir.Table]:
+    """A typed table as seen at as-of: (the rows timed before ``cut``, the masks of values not yet
+    happened by column, those rows with the masked values blanked). A response or resolution at or
+    after as-of is blanked, and so is a rating of a ticket not solved at as-of (a rating follows
+    the solve); leads' qualification and conversion likewise."""
+    col = _ROW_TIME.get(name)
+    used = t.filter(t[col] < cut) if col else t
+    later = {c: (used[c] >= cut).fill_null(False) for c in _NOT_YET.get(name, ()) if c in used.columns}
+    masks = dict(later)
+    blank = {c: [m] for c, m in later.items()}
+    if name == "tickets" and "resolved_at" in later and "csat_score" in used.columns:
+        unsolved = (used.resolved_at.isnull() | later["resolved_at"]) & used.csat_score.notnull()
+        masks["csat_score"] = unsolved
+        for c in ("csat_score", "csat_satisfied"):
+            blank.setdefault(c, []).append(unsolved)
+    seen = used.mutate(**{c: ibis.or_(*ms).ifelse(ibis.null(used[c].type()), used[c]) for c, ms in blank.items()}) \
+        if blank else used
+    return used, masks, seen
+
+
+def _load_connection(workdir: Path):
+    """The load's DuckDB: in memory, in UTC, keeping the rows' order (a snapshot holds every
+    table in its source's order), spilling into ``workdir``."""
+    con = ibis.duckdb.connect()
+    con.raw_sql("SET TimeZone = 'UTC'")
+    con.raw_sql("SET temp_directory = '{}'".format(str(workdir / "spill").replace("'", "''")))
+    return con
 
 
 def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dict:
@@ -255,24 +267,22 @@ def _snapshot_key(source: Source, files: dict[str, Path], config: Config) -> dic
 
 
 def save_snapshot(ds: Dataset, directory: str | Path) -> Path:
-    """Write the validated dataset to ``directory``: one Parquet file per table (see the module)
-    and dataset.json.
+    """Keep the validated dataset in ``directory`` (see the module): its files are linked, or
+    copied where a link cannot be made.
 
     A later load is served from it when it names the same files and config and asks for the
     same as-of day (or for none, when this one was inferred from the data as well)."""
+    if not isinstance(ds.tables, _SnapshotTables):
+        raise TypeError("save_snapshot needs a dataset made by load_dataset")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # writing releases the GIL
-        for job in [pool.submit(_write_snapshot_table, frame, _snapshot_file(directory, name))
-                    for name, frame in ds.tables.items()]:
-            job.result()
-    source = parse_source(ds.source)
-    files = {n: Path(source.location) / f for n, f in ds.files.items()} if source.kind == "directory" else {}
-    meta = {"key": _snapshot_key(source, files, ds.config), "accounting": ds.accounting,
-            "as_of": ds.as_of.isoformat(), "as_of_source": ds.as_of_source,
-            "data_range": [None if t is None else t.isoformat() for t in ds.data_range],
-            "tables": sorted(ds.tables), "payment_currency": ds.payment_currency}
-    (directory / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    for item in ds.tables.files() + [ds.tables.directory / _SNAPSHOT_META]:
+        target = directory / item.name
+        target.unlink(missing_ok=True)
+        try:
+            os.link(item, target)
+        except OSError:
+            shutil.copy2(item, target)
     return directory
 
 
@@ -291,21 +301,43 @@ def _from_snapshot(source: Source, files: dict[str, Path], config: Config,
     same_day = meta["as_of_source"] == "data" if as_of is None else parse_as_of(as_of) == cut
     if meta["key"] != key or not same_day:
         return None
-    tables = _SnapshotTables(meta_file.parent, meta["tables"])
+    return _dataset(meta_file.parent, meta, config, source, "given" if as_of is not None else "data")
+
+
+def _dataset(directory: Path, meta: dict, config: Config, source: Source, as_of_source: str,
+             keep: object = None) -> Dataset:
     low, high = (None if t is None else pd.Timestamp(t) for t in meta["data_range"])
-    return Dataset(tables=tables, accounting=meta["accounting"], as_of=cut,
-                   as_of_source="given" if as_of is not None else "data", data_range=(low, high), config=config,
-                   source=_shown(source), files={n: a["file"] for n, a in meta["accounting"].items()},
-                   payment_currency=meta.get("payment_currency"))
+    return Dataset(tables=_SnapshotTables(directory, meta), accounting=meta["accounting"],
+                   as_of=pd.Timestamp(meta["as_of"]), as_of_source=as_of_source, data_range=(low, high),
+                   config=config, source=_shown(source), files={n: a["file"] for n, a in meta["accounting"].items()},
+                   payment_currency=meta.get("payment_currency"), _keep=keep)
+
+
+def _raw_tables(source: Source, files: dict[str, Path], config: Config) -> tuple[dict[str, RawTable], list]:
+    """The contract tables the source holds, opened for reading in batches, and the problems of
+    opening them."""
+    if source.is_database:
+        return read_database(source, list(TABLES), {n: [c.name for c in cols if c.required]
+                                                    for n, cols in TABLES.items()}, config.source_tables)
+    raw, problems = {}, []
+    for name, path in files.items():
+        table, problem = read_table(name, path)
+        if problem:
+            problems.append(problem)
+        else:
+            raw[name] = table
+    return raw, problems
 
 
 def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None,
                  as_of: str | pd.Timestamp | None = None, snapshot: str | Path | None = None) -> Dataset:
-    """Read, validate and cut a data directory at as-of. Raises DataError listing every problem.
+    """Read, validate and cut a data source at as-of. Raises DataError listing every problem.
 
-    ``snapshot`` (a run passes its own): a saved dataset (``save_snapshot``) read instead when it
-    was made from this very request (see the module docstring); otherwise, or when empty, the
-    data is read and validated.
+    The tables are typed batch by batch and checked in DuckDB (``analysis.data.validate``), cut at
+    as-of there and written as a snapshot into a temporary directory that lives as long as the
+    returned dataset; its frames are read from it on first use. ``snapshot`` (a run passes its
+    own): a saved dataset (``save_snapshot``) read instead when it was made from this very
+    request (see the module docstring); otherwise, or when empty, the data is read and validated.
     """
     source = parse_source(data_dir)
     if not isinstance(config, Config):
@@ -315,46 +347,53 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
         cached = _from_snapshot(source, files, config, as_of, snapshot or None)
         if cached is not None:
             return cached
-    raw = {}
-    if source.is_database:
-        raw, problems = read_database(source, list(TABLES), {n: [c.name for c in cols if c.required]
-                                                             for n, cols in TABLES.items()}, config.source_tables)
-    else:
-        with ThreadPoolExecutor(max_workers=2) as pool:  # file reading and decoding release the GIL
-            read = list(pool.map(lambda item: read_table(*item), files.items()))
-        for name, (table, problem) in zip(files, read):
-            if problem:
-                problems.append(problem)
-            else:
-                raw[name] = table
-    where = {n: r.where for n, r in raw.items()}
-    typed, found = validate_tables(raw, config)
+    raw, found = _raw_tables(source, files, config)
     problems += found
-    if not problems and "payments" in typed:
-        typed["payments"], found = convert_payments(
-            typed["payments"], typed.get("fx_rates"), config.reporting_currency,
-            where, {n: r.row_label for n, r in raw.items()})
-        problems += found
-    if problems:
-        raise DataError(problems, str(source))
-    cut = parse_as_of(as_of) if as_of is not None else default_as_of(typed)
-    used, notes = _see_at(typed, cut)
-    accounting = {}
-    for name, frame in typed.items():
-        aside = notes["set_aside"][name]
-        accounting[name] = {"file": where[name], "read": len(frame), "used": len(used[name]),
-                            "set_aside": sum(aside.values()), "set_aside_by_reason": aside}
-        assert accounting[name]["read"] == accounting[name]["used"] + accounting[name]["set_aside"]
-    if "tickets" in accounting:
-        accounting["tickets"]["not_yet_happened_at_as_of"] = {k: v for k, v in notes["masked"].items()
-                                                              if not k.startswith("leads.")}
-    if "leads" in accounting:
-        accounting["leads"]["not_yet_happened_at_as_of"] = {k[6:]: v for k, v in notes["masked"].items()
-                                                            if k.startswith("leads.")}
-    return Dataset(tables=used, accounting=accounting, as_of=cut,
-                   as_of_source="given" if as_of is not None else "data",
-                   data_range=_data_range(typed), config=config, source=_shown(source),
-                   files=where, payment_currency=payment_currency(used.get("payments")))
+    work = tempfile.TemporaryDirectory(prefix="analysis-load-")
+    out = Path(work.name)
+    typed = {name: type_table(raw[name], out / f"{name}{_SUFFIX}") for name in TABLES if name in raw}
+    problems += [p for t in typed.values() for p in t.problems]
+    stored = {n: t.path.name for n, t in typed.items() if t.path is not None}
+    con = _load_connection(out)
+    try:
+        tables = {n: con.read_parquet(t.path, table_name=f"typed_{n}") for n, t in typed.items() if t.path is not None}
+        problems += check_rules(con, typed, tables, config)
+        if not problems and "payments" in tables:
+            tables["payments"], found, converted = convert_payments(con, tables["payments"], tables.get("fx_rates"),
+                                                                    config.reporting_currency, raw)
+            problems += found
+            if converted:   # the converted payments are kept in a file of their own
+                typed["payments"].dtypes["amount_original"] = "float64"
+                stored["payments"] = f"payments_converted{_SUFFIX}"
+                con.to_parquet(tables["payments"], out / stored["payments"], compression="lz4")
+                tables["payments"] = con.read_parquet(out / stored["payments"], table_name="typed_payments_converted")
+        if problems:
+            raise DataError(problems, str(source))
+        data_range = _data_range(con, tables)
+        cut = parse_as_of(as_of) if as_of is not None else default_as_of(data_range)
+        accounting, currency = {}, None
+        for name, t in tables.items():
+            used, masks, seen = _seen_at(t, name, instant(cut))
+            counts = con.execute(used.aggregate(used=ibis._.count(), **{f"m_{c}": m.sum() for c, m in masks.items()})).iloc[0]
+            read, kept = typed[name].rows, int(counts["used"])
+            accounting[name] = {"file": raw[name].where, "read": read, "used": kept, "set_aside": read - kept,
+                                "set_aside_by_reason": {AFTER_AS_OF: read - kept} if read > kept else {}}
+            masked = {c: int(counts[f"m_{c}"] or 0) for c in masks}
+            if name in _NOT_YET:
+                accounting[name]["not_yet_happened_at_as_of"] = masked
+            if name == "payments" and "currency" in seen.columns:
+                codes = seen.select(code=seen.currency.strip().upper()).filter(lambda s: s.code.notnull() & (s.code != ""))
+                found_codes = con.execute(codes.distinct().limit(2))["code"].tolist()
+                currency = str(found_codes[0]) if len(found_codes) == 1 else None
+    finally:
+        con.disconnect()
+    meta = {"key": _snapshot_key(source, files, config), "accounting": accounting, "as_of": cut.isoformat(),
+            "as_of_source": "given" if as_of is not None else "data",
+            "data_range": [None if t is None else t.isoformat() for t in data_range],
+            "tables": [n for n in TABLES if n in tables], "payment_currency": currency,
+            "dtypes": {n: t.dtypes for n, t in typed.items() if n in tables}, "files": stored}
+    (out / _SNAPSHOT_META).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return _dataset(out, meta, config, source, meta["as_of_source"], keep=work)
 
 
 def _shown(source: Source) -> Path | str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import os
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +19,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Problem", "RawTable", "find_table_files", "read_table", "arrow_frame", "read_parquet_frame", "write_table", "TABLE_SUFFIXES"]
+__all__ = ["Problem", "RawTable", "UnreadableError", "BATCH_ROWS", "find_table_files", "read_table", "arrow_frame",
+           "arrow_batches", "read_parquet_frame", "write_table", "TABLE_SUFFIXES"]
 
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 _ARROW_TEXT = {pa.string(): pd.StringDtype("pyarrow"), pa.large_string(): pd.StringDtype("pyarrow")}
@@ -41,12 +43,20 @@ class Problem:
         return head + "\n" + "\n".join(f"      e.g. {e}" for e in self.examples[:5])
 
 
+BATCH_ROWS = 1 << 20  # rows typed at a time: the load holds one batch of a table, not the table
+
+
 @dataclass
 class RawTable:
+    """A table as its source holds it, read in batches of ``BATCH_ROWS`` rows (``batches``), so
+    that no table is ever whole in memory; ``columns`` are its column names. Each batch is a
+    DataFrame indexed by the row's position in the table (0-based), which ``row_label`` names."""
+
     name: str
     path: Path | None          # the file; None for a database table
-    frame: pd.DataFrame
     fmt: str                   # "csv", "parquet" or "database"
+    columns: list[str]
+    batches: Callable[[], Iterator[pd.DataFrame]]  # a fresh pass over the rows, in order
     label: str = ""            # a database table: "table payments in <source>"
     order: tuple[str, ...] = ()  # a database table: the columns its rows were read in order of
 
@@ -63,6 +73,33 @@ class RawTable:
         if self.fmt == "database" and self.order:
             return f"row {int(index) + 1} by {', '.join(self.order)}"
         return f"row {int(index) + 1}"
+
+    def rows(self, index, columns: list[str]) -> pd.DataFrame:
+        """The rows at the positions ``index`` (few: a message's examples), ``columns`` of them,
+        as read: one more pass over the batches, kept only up to the last row asked for."""
+        wanted = sorted({int(i) for i in index})
+        keep = [c for c in columns if c in self.columns]
+        parts = []
+        for batch in self.batches() if wanted else ():
+            if not len(batch):
+                continue
+            hit = [i for i in wanted if batch.index.start <= i < batch.index.stop]
+            if hit:
+                parts.append(batch.loc[hit, keep])
+            if batch.index.stop > wanted[-1]:
+                break
+        return pd.concat(parts) if parts else pd.DataFrame(columns=keep)
+
+
+def arrow_batches(batches: Iterable[pa.RecordBatch]) -> Iterator[pd.DataFrame]:
+    """Arrow record batches as DataFrames (``arrow_frame``) indexed by their rows' positions."""
+    start = 0
+    for batch in batches:
+        frame = arrow_frame(pa.Table.from_batches([batch]))
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        frame.columns = [str(c).strip() for c in frame.columns]
+        start += len(frame)
+        yield frame
 
 
 def find_table_files(data_dir: Path, names: list[str]) -> tuple[dict[str, Path], list[Problem]]:
@@ -118,28 +155,66 @@ def read_parquet_frame(path: Path) -> pd.DataFrame:
     return arrow_frame(pq.read_table(path))
 
 
+def _parquet_batches(path: Path) -> Iterator[pd.DataFrame]:
+    return arrow_batches(pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS))
+
+
+def _csv_batches(path: Path) -> Iterator[pd.DataFrame]:
+    reader = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig",
+                         encoding_errors="strict", chunksize=BATCH_ROWS)
+    with reader:
+        for frame in reader:
+            frame.columns = [str(c).strip() for c in frame.columns]
+            yield frame
+
+
+class UnreadableError(Exception):
+    """A table's file failed part of the way through (an encoding error, a broken CSV line): the
+    ``Problem`` that says so."""
+
+    def __init__(self, problem: Problem):
+        super().__init__(problem.rule)
+        self.problem = problem
+
+
+def csv_failure(path: Path, exc: Exception) -> Problem:
+    """The problem a CSV reading error is reported as."""
+    if isinstance(exc, UnicodeDecodeError):
+        return Problem(path.name, "(file)",
+                       f"not UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} of a block); "
+                       "save the file as UTF-8", 0)
+    return Problem(path.name, "(file)", f"not a readable CSV: {exc}", 0)
+
+
+def _checked(path: Path, batches: Callable[[], Iterator[pd.DataFrame]]) -> Callable[[], Iterator[pd.DataFrame]]:
+    """``batches`` whose reading errors (found only when a later block is decoded) are raised as
+    ``UnreadableError``."""
+    def run() -> Iterator[pd.DataFrame]:
+        try:
+            yield from batches()
+        except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise UnreadableError(csv_failure(path, exc)) from None
+    return run
+
+
 def read_table(name: str, path: Path) -> tuple[RawTable | None, Problem | None]:
-    """Read one table file; every CSV cell is text, an empty cell is null."""
+    """Open one table file for reading in batches (every CSV cell is text, an empty cell is
+    null); a file that cannot be opened, or whose header cannot be read, is a Problem."""
     if path.name.endswith(".parquet"):
         try:
-            frame = read_parquet_frame(path)
+            columns = [str(c).strip() for c in pq.ParquetFile(path).schema_arrow.names]
         except Exception as exc:  # pyarrow raises several types for a damaged file
             return None, Problem(path.name, "(file)", f"not a readable Parquet file: {exc}", 0)
-        return RawTable(name, path, frame.reset_index(drop=True), "parquet"), None
+        return RawTable(name, path, "parquet", columns, lambda: _parquet_batches(path)), None
     problem = _csv_problem(path)
     if problem:
         return None, problem
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""],
-                            encoding="utf-8-sig", encoding_errors="strict")
-    except UnicodeDecodeError as exc:
-        return None, Problem(path.name, "(file)",
-                             f"not UTF-8 (byte {exc.object[exc.start:exc.start + 1]!r} at offset {exc.start} of a block); "
-                             "save the file as UTF-8", 0)
-    except pd.errors.ParserError as exc:
-        return None, Problem(path.name, "(file)", f"not a readable CSV: {exc}", 0)
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return RawTable(name, path, frame, "csv"), None
+        head = pd.read_csv(path, dtype=str, nrows=0, encoding="utf-8-sig", encoding_errors="strict")
+    except (UnicodeDecodeError, pd.errors.ParserError) as exc:
+        return None, csv_failure(path, exc)
+    columns = [str(c).strip() for c in head.columns]
+    return RawTable(name, path, "csv", columns, _checked(path, lambda: _csv_batches(path))), None
 
 
 def write_table(frame: pd.DataFrame, directory: Path, name: str, fmt: str) -> Path:

@@ -25,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from analysis.errors import InputError
-from analysis.data.io import Problem, RawTable, arrow_frame
+from analysis.data.io import BATCH_ROWS, Problem, RawTable, UnreadableError, arrow_batches
 
 __all__ = ["Source", "parse_source", "read_database"]
 
@@ -120,20 +120,36 @@ def read_database(source: Source, names: list[str], order_by: dict[str, list[str
                 continue
             try:
                 t = con.table(table, database=schema or None)
-                schema = t.schema()
-                decimals = {c: t[c].cast("float64") for c, typ in schema.items() if typ.is_decimal()}
-                if decimals:
-                    t = t.mutate(**decimals)
-                keys = [c for c in order_by.get(name, []) if c in schema]
-                if keys:
-                    t = t.order_by(keys)
-                frame = arrow_frame(t.to_pyarrow())
-            except Exception as exc:  # a type the driver cannot hand over, a permission refused
+                columns = list(t.schema())
+                keys = tuple(c for c in order_by.get(name, []) if c in columns)
+            except Exception as exc:  # a permission refused
                 problems.append(Problem(label, "(table)", f"not readable: {str(exc).strip().splitlines()[0]}", 0))
                 continue
-            frame.columns = [str(c).strip() for c in frame.columns]
-            tables[name] = RawTable(name, None, frame, "database", label=label, order=tuple(keys))
+            tables[name] = RawTable(name, None, "database", [str(c).strip() for c in columns],
+                                    _table_batches(source, table, schema or None, keys, label),
+                                    label=label, order=keys)
         return tables, problems
     finally:
         con.disconnect()
 
+
+def _table_batches(source: Source, table: str, schema: str | None, keys: tuple[str, ...], label: str):
+    """A fresh pass over a database table's rows in batches, ordered by ``keys``, decimals as
+    float64; a failure on the way (a type the driver cannot hand over) is an UnreadableError."""
+    def run():
+        con = _connect(source)
+        try:
+            t = con.table(table, database=schema)
+            decimals = {c: t[c].cast("float64") for c, typ in t.schema().items() if typ.is_decimal()}
+            if decimals:
+                t = t.mutate(**decimals)
+            if keys:
+                t = t.order_by(list(keys))
+            try:
+                reader = t.to_pyarrow_batches(chunk_size=BATCH_ROWS)
+            except Exception as exc:
+                raise UnreadableError(Problem(label, "(table)", f"not readable: {str(exc).strip().splitlines()[0]}", 0)) from None
+            yield from arrow_batches(reader)
+        finally:
+            con.disconnect()
+    return run

@@ -366,14 +366,12 @@ def _index(outcomes: list[Outcome], ds: Dataset, started: dt.datetime, seconds: 
 
 
 def _load_and_save(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, str | None]:
-    """(in a child process) load and validate, write the snapshot, return the dataset without
-    its tables (the accounting, as-of and data range are all the runner keeps)
-    and the reporting currency's code."""
-    ds = load_dataset(data_dir, config, as_of)
-    save_snapshot(ds, snapshot)
-    currency = ds.currency
-    ds.tables = {name: frame.iloc[:0] for name, frame in ds.tables.items()}
-    return ds, currency
+    """(in a child process) load and validate, write the snapshot, return the dataset served
+    from it (its tables are read only when used: the accounting, as-of and data range are all
+    the runner keeps) and the reporting currency's code."""
+    save_snapshot(load_dataset(data_dir, config, as_of), snapshot)
+    ds = load_dataset(data_dir, config, as_of, snapshot=snapshot)  # the saved one: no table is read
+    return ds, ds.currency
 
 
 def _validate_once(data_dir, config, as_of, snapshot: Path) -> tuple[Dataset, str | None]:
