@@ -268,3 +268,52 @@ def test_quality_flags_by_hand(backend):
     assert "No data-quality flag" in quality.flags_text(quality.flags(eng2, as_of).iloc[:0])
     # no tables at all: no finding, no error
     assert quality.flags(engine.from_frames({}, backend), as_of).empty
+
+
+def test_quality_views_by_hand(backend):
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    clients = pd.DataFrame({"client_id": ["c1", "c2", "c3"],
+                            "signed_up_at": [t("2025-01-05"), t("2025-01-01"), t("2025-01-01")]})
+    # c1 pays on Jan 3, before signing up on Jan 5; c2 only has a refund; c3 never paid
+    payments = pd.DataFrame({"payment_id": ["p1", "p2", "p3", "p4"], "client_id": ["c1", "c1", "c1", "c2"],
+                             "paid_at": [t("2025-01-03"), t("2025-02-03"), t("2025-03-03"), t("2025-01-10")],
+                             "amount": [10.0, 20.0, 40.0, -5.0]})
+    tickets = pd.DataFrame({"ticket_id": ["t1", "t2", "t3"], "client_id": ["c1", None, "c1"],
+                            "created_at": [t("2025-01-10T10:00")] * 3,
+                            "first_response_at": [t("2025-01-10T10:30"), t("2025-01-10T11:00"), pd.NaT],
+                            "resolved_at": [t("2025-01-10T12:00"), pd.NaT, pd.NaT]})
+    # two identical event rows: 1 beyond the first; t3 has no event
+    events = pd.DataFrame({"ticket_id": ["t1", "t1", "t2"], "at": [t("2025-01-10T10:30")] * 3,
+                           "event": ["agent_reply"] * 3, "tier": ["L1"] * 3})
+    eng = engine.from_frames({"clients": clients, "payments": payments, "tickets": tickets, "ticket_events": events},
+                             backend)
+    orphans = quality.orphan_table(eng)["rows"].to_dict()
+    assert orphans == {"tickets with no client (client_id empty)": 1, "clients with no charge before as-of": 2,
+                       "clients whose first payment precedes sign-up": 1, "clients who never wrote to support": 2,
+                       "tickets with no events": 1}
+    assert quality.orphan_table(eng).loc["clients whose first payment precedes sign-up", "of"] == 2   # c1, c2 paid
+    assert quality.duplicate_table(eng)["identical rows (beyond the first)"].to_dict() == {
+        "clients": 0, "payments": 0, "tickets": 0, "ticket_events": 1}
+    nulls = quality.null_table(eng)["empty"]
+    assert nulls[("tickets", "client_id")] == 1 and nulls[("tickets", "resolved_at")] == 2
+    cover = quality.coverage_table(eng).loc[("payments", "paid_at")]
+    assert (cover["first"], cover["last"], cover["filled"]) == (t("2025-01-03"), t("2025-03-03"), 4)
+    # charges 10, 20, 40: mean 23.33, sample std sqrt(((13.33)^2 + (3.33)^2 + (16.67)^2) / 2) = 15.275,
+    # 10% = 10 + 0.2 * 10 = 12 (linear), median 20, 90% = 20 + 0.8 * 20 = 36; one refund -5
+    amounts = quality.amount_summary(eng)
+    assert amounts.loc["charge", ["count", "lowest", "10%", "50%", "90%", "highest", "sum"]].tolist() == \
+        [3, 10, 12, 20, 36, 40, 70]
+    assert amounts.loc["charge", "mean"] == pytest.approx(70 / 3) and amounts.loc["charge", "std"] == pytest.approx(15.275252, rel=1e-6)
+    assert amounts.loc["refund", "count"] == 1 and np.isnan(amounts.loc["refund", "std"])
+    # first response 30 and 60 minutes (one none yet): median 45, p90 30 + 0.9 * 30 = 57, mean 45
+    durations = quality.duration_summary(eng).set_index("duration")
+    assert durations.loc["first response"].tolist() == [2, 1, 45.0, 57.0, 45.0]
+    assert durations.loc["resolution", ["n", "none yet", "median_min"]].tolist() == [1, 2, 120.0]
+    # histogram of 1, 2, 3, 4 in 3 linear bins [1, 2), [2, 3), [3, 4]; log bins of 1, 10, 100: edges 1, 10, 100
+    values = engine.from_frames({"v": pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, None]})}, backend)
+    counts = quality.histogram_counts(values, values.table("v").x, bins=3)
+    assert counts["left"].tolist() == [1, 2, 3] and counts["rows"].tolist() == [1, 1, 2]
+    logs = engine.from_frames({"v": pd.DataFrame({"x": [1.0, 10.0, 100.0, -1.0, 0.0]})}, backend)
+    counts = quality.histogram_counts(logs, logs.table("v").x, bins=3, log=True)
+    assert counts["left"].tolist() == pytest.approx([1, 10]) and counts["rows"].tolist() == [1, 2]
+    assert quality.histogram_counts(logs, logs.table("v").x.nullif(logs.table("v").x), log=True).empty

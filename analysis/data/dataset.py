@@ -5,17 +5,21 @@ fixes the as-of instant, sets aside rows timed at or after it and hides response
 resolutions that had not happened yet. The returned ``Dataset`` carries the accounting
 (rows read = used + set aside, per table, with reasons) to every report.
 
-A run validates the data once: the runner saves the loaded dataset as a snapshot (one Parquet
-file per table plus ``dataset.json``) and passes its path to every notebook as the ``snapshot``
-parameter. ``load_dataset(..., snapshot=path)`` then reads it instead of reading and validating
-again, but only when it was made from the same data directory, the same files (size and
-modification time), the same config and the same as-of request; otherwise it loads as usual.
+Every load goes through the engine at bounded memory (``analysis.data.validate``): each table is
+typed in batches into a Parquet file (LZ4, instants as UTC microseconds without a zone, every row
+read), the rules run in DuckDB over those files, and the as-of cut, the row accounting and the
+currency conversion are DuckDB queries too. The typed files and ``dataset.json`` (the accounting,
+the as-of instant, each column's pandas dtype) are the dataset's **snapshot**: a table is the
+Ibis expression ``_seen_at`` over its file (rows before as-of, values not yet happened blanked),
+scanned in place by each report's DuckDB, or read into pandas on first use by the code that still
+works in pandas. A load keeps its snapshot in a temporary directory that lives as long as the
+``Dataset``.
 
-The snapshot is written once for the engine (DESIGN §11): its instants are timestamps without a
-zone, in UTC microseconds (``engine.utc_naive``), so DuckDB scans the files in place, without a
-cast, and every kernel of a run shares the same compressed pages. A table asked for as a pandas
-frame (by the code that still works in pandas) is read from its file on first use, its instants as
-UTC again and its dtypes as validated.
+A run validates the data once: the runner saves the loaded dataset's snapshot (``save_snapshot``:
+its files linked) and passes its path to every notebook as the ``snapshot`` parameter.
+``load_dataset(..., snapshot=path)`` then reads it instead of reading and validating again, but
+only when it was made from the same data directory, the same files (size and modification time),
+the same config and the same as-of request; otherwise it loads as usual.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,7 +157,7 @@ class Dataset:
         if not isinstance(self.tables, _SnapshotTables):
             return from_frames(self.tables, backend)
         if kind == "duckdb":
-            return Engine(backend, {n: self.tables.seen(backend, n) for n in self.tables})
+            return Engine(backend, {n: self.tables.seen(backend, n) for n in self.tables}, files=self._keep)
         return from_frames({n: self.tables.arrow(n) for n in self.tables}, backend)
 
     def has(self, *names: str) -> bool:
@@ -351,7 +356,9 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
     problems += found
     work = tempfile.TemporaryDirectory(prefix="analysis-load-")
     out = Path(work.name)
-    typed = {name: type_table(raw[name], out / f"{name}{_SUFFIX}") for name in TABLES if name in raw}
+    names = [name for name in TABLES if name in raw]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # reading, typing and writing release the GIL in part
+        typed = dict(zip(names, pool.map(lambda n: type_table(raw[n], out / f"{n}{_SUFFIX}"), names)))
     problems += [p for t in typed.values() for p in t.problems]
     stored = {n: t.path.name for n, t in typed.items() if t.path is not None}
     con = _load_connection(out)

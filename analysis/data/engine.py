@@ -83,6 +83,7 @@ class Engine:
     backend: object
     tables: Mapping[str, ir.Table] = field(default_factory=dict)
     kept: dict[str, ir.Table] = field(default_factory=dict)  # derived tables computed once (``derived``)
+    files: object = field(default=None, repr=False)  # what keeps the scanned files (a load's directory)
 
     def table(self, name: str) -> ir.Table | None:
         """The table ``name``, or None when the data has none."""

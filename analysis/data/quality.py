@@ -7,15 +7,15 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis.data import ids
 from analysis.present import page
 from analysis.data.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.data.dataset import Dataset
 from analysis.data.engine import Engine, instant
-from analysis.support.durations import calendar_minutes
+from analysis.support.durations import minutes_between
 
 __all__ = ["flags", "never_paid_table", "stale_open_table", "second_reply_table", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
-           "amount_summary", "duration_minutes", "duration_summary", "quality_metrics", "headline"]
+           "amount_summary", "duration_summary", "histogram_counts", "charge_amounts", "duration_columns", "identical_rows",
+           "quality_metrics", "headline"]
 
 
 def accounting_table(ds: Dataset) -> pd.DataFrame:
@@ -29,141 +29,165 @@ def accounting_table(ds: Dataset) -> pd.DataFrame:
                                        "why set aside"]).set_index("table")
 
 
-def coverage_table(ds: Dataset) -> pd.DataFrame:
-    """First and last value and fill count of every timestamp column, on the rows used."""
+def _tables(eng: Engine):
+    """The contract's tables the engine holds, in the contract's order."""
+    return [(name, eng.table(name)) for name in TABLES if eng.has(name)]
+
+
+def coverage_table(eng: Engine) -> pd.DataFrame:
+    """First and last value and fill count of every timestamp column, on the rows used (one
+    aggregate per table in the engine)."""
     rows = []
-    for name, frame in ds.tables.items():
-        for col in TIMESTAMP_COLUMNS[name]:
-            if col in frame.columns:
-                s = frame[col]
-                rows.append({"table": name, "column": col, "first": s.min(), "last": s.max(),
-                             "filled": int(s.notna().sum()), "rows": len(s)})
+    for name, t in _tables(eng):
+        cols = [c for c in TIMESTAMP_COLUMNS[name] if c in t.columns]
+        if not cols:
+            continue
+        got = eng.frame(t.aggregate(rows=t.count(), **{f"first{i}": t[c].min() for i, c in enumerate(cols)},
+                                    **{f"last{i}": t[c].max() for i, c in enumerate(cols)},
+                                    **{f"filled{i}": t[c].count() for i, c in enumerate(cols)})).iloc[0]
+        for i, c in enumerate(cols):
+            rows.append({"table": name, "column": c, "first": got[f"first{i}"], "last": got[f"last{i}"],
+                         "filled": int(got[f"filled{i}"]), "rows": int(got["rows"])})
     return pd.DataFrame(rows, columns=["table", "column", "first", "last", "filled", "rows"]).set_index(["table", "column"])
 
 
-def null_table(ds: Dataset) -> pd.DataFrame:
+def null_table(eng: Engine) -> pd.DataFrame:
     """Empty values per contract column present: count and share of the table's rows."""
     rows = []
-    for name, frame in ds.tables.items():
-        for col in TABLES[name]:
-            if col.name in frame.columns:
-                n = int(frame[col.name].isna().sum())
-                rows.append({"table": name, "column": col.name, "required": col.required, "empty": n,
-                             "share empty": n / len(frame) if len(frame) else None})
+    for name, t in _tables(eng):
+        cols = [c for c in TABLES[name] if c.name in t.columns]
+        got = eng.frame(t.aggregate(rows=t.count(), **{f"empty{i}": t[c.name].isnull().sum()
+                                                        for i, c in enumerate(cols)})).iloc[0]
+        n = int(got["rows"])
+        for i, c in enumerate(cols):
+            empty = int(got[f"empty{i}"] or 0)
+            rows.append({"table": name, "column": c.name, "required": c.required, "empty": empty,
+                         "share empty": empty / n if n else None})
     return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
 
 
-def _repeated(values: np.ndarray) -> np.ndarray:
-    """Boolean mask: the int64 value occurs more than once (by sorting: at tens of millions of
-    rows a sort is faster than a hash table)."""
-    order = np.argsort(values, kind="stable")
-    v = values[order]
-    same = v[1:] == v[:-1]
-    hit = np.r_[same, False] | np.r_[False, same]
-    out = np.empty(len(values), dtype=bool)
-    out[order] = hit
-    return out
+def identical_rows(eng: Engine, t: ir.Table) -> int:
+    """Rows equal in every column to an earlier row (pandas' ``duplicated().sum()``): rows minus
+    distinct rows; SQL's DISTINCT takes empty values as equal, as pandas does."""
+    return int(eng.backend.execute(t.count())) - int(eng.backend.execute(t.distinct().count()))
 
 
-def _as_int64(s: pd.Series) -> np.ndarray | None:
-    """A plain numeric or timestamp column as int64 values equal exactly where the column's
-    values are equal (NaN with NaN, NaT with NaT, 0.0 with -0.0); None for other types."""
-    if pd.api.types.is_datetime64_any_dtype(s.dtype):
-        return ids.ns(s)
-    if s.dtype == "float64":
-        v = s.to_numpy() + 0.0  # -0.0 -> 0.0
-        return np.where(np.isnan(v), np.nan, v).view("int64")
-    if s.dtype == "int64":
-        return s.to_numpy()
-    return None
-
-
-def identical_rows(frame: pd.DataFrame) -> int:
-    """Rows equal in every column to an earlier row: ``frame.duplicated().sum()`` (empty values
-    equal each other). Two identical rows share every value, so the full comparison runs only
-    on the rows whose number and timestamp values repeat, not on every row."""
-    rows = np.arange(len(frame))
-    for col in frame.columns:
-        values = _as_int64(frame[col])
-        if values is not None and len(rows) > 1:
-            rows = rows[_repeated(values[rows])]
-    return int(frame.take(rows).duplicated().sum()) if len(rows) > 1 else 0
-
-
-def duplicate_table(ds: Dataset) -> pd.DataFrame:
+def duplicate_table(eng: Engine) -> pd.DataFrame:
     """Fully identical rows per table. A table with a unique ID column (checked by validation)
-    cannot hold two identical rows, so only the others are hashed: 0 there by construction."""
-    def identical(name: str, frame: pd.DataFrame) -> int:
-        if any(c.unique and c.name in frame.columns for c in TABLES[name]):
-            return 0
-        return identical_rows(frame)
-    rows = [{"table": n, "rows": len(f), "identical rows (beyond the first)": identical(n, f)}
-            for n, f in ds.tables.items()]
+    cannot hold two identical rows: 0 there by construction, only the others are counted."""
+    rows = []
+    for name, t in _tables(eng):
+        n = int(eng.backend.execute(t.count()))
+        unique = any(c.unique and c.name in t.columns for c in TABLES[name])
+        rows.append({"table": name, "rows": n,
+                     "identical rows (beyond the first)": 0 if unique else identical_rows(eng, t)})
     return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"]).set_index("table")
 
 
-def orphan_table(ds: Dataset) -> pd.DataFrame:
+def orphan_table(eng: Engine) -> pd.DataFrame:
     """Rows that stand alone: tickets with no client, clients who never paid or never wrote,
-    payments before sign-up, tickets with no events (when ticket_events is given)."""
+    first payments before sign-up, tickets with no events (when ticket_events is given). Each
+    a count in the engine (anti-joins on the ids)."""
     rows = []
+    run = lambda expr: int(eng.backend.execute(expr) or 0)  # noqa: E731
     def add(check, n, of):
         rows.append({"check": check, "rows": int(n), "of": int(of), "share": n / of if of else None})
-    t, c, p, e = ds.tickets, ds.clients, ds.payments, ds.ticket_events
+    t, c, p, e = (eng.table(n) for n in ("tickets", "clients", "payments", "ticket_events"))
     if t is not None and "client_id" in t.columns:
-        add("tickets with no client (client_id empty)", t["client_id"].isna().sum(), len(t))
+        add("tickets with no client (client_id empty)", run(t.client_id.isnull().sum()), run(t.count()))
     if c is not None and p is not None:
-        pos = ids.codes(p["client_id"], c["client_id"])  # the payer's row in clients
-        if (pos >= 0).all() and c["client_id"].notna().all():  # every payer is a client (validated data)
-            charged = np.bincount(pos[p["amount"].to_numpy() > 0], minlength=len(c)) > 0
-            add("clients with no charge before as-of", (~charged).sum(), len(c))
-            paid = ids.ns(p["paid_at"])
-            first_pay = np.full(len(c), np.iinfo("int64").max)
-            np.minimum.at(first_pay, pos, paid)
-            payer = np.bincount(pos, minlength=len(c)) > 0
-            early = first_pay[payer] < ids.ns(c["signed_up_at"])[payer]
-            add("clients whose first payment precedes sign-up", early.sum(), int(payer.sum()))
-        else:
-            charged = p.loc[p["amount"] > 0, "client_id"].unique()
-            add("clients with no charge before as-of", (~ids.isin(c["client_id"], charged)).sum(), len(c))
-            first_pay = p.groupby("client_id")["paid_at"].min()
-            signed = c.set_index("client_id")["signed_up_at"].reindex(first_pay.index)
-            add("clients whose first payment precedes sign-up", (first_pay < signed).sum(), len(first_pay))
+        clients = run(c.count())
+        charged = p.filter(p.amount > 0).select(payer="client_id").distinct()
+        add("clients with no charge before as-of", run(c.anti_join(charged, c.client_id == charged.payer).count()), clients)
+        first = p.group_by(payer=p.client_id).aggregate(first_paid=p.paid_at.min())
+        joined = first.left_join(c.select("client_id", "signed_up_at"), first.payer == c.client_id)
+        add("clients whose first payment precedes sign-up",
+            run((joined.first_paid < joined.signed_up_at).sum()), run(first.count()))
     if c is not None and t is not None and "client_id" in t.columns:
-        # ids unique by the contract: each key marked from the referencing rows' kept positions
-        add("clients who never wrote to support", (~ids.present(c["client_id"], t["client_id"])).sum(), len(c))
+        wrote = t.filter(t.client_id.notnull()).select(writer="client_id").distinct()
+        add("clients who never wrote to support", run(c.anti_join(wrote, c.client_id == wrote.writer).count()),
+            run(c.count()))
     if t is not None and e is not None:
-        add("tickets with no events", (~ids.present(t["ticket_id"], e["ticket_id"])).sum(), len(t))
+        seen = e.select(event_ticket="ticket_id").distinct()
+        add("tickets with no events", run(t.anti_join(seen, t.ticket_id == seen.event_ticket).count()), run(t.count()))
     return pd.DataFrame(rows, columns=["check", "rows", "of", "share"]).set_index("check")
 
 
-def amount_summary(payments: pd.DataFrame) -> pd.DataFrame:
-    """Distribution of charges and refunds (count, sum, percentiles) in the reporting currency."""
-    kind = pd.Series("charge", index=payments.index).where(payments["amount"] > 0, "refund")
-    out = payments["amount"].groupby(kind).describe(percentiles=[0.1, 0.5, 0.9])
-    out["sum"] = payments["amount"].groupby(kind).sum()
-    return out.reindex(["charge", "refund"]).rename_axis("payment")
+def _describe(values: ir.FloatingColumn) -> dict:
+    """count, mean, std (n - 1), min, 10%, 50%, 90% (linear interpolation), max of a column."""
+    return {"count": values.count(), "mean": values.mean(), "std": values.std(how="sample"), "min": values.min(),
+            "10%": values.quantile(0.1), "50%": values.quantile(0.5), "90%": values.quantile(0.9),
+            "max": values.max()}
 
 
-def duration_minutes(tickets: pd.DataFrame) -> pd.DataFrame:
-    """Calendar minutes from creation to first response and to resolution, per ticket."""
-    out = pd.DataFrame(index=tickets.index)
-    for col, label in (("first_response_at", "first response"), ("resolved_at", "resolution")):
-        if col in tickets.columns:
-            out[label] = calendar_minutes(tickets["created_at"], tickets[col])
-    return out
+def amount_summary(eng: Engine) -> pd.DataFrame:
+    """Distribution of charges and refunds (pandas' ``describe`` with the 10th, 50th and 90th
+    percentiles, min and max as lowest and highest, and the sum) in the reporting currency,
+    aggregated in the engine. A kind with no payment is a row of empty values."""
+    p = eng.table("payments")
+    kinds = p.mutate(payment=(p.amount > 0).ifelse("charge", "refund"))
+    out = eng.frame(kinds.group_by("payment").aggregate(**_describe(kinds.amount), sum=kinds.amount.sum()))
+    out = out.set_index("payment").astype("float64").reindex(["charge", "refund"])
+    # "lowest"/"highest": a column named "min" reads as minutes in the reports' tables
+    return out[["count", "mean", "std", "min", "10%", "50%", "90%", "max", "sum"]].rename(
+        columns={"min": "lowest", "max": "highest"})
 
 
-def duration_summary(tickets: pd.DataFrame) -> pd.DataFrame:
-    """n, median, p90, mean of the calendar durations (minutes), and how many have none yet."""
-    d = duration_minutes(tickets)
+_DURATIONS = (("first_response_at", "first response"), ("resolved_at", "resolution"))
+
+
+def duration_summary(eng: Engine) -> pd.DataFrame:
+    """n, median, p90, mean of the calendar minutes from creation to first response and to
+    resolution, and how many have none yet (aggregated in the engine)."""
+    t = eng.table("tickets")
     rows = []
-    for col in d.columns:
-        s = d[col].dropna()
-        rows.append({"duration": col, "n": len(s), "none yet": int(d[col].isna().sum()),
-                     "median_min": s.median() if len(s) else None,
-                     "p90_min": s.quantile(0.9) if len(s) else None,
-                     "mean_min": s.mean() if len(s) else None})
+    for col, label in _DURATIONS:
+        if col not in t.columns:
+            continue
+        m = minutes_between(t.created_at, t[col])
+        got = eng.frame(t.aggregate(n=m.count(), none=m.isnull().sum(), median_min=m.quantile(0.5),
+                                    p90_min=m.quantile(0.9), mean_min=m.mean())).iloc[0]
+        n = int(got["n"])
+        rows.append({"duration": label, "n": n, "none yet": int(got["none"] or 0),
+                     "median_min": got["median_min"] if n else None, "p90_min": got["p90_min"] if n else None,
+                     "mean_min": got["mean_min"] if n else None})
     return pd.DataFrame(rows, columns=["duration", "n", "none yet", "median_min", "p90_min", "mean_min"])
+
+
+def histogram_counts(eng: Engine, values: ir.FloatingColumn, bins: int = 50, log: bool = False) -> pd.DataFrame:
+    """A histogram counted in the engine: ``bins`` edges from the smallest to the largest value
+    (geometric with ``log``, which keeps values > 0 only; numpy's ``geomspace`` and ``linspace``),
+    each value in the bin [left, right), the largest in the last; nulls left out. Columns left,
+    right, rows; empty when there is no value. One value or equal values: one bin."""
+    kept = values.as_table().rename(v=values.get_name())
+    kept = kept.filter(kept.v.notnull() & (kept.v > 0)) if log else kept.filter(kept.v.notnull())
+    span = eng.frame(kept.aggregate(low=kept.v.min(), high=kept.v.max(), n=kept.count())).iloc[0]
+    if not int(span["n"]):
+        return pd.DataFrame({"left": [], "right": [], "rows": []})
+    low, high = float(span["low"]), float(span["high"])
+    if low == high:
+        return pd.DataFrame({"left": [low], "right": [high], "rows": [int(span["n"])]})
+    edges = np.geomspace(low, high, bins) if log else np.linspace(low, high, bins + 1)
+    scale = (kept.v.ln() - np.log(low)) / (np.log(high) - np.log(low)) if log else (kept.v - low) / (high - low)
+    k = len(edges) - 1
+    index = ibis.least((scale * k).floor().cast("int64"), k - 1)
+    counts = eng.frame(kept.group_by(b=index).aggregate(rows=ibis._.count())).set_index("b")["rows"]
+    counts = counts.reindex(range(k), fill_value=0).to_numpy()
+    return pd.DataFrame({"left": edges[:-1], "right": edges[1:], "rows": counts})
+
+
+def charge_amounts(eng: Engine) -> ir.FloatingColumn:
+    """The charges' amounts (payments > 0), for ``histogram_counts``."""
+    p = eng.table("payments")
+    return p.filter(p.amount > 0).amount
+
+
+def duration_columns(eng: Engine) -> dict[str, ir.FloatingColumn]:
+    """Calendar minutes from creation to first response and to resolution, by label, for
+    ``histogram_counts``."""
+    t = eng.table("tickets")
+    return {label: minutes_between(t.created_at, t[col]).name("minutes") for col, label in _DURATIONS
+            if col in t.columns}
 
 
 # thresholds of the data-quality flags (``flags``): amber from the first, red from the second
@@ -259,11 +283,9 @@ def flags_text(found: pd.DataFrame) -> page.Md:
                                    finding=r["finding"]) for r in found.to_dict("records"))
 
 
-def quality_metrics(ds: Dataset, duplicates: pd.DataFrame | None = None, orphans: pd.DataFrame | None = None) -> dict:
-    """The data-quality keys of metrics.json (`quality.*`); pass the report's ``duplicate_table``
-    and ``orphan_table`` when they are already computed (they are the slow part at scale)."""
-    orphans = orphan_table(ds) if orphans is None else orphans
-    duplicates = duplicate_table(ds) if duplicates is None else duplicates
+def quality_metrics(ds: Dataset, duplicates: pd.DataFrame, orphans: pd.DataFrame) -> dict:
+    """The data-quality keys of metrics.json (`quality.*`) from the report's ``duplicate_table``
+    and ``orphan_table``."""
     return {"quality": {
         "tables": sorted(ds.tables),
         "data_first": ds.data_range[0], "data_last": ds.data_range[1],

@@ -26,20 +26,24 @@ def style() -> None:
     pd.set_option("display.precision", 3)
 
 
-def histogram(values: pd.Series, title: str, xlabel: str, log_x: bool = False, bins: int = 50):
-    """Histogram of a numeric series (nulls left out, n in the title); log-spaced bins on request."""
-    v = pd.Series(values).dropna()
+def histogram(counts: pd.DataFrame, title: str, xlabel: str, log_x: bool = False):
+    """A histogram already counted (``quality.histogram_counts``: left, right, rows per bin), n in
+    the title; a log x axis on request."""
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    if log_x:
-        v = v[v > 0]
-    if len(v):
-        edges = (np.geomspace(v.min(), v.max(), bins) if log_x and v.min() < v.max() else bins)
-        ax.hist(v, bins=edges, color=sns.color_palette()[0])
-        if log_x:
+    n = int(counts["rows"].sum()) if len(counts) else 0
+    if n:
+        edges = np.r_[counts["left"].to_numpy(), counts["right"].to_numpy()[-1:]]
+        if edges[0] == edges[-1]:   # one value: a bar of unit width around it
+            edges = np.array([edges[0] * 0.9, edges[0] * 1.1]) if log_x else np.array([edges[0] - 0.5, edges[0] + 0.5])
+        ax.stairs(counts["rows"].to_numpy(), edges, fill=True, color=sns.color_palette()[0])
+        if log_x:   # plain numbers at the decades: the reports do not parse mathtext (10^3 would show as code)
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(plt.matplotlib.ticker.FuncFormatter(
+                lambda x, _: f"{x:,.0f}" if x >= 1 else f"{x:g}"))
+            ax.xaxis.set_minor_formatter(plt.matplotlib.ticker.NullFormatter())
     else:
         ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
-    ax.set_title(f"{title} (n = {len(v):,})")
+    ax.set_title(f"{title} (n = {n:,})")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("rows")
     fig.tight_layout()
