@@ -66,9 +66,15 @@ def null_table(eng: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
 
 
-def identical_rows(eng: Engine, t: ir.Table) -> int:
+def identical_rows(eng: Engine, t: ir.Table, name: str | None = None) -> int:
     """Rows equal in every column to an earlier row (pandas' ``duplicated().sum()``): rows minus
-    distinct rows; SQL's DISTINCT takes empty values as equal, as pandas does."""
+    distinct rows; SQL's DISTINCT takes empty values as equal, as pandas does. Two identical rows
+    share their instants, so where the contract's table ``name`` has required timestamps only the
+    rows whose instants repeat are compared in full (one column to hash, not every column)."""
+    keys = [c.name for c in TABLES.get(name, ()) if c.kind == "timestamp" and c.required and c.name in t.columns]
+    if keys:
+        repeated = t.group_by(keys).aggregate(_rows=ibis._.count()).filter(ibis._._rows > 1).drop("_rows")
+        t = t.semi_join(repeated, keys)
     return int(eng.backend.execute(t.count())) - int(eng.backend.execute(t.distinct().count()))
 
 
@@ -80,7 +86,7 @@ def duplicate_table(eng: Engine) -> pd.DataFrame:
         n = int(eng.backend.execute(t.count()))
         unique = any(c.unique and c.name in t.columns for c in TABLES[name])
         rows.append({"table": name, "rows": n,
-                     "identical rows (beyond the first)": 0 if unique else identical_rows(eng, t)})
+                     "identical rows (beyond the first)": 0 if unique else identical_rows(eng, t, name)})
     return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"]).set_index("table")
 
 
@@ -133,20 +139,31 @@ def amount_summary(eng: Engine) -> pd.DataFrame:
         columns={"min": "lowest", "max": "highest"})
 
 
-_DURATIONS = (("first_response_at", "first response"), ("resolved_at", "resolution"))
+_DURATIONS = (("first_response_at", "first response", "first_response_min"),
+              ("resolved_at", "resolution", "resolution_min"))
+
+
+def _ticket_minutes(eng: Engine) -> ir.Table:
+    """Calendar minutes from creation to first response and to resolution, one row per ticket,
+    computed once per engine (``Engine.derived``): the summary and both histograms scan it."""
+    def build(e: Engine) -> ir.Table:
+        t = e.table("tickets")
+        return t.select(**{name: minutes_between(t.created_at, t[col]) for col, _, name in _DURATIONS
+                           if col in t.columns})
+    return eng.derived("ticket_minutes", build)
 
 
 def duration_summary(eng: Engine) -> pd.DataFrame:
     """n, median, p90, mean of the calendar minutes from creation to first response and to
     resolution, and how many have none yet (aggregated in the engine)."""
-    t = eng.table("tickets")
+    m = _ticket_minutes(eng)
     rows = []
-    for col, label in _DURATIONS:
-        if col not in t.columns:
+    for _, label, name in _DURATIONS:
+        if name not in m.columns:
             continue
-        m = minutes_between(t.created_at, t[col])
-        got = eng.frame(t.aggregate(n=m.count(), none=m.isnull().sum(), median_min=m.quantile(0.5),
-                                    p90_min=m.quantile(0.9), mean_min=m.mean())).iloc[0]
+        v = m[name]
+        got = eng.frame(m.aggregate(n=v.count(), none=v.isnull().sum(), median_min=v.quantile(0.5),
+                                    p90_min=v.quantile(0.9), mean_min=v.mean())).iloc[0]
         n = int(got["n"])
         rows.append({"duration": label, "n": n, "none yet": int(got["none"] or 0),
                      "median_min": got["median_min"] if n else None, "p90_min": got["p90_min"] if n else None,
@@ -185,9 +202,8 @@ def charge_amounts(eng: Engine) -> ir.FloatingColumn:
 def duration_columns(eng: Engine) -> dict[str, ir.FloatingColumn]:
     """Calendar minutes from creation to first response and to resolution, by label, for
     ``histogram_counts``."""
-    t = eng.table("tickets")
-    return {label: minutes_between(t.created_at, t[col]).name("minutes") for col, label in _DURATIONS
-            if col in t.columns}
+    m = _ticket_minutes(eng)
+    return {label: m[name] for _, label, name in _DURATIONS if name in m.columns}
 
 
 # thresholds of the data-quality flags (``flags``): amber from the first, red from the second
