@@ -37,6 +37,7 @@ import ibis.expr.types as ir
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from analysis.data.config import Config, load_config
 from analysis.data.contract import TABLES
@@ -99,11 +100,22 @@ class _SnapshotTables(Mapping):
         if not path.is_file():
             raise FileNotFoundError(f"the run's snapshot lost its file {path}")
         typed = backend.read_parquet(path, table_name=f"typed_{name}")
-        cut = instant(pd.Timestamp(self._meta["as_of"]))
-        return _seen_at(typed, name, cut)[2].select(*self._meta["dtypes"][name])
+        columns = list(self._meta["dtypes"][name])
+        if self._whole(name):
+            return typed.select(*columns)
+        return _seen_at(typed, name, instant(pd.Timestamp(self._meta["as_of"])))[2].select(*columns)
+
+    def _whole(self, name: str) -> bool:
+        """Whether the table is seen at as-of as it was read: no row set aside, no value blanked
+        (the usual case at the default as-of), so its file is the table as it is."""
+        a = self._meta["accounting"][name]
+        return not a["set_aside"] and not any(a.get("not_yet_happened_at_as_of", {}).values())
 
     def arrow(self, name: str) -> pa.Table:
-        """The table ``name`` as seen at as-of, in its source's row order, as Arrow."""
+        """The table ``name`` as seen at as-of, in its source's row order, as Arrow (its file's
+        columns read directly when the table is whole, see ``_whole``)."""
+        if self._whole(name):
+            return pq.read_table(self._dir / self._meta["files"][name], columns=list(self._meta["dtypes"][name]))
         con = ibis.duckdb.connect()   # keeps the rows' order
         try:
             con.raw_sql("SET TimeZone = 'UTC'")
