@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from analysis.data.config import Config, load_config
 from analysis.data.contract import TABLES
 from analysis.data.currency import convert_payments
-from analysis.data.engine import Engine, connect, from_frames, instant
+from analysis.data.engine import Engine, as_count, connect, from_frames, instant
 from analysis.data.io import RawTable, arrow_frame, find_table_files, read_table
 from analysis.data.sources import Source, parse_source, read_database
 from analysis.data.validate import check_rules, type_table
@@ -397,7 +397,7 @@ def load_dataset(data_dir: str | Path, config: Config | str | Path | None = None
             read, kept = typed[name].rows, int(counts["used"])
             accounting[name] = {"file": raw[name].where, "read": read, "used": kept, "set_aside": read - kept,
                                 "set_aside_by_reason": {AFTER_AS_OF: read - kept} if read > kept else {}}
-            masked = {c: int(counts[f"m_{c}"] or 0) for c in masks}
+            masked = {c: as_count(counts[f"m_{c}"]) for c in masks}
             if name in _NOT_YET:
                 accounting[name]["not_yet_happened_at_as_of"] = masked
             if name == "payments" and "currency" in seen.columns:

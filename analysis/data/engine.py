@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "connect", "from_frames", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "as_count", "connect", "from_frames", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number"]
 
 ENGINES = ("duckdb", "spark")
@@ -110,6 +110,11 @@ class Engine:
         """Run ``expr`` and return its rows as a DataFrame (text as Arrow-backed strings,
         timestamps in UTC), in the order the expression sets (none: the backend's)."""
         return _utc(arrow_frame(self.backend.to_pyarrow(expr)))
+
+
+def as_count(value) -> int:
+    """A count read back from the engine as an int: a sum over no rows is null in SQL, 0 here."""
+    return 0 if value is None or pd.isna(value) else int(value)
 
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,7 @@ import pandas as pd
 from analysis.present import page
 from analysis.data.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.data.dataset import Dataset
-from analysis.data.engine import Engine, instant
+from analysis.data.engine import Engine, as_count, instant
 from analysis.support.durations import minutes_between
 
 __all__ = ["flags", "never_paid_table", "stale_open_table", "second_reply_table", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
@@ -60,7 +60,7 @@ def null_table(eng: Engine) -> pd.DataFrame:
                                                         for i, c in enumerate(cols)})).iloc[0]
         n = int(got["rows"])
         for i, c in enumerate(cols):
-            empty = int(got[f"empty{i}"] or 0)
+            empty = as_count(got[f"empty{i}"])
             rows.append({"table": name, "column": c.name, "required": c.required, "empty": empty,
                          "share empty": empty / n if n else None})
     return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
@@ -95,7 +95,7 @@ def orphan_table(eng: Engine) -> pd.DataFrame:
     first payments before sign-up, tickets with no events (when ticket_events is given). Each
     a count in the engine (anti-joins on the ids)."""
     rows = []
-    run = lambda expr: int(eng.backend.execute(expr) or 0)  # noqa: E731
+    run = lambda expr: as_count(eng.backend.execute(expr))  # noqa: E731
     def add(check, n, of):
         rows.append({"check": check, "rows": int(n), "of": int(of), "share": n / of if of else None})
     t, c, p, e = (eng.table(n) for n in ("tickets", "clients", "payments", "ticket_events"))
@@ -165,7 +165,7 @@ def duration_summary(eng: Engine) -> pd.DataFrame:
         got = eng.frame(m.aggregate(n=v.count(), none=v.isnull().sum(), median_min=v.quantile(0.5),
                                     p90_min=v.quantile(0.9), mean_min=v.mean())).iloc[0]
         n = int(got["n"])
-        rows.append({"duration": label, "n": n, "none yet": int(got["none"] or 0),
+        rows.append({"duration": label, "n": n, "none yet": as_count(got["none"]),
                      "median_min": got["median_min"] if n else None, "p90_min": got["p90_min"] if n else None,
                      "mean_min": got["mean_min"] if n else None})
     return pd.DataFrame(rows, columns=["duration", "n", "none yet", "median_min", "p90_min", "mean_min"])

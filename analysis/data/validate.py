@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from analysis.data import contract
 from analysis.data.config import Config
 from analysis.data.contract import KEYS, ORDER_RULES, REFERENCES, TABLES, TYPE_RULES, UNIQUE
-from analysis.data.engine import utc_naive
+from analysis.data.engine import as_count, utc_naive
 from analysis.data.io import Problem, RawTable, UnreadableError
 
 __all__ = ["Typed", "type_table", "check_rules", "examples", "ROW"]
@@ -175,7 +175,7 @@ def check_rules(con, typed: dict[str, Typed], tables: dict[str, ir.Table], confi
         counts = con.execute(t.aggregate(**{f"r{i}": k[4].sum() for i, k in enumerate(values)})).iloc[0] if values else {}
         for column, check, kind, spec, fails in checks:
             if kind == "value":
-                if not int(counts[f"r{values.index((column, check, kind, spec, fails))}"] or 0):
+                if not as_count(counts[f"r{values.index((column, check, kind, spec, fails))}"]):
                     continue
                 failing = t.filter(fails)
                 listed = (con.execute(failing.select(column).distinct().order_by(column).limit(10))[column].tolist()
