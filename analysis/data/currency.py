@@ -20,17 +20,10 @@ from __future__ import annotations
 import ibis.expr.types as ir
 import pandas as pd
 
+from analysis.data.engine import utc_frame
 from analysis.data.io import Problem, RawTable
 
 __all__ = ["convert_payments"]
-
-
-def _utc(frame: pd.DataFrame) -> pd.DataFrame:
-    """Instants read from the engine (UTC without a zone) as UTC timestamps again."""
-    for c in frame.columns:
-        if pd.api.types.is_datetime64_dtype(frame[c]):
-            frame[c] = frame[c].dt.tz_localize("UTC")
-    return frame
 
 
 def _examples(frame: pd.DataFrame, raw: RawTable, cols: list[str]) -> list[str]:
@@ -62,14 +55,14 @@ def convert_payments(con, payments: ir.Table, fx_rates: ir.Table | None, reporti
     n_foreign = int(con.execute(foreign.count()))
     if not n_foreign:
         return payments, [], False
-    first = lambda t: _utc(con.execute(t.order_by("_row").limit(5)))  # noqa: E731
+    first = lambda t: utc_frame(con.execute(t.order_by("_row").limit(5)))  # noqa: E731
     if fx_rates is None:
         others = sorted(con.execute(foreign.select("_code").distinct().order_by("_code").limit(10))["_code"])
         return payments, [Problem(pay_file, "currency",
                                   f"amounts in {', '.join(others[:10])} need an fx_rates table (date, currency, rate) "
                                   f"to convert them to {home}", n_foreign,
                                   _examples(first(foreign), pay_raw, ["payment_id", "currency", "paid_at"]))], False
-    rates = _utc(con.execute(fx_rates.select("_row", "date", "currency", "rate").order_by("_row")))
+    rates = utc_frame(con.execute(fx_rates.select("_row", "date", "currency", "rate").order_by("_row")))
     rates["currency"] = rates["currency"].astype("string").str.strip().str.upper()
     twice = rates.duplicated(["currency", "date"], keep=False)
     if twice.any():

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "as_count", "connect", "from_frames", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number"]
 
 ENGINES = ("duckdb", "spark")
@@ -109,7 +109,7 @@ class Engine:
     def frame(self, expr: ir.Table) -> pd.DataFrame:
         """Run ``expr`` and return its rows as a DataFrame (text as Arrow-backed strings,
         timestamps in UTC), in the order the expression sets (none: the backend's)."""
-        return _utc(arrow_frame(self.backend.to_pyarrow(expr)))
+        return utc_frame(arrow_frame(self.backend.to_pyarrow(expr)))
 
 
 def as_count(value) -> int:
@@ -117,7 +117,7 @@ def as_count(value) -> int:
     return 0 if value is None or pd.isna(value) else int(value)
 
 
-def _utc(frame: pd.DataFrame) -> pd.DataFrame:
+def utc_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamps as UTC instants: those without a zone (the engine's own, see the module) are
     localized to UTC, those with one (PostgreSQL and Spark return the session's) converted."""
     for col in frame.columns:

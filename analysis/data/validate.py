@@ -140,8 +140,8 @@ def _count(con, expr: ir.Table) -> int:
     return int(con.execute(expr.count()))
 
 
-def _failing(con, raw: RawTable, t: ir.Table, failing: ir.Table, column: str, text: str,
-             example_columns: list[str]) -> Problem:
+def _failing(con, raw: RawTable, failing: ir.Table, column: str, text: str, example_columns: list[str]) -> Problem:
+    """The problem of the rows ``failing``: their count and the first five in the source's order."""
     rows = con.execute(failing.order_by(ROW).select(ROW).limit(5))[ROW].tolist()
     return Problem(raw.where, column, text, _count(con, failing), examples(raw, rows, example_columns))
 
@@ -157,8 +157,8 @@ def check_rules(con, typed: dict[str, Typed], tables: dict[str, ir.Table], confi
             if later in columns and earlier in columns:
                 failing = t.filter(t[later].notnull() & t[earlier].notnull() & (t[later] < t[earlier]))
                 if _count(con, failing):
-                    problems.append(_failing(con, raw, t, failing, later, f"{later} >= {earlier}", [earlier, later]))
-        checks = []  # (column, check, rule or kind, ...)
+                    problems.append(_failing(con, raw, failing, later, f"{later} >= {earlier}", [earlier, later]))
+        checks = []  # (column, check, kind, the rule or the referenced table and column, failing-row predicate)
         for rule in contract.column_rules(name, config, columns):
             fails = rule.fails(t)
             if rule.check == "not_nullable" and _BAD + rule.column in t.columns:
@@ -171,23 +171,24 @@ def check_rules(con, typed: dict[str, Typed], tables: dict[str, ir.Table], confi
             if tname == name and c in columns and rt in tables and rc in typed[rt].columns:
                 checks.append((c, f"reference to {rt}.{rc}", "reference", (rt, rc), None))
         checks.sort(key=lambda k: (k[0], k[1]))
-        values = [k for k in checks if k[2] == "value"]
-        counts = con.execute(t.aggregate(**{f"r{i}": k[4].sum() for i, k in enumerate(values)})).iloc[0] if values else {}
-        for column, check, kind, spec, fails in checks:
+        # every value rule counted in one aggregate over the table, by its place in ``checks``
+        counted = {i: k[4].sum() for i, k in enumerate(checks) if k[2] == "value"}
+        counts = con.execute(t.aggregate(**{f"r{i}": v for i, v in counted.items()})).iloc[0] if counted else {}
+        for i, (column, check, kind, spec, fails) in enumerate(checks):
             if kind == "value":
-                if not as_count(counts[f"r{values.index((column, check, kind, spec, fails))}"]):
+                if not as_count(counts[f"r{i}"]):
                     continue
                 failing = t.filter(fails)
                 listed = (con.execute(failing.select(column).distinct().order_by(column).limit(10))[column].tolist()
                           if spec.listed else [])
-                problems.append(_failing(con, raw, t, failing, column, contract.rule_text(spec, listed), [column]))
+                problems.append(_failing(con, raw, failing, column, contract.rule_text(spec, listed), [column]))
             elif kind == "unique":
                 seen = con.execute(t.aggregate(n=t[column].count(), d=t[column].nunique())).iloc[0]
                 if int(seen["n"]) == int(seen["d"]):
                     continue
                 twice = t.filter(t[column].notnull()).group_by(column).aggregate(k=ibis._.count()).filter(ibis._.k > 1)
                 failing = t.filter(t[column].isin(twice[column]))
-                problems.append(_failing(con, raw, t, failing, column,
+                problems.append(_failing(con, raw, failing, column,
                                          contract.UNIQUE_TEXT.format(column=column), [column]))
             else:
                 rt, rc = spec
@@ -195,6 +196,6 @@ def check_rules(con, typed: dict[str, Typed], tables: dict[str, ir.Table], confi
                 present = t.filter(t[column].notnull())
                 failing = present.anti_join(known, present[column] == known["_key"])
                 if _count(con, failing):
-                    problems.append(_failing(con, raw, t, failing, column,
+                    problems.append(_failing(con, raw, failing, column,
                                              contract.REFERENCE_TEXT.format(table=rt, column=rc), [column]))
     return problems
