@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-__all__ = ["wilson_interval", "rate_table", "duration_stats", "quantile_replicates",
+__all__ = ["wilson_interval", "rate_table", "duration_stats", "duration_aggregates", "quantile_replicates",
            "mean_replicates", "proportion_replicates", "block_length", "block_ratio_replicates",
            "percentile_interval", "NORMAL_LIMIT_N",
            "SKEW_LIMIT", "difference_interval", "hazard_to_risk_ratio", "smd_to_risk_ratio", "e_value", "e_value_interval"]
@@ -66,6 +66,15 @@ def duration_stats(values: pd.Series, by: pd.Series | None = None, prefix: str =
                         cols[3]: g.mean()})
     out[cols[0]] = out[cols[0]].astype("int64")
     return out
+
+
+def duration_aggregates(values, prefix: str = "") -> dict:
+    """``duration_stats`` as engine aggregates of an Ibis column (nulls left out): n, median and
+    p90 (linear interpolation: DuckDB's quantile_cont, PostgreSQL's percentile_cont and Spark's
+    percentile, numpy's default) and mean; on no values n = 0 (or null, read back by
+    ``engine.as_count``) and the statistics null."""
+    return {f"{prefix}n": values.count(), f"{prefix}median_min": values.quantile(0.5),
+            f"{prefix}p90_min": values.quantile(0.9), f"{prefix}mean_min": values.mean()}
 
 
 def _few_group_quantile(v: pd.Series, by: pd.Series, groups: pd.Index, q: float) -> pd.Series:

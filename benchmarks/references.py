@@ -85,7 +85,7 @@ def _sql_long(con, query: str, keys: list[str], params: dict | None = None) -> p
 
 # --------------------------------------------------------------------------- support tiers
 def support_package(ds: Dataset) -> pd.DataFrame:
-    s = overview.tier_summary(ds.tickets, ds.config, ds.as_of)
+    s = overview.tier_summary(ds.engine(), ds.config, ds.as_of)
     cols = ["tickets", "first_response_n", "first_response_median_min", "first_response_p90_min",
             "first_response_mean_min", "sla_achieved_count", "sla_breached", "sla_active", "resolved",
             "resolution_median_min", "resolution_p90_min", "resolution_mean_min", "csat_responses"]

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from analysis import InputError
+from analysis.data.engine import from_frames
 from analysis.support.before_after import change_sentence, compare_periods, periods, sentences_markdown, ticket_measures
 from analysis.data.config import Config, Tier
 from analysis.support.staffing import (average_speed_of_answer, erlang_c, required_agents, service_level,
@@ -48,7 +49,7 @@ def test_medians_rates_and_sentence_hand_computed():
     t = tickets(["2026-01-05", "2026-01-06", "2026-01-07", "2026-02-05", "2026-02-06", "2026-02-07"],
                 [10, 20, 30, 5, 10, 15])
     b, a = periods("2026-01-01", "2026-02-01", "2026-02-01", "2026-03-01", AS_OF)
-    table = compare_periods(ticket_measures(t, CONFIG, AS_OF), b, a, CONFIG, reps=500, seed=3)
+    table = compare_periods(ticket_measures(from_frames({"tickets": t}), CONFIG, AS_OF), b, a, CONFIG, reps=500, seed=3)
     row = table.set_index(["metric", "tier"])
     med = row.loc[("first_response_median_min", "all")]
     assert (med["before"], med["after"], med["difference"], med["relative_change"]) == (20.0, 10.0, -10.0, -0.5)
@@ -77,7 +78,7 @@ def test_a_rate_at_zero_in_both_periods_has_a_real_interval():
     days = [f"2026-01-{d:02d}" for d in range(1, 26)] + [f"2026-02-{d:02d}" for d in range(1, 26)]
     t = tickets(days, [60] * 50)
     b, a = periods("2026-01-01", "2026-02-01", "2026-02-01", "2026-03-01", AS_OF)
-    sla = compare_periods(ticket_measures(t, CONFIG, AS_OF), b, a, CONFIG, reps=200, seed=1) \
+    sla = compare_periods(ticket_measures(from_frames({"tickets": t}), CONFIG, AS_OF), b, a, CONFIG, reps=200, seed=1) \
         .set_index(["metric", "tier"]).loc[("sla_achieved", "all")]
     assert (sla["before"], sla["after"], sla["n_before"], sla["n_after"]) == (0.0, 0.0, 25, 25)
     assert sla["ci_low"] == pytest.approx(-0.13319, abs=1e-5) and sla["ci_high"] == pytest.approx(0.13319, abs=1e-5)
@@ -87,7 +88,7 @@ def test_bootstrap_is_seeded_and_order_free():
     t = tickets([f"2026-01-{d:02d}" for d in range(1, 29)] + [f"2026-02-{d:02d}" for d in range(1, 29)],
                 list(np.arange(1, 57) % 17 + 1))
     b, a = periods("2026-01-01", "2026-02-01", "2026-02-01", "2026-03-01", AS_OF)
-    m = ticket_measures(t, CONFIG, AS_OF)
+    m = ticket_measures(from_frames({"tickets": t}), CONFIG, AS_OF)
     one = compare_periods(m, b, a, CONFIG, reps=300, seed=5)
     two = compare_periods(m.iloc[::-1], b, a, CONFIG, reps=300, seed=5)
     other = compare_periods(m, b, a, CONFIG, reps=300, seed=6)

@@ -317,3 +317,61 @@ def test_quality_views_by_hand(backend):
     counts = quality.histogram_counts(logs, logs.table("v").x, bins=3, log=True)
     assert counts["left"].tolist() == pytest.approx([1, 10]) and counts["rows"].tolist() == [1, 2]
     assert quality.histogram_counts(logs, logs.table("v").x.nullif(logs.table("v").x), log=True).empty
+
+
+def test_support_counts_by_hand(backend):
+    from analysis.data.config import Config, Tier
+    from analysis.support import before_after, csat, escalation, overview, sla
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    config = Config(tiers=[Tier(id="L1", first_response_target_min=30, resolution_target_min=120,
+                                first_response_target_by_priority_min={"urgent": 10}),
+                           Tier(id="L2", first_response_target_min=60), Tier(id="FIN")])
+    as_of = t("2025-02-01")
+    tickets = pd.DataFrame({
+        "ticket_id": ["t1", "t2", "t3", "t4", "t5"],
+        "created_at": [t("2025-01-06T10:00"), t("2025-01-06T10:00"), t("2025-01-07T10:00"), t("2025-01-31T23:50"),
+                       t("2025-01-08T10:00")],
+        "first_tier": ["L1", "L1", "L1", "L2", "X"],           # t5: a tier outside the config, left out of every tier
+        "final_tier": ["L1", "L2", None, None, None],
+        "first_response_at": [t("2025-01-06T10:20"), t("2025-01-06T10:45"), t("2025-01-07T10:20"), pd.NaT, pd.NaT],
+        "resolved_at": [t("2025-01-06T11:00"), t("2025-01-06T13:00"), pd.NaT, pd.NaT, pd.NaT],
+        "priority": [None, None, "urgent", None, None],
+        "csat_satisfied": pd.array([True, False, None, None, None], dtype="boolean"),
+        "channel_kind": ["text", "voice", "text", "text", "text"]})
+    events = pd.DataFrame({"ticket_id": ["t1", "t2", "t2", "t2"], "at": [t("2025-01-06T10:20")] * 4,
+                           "event": ["agent_reply", "agent_reply", "agent_reply", "reopened"], "tier": ["L1"] * 4})
+    eng = engine.from_frames({"tickets": tickets, "ticket_events": events}, backend)
+    # first response per entry tier: L1 t1 20 <= 30 achieved, t2 45 > 30 breached, t3 urgent 20 > 10 breached;
+    # L2 t4 nothing yet, 10 min to as-of <= 60: active
+    fr = sla.sla_table(eng, config, as_of, "first_response")
+    assert fr.loc["L1", ["tickets", "achieved", "breached", "active", "no_target"]].tolist() == [3, 1, 2, 0, 0]
+    assert fr.loc["L2", ["tickets", "active"]].tolist() == [1, 1] and fr.loc["FIN", "tickets"] == 0
+    # resolution per resolving tier: L1 t1 60 <= 120 achieved, t3 open 25 days > 120 min breached; L2 has no target
+    res = sla.sla_table(eng, config, as_of, "resolution")
+    assert res.loc["L1", ["tickets", "achieved", "breached"]].tolist() == [2, 1, 1] and res.loc["L2", "no_target"] == 2
+    split = sla.sla_table(eng, config, as_of, "first_response", split=("channel_kind",))
+    assert split["tickets"].to_dict() == {("L1", "text"): 2, ("L1", "voice"): 1, ("L2", "text"): 1}
+    s = overview.tier_summary(eng, config, as_of)
+    # L1 first responses 20, 45, 20: median 20, mean 28.33, p90 h = 0.9 * 2 = 1.8 -> 20 + 0.8 * 25 = 40
+    assert s.loc["L1", ["first_response_n", "first_response_median_min"]].tolist() == [3, 20.0]
+    assert s.loc["L1", "first_response_mean_min"] == pytest.approx(85 / 3)
+    assert s.loc["L1", "first_response_p90_min"] == pytest.approx(40.0)
+    assert s.loc["L2", "resolved"] == 1 and s.loc["L2", "resolution_median_min"] == 180.0
+    assert s.loc["L1", "escalation_rate"] == pytest.approx(1 / 3) and s.loc["L1", "csat"] == 1.0
+    assert s.loc["L2", "csat"] == 0.0 and np.isnan(s.loc["FIN", "csat"])
+    m = escalation.escalation_matrix(eng, config, as_of)
+    assert m.loc["L1"].tolist() == [2, 1, 0] and m.loc["L2"].tolist() == [0, 1, 0] and m.to_numpy().sum() == 4
+    assert csat.csat_by_agent(eng, config, as_of).empty          # no agent_id column
+    # one reply on t1 (L1), two on t2 (L2): one-touch 1/1 and 0/1; t2 reopened (from events): 1 of 1 solved
+    one = escalation.one_touch(eng, config, as_of)
+    assert one.loc["L1", "one_touch_rate"] == 1.0 and one.loc["L2", ["2 replies", "one_touch_rate"]].tolist() == [1, 0.0]
+    reopen = escalation.reopen_rate(eng, config, as_of)
+    assert reopen.loc["L1", ["solved", "reopened"]].tolist() == [1, 0] and reopen.loc["L2", "reopen_rate"] == 1.0
+    # the week of Monday 2025-01-06 for L1: t1, t2, t3, median 20, 1 of 3 achieved; t4's week ends after as-of
+    week = sla.weekly_trend(eng, config, as_of, "first_response")
+    assert week[["tier", "tickets", "median_min", "achieved", "decided"]].values.tolist() == [["L1", 3, 20.0, 1, 3]]
+    assert week["week"].tolist() == [pd.Timestamp("2025-01-06")]
+    measures = before_after.ticket_measures(eng, config, as_of)     # by creation: t1, t2, t3, t5, t4
+    assert measures["first_response_sla"].tolist() == [True, False, False, pd.NA, pd.NA]
+    assert measures["one_touch"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
+    assert measures["escalated"].tolist() == [False, True, False, True, False]   # t5: outside the ladder

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from analysis import load_dataset
+from analysis.data.engine import from_frames
 from analysis.support import escalation, workload
 from conftest import write_dir
 
@@ -66,11 +67,11 @@ def segments(ds):
 
 
 def test_matrix_and_rate(ds):
-    m = escalation.escalation_matrix(ds.tickets, ds.config)
+    m = escalation.escalation_matrix(ds.engine(), ds.config, ds.as_of)
     # entry L1: stayed in L1 = C, E, F (3); ended in L2 = A, B, D (3); rows/columns in ladder order
     assert list(m.index) == ["L1", "L1.5", "L2"] and list(m.columns) == ["L1", "L1.5", "L2"]
     assert m.loc["L1"].tolist() == [3, 0, 3] and m.values.sum() == 6
-    r = escalation.escalation_rates(ds.tickets, ds.config)
+    r = escalation.escalation_rates(ds.engine(), ds.config, ds.as_of)
     assert r.loc["L1", "escalation_rate"] == 3 / 6 and np.isnan(r.loc["L2", "escalation_rate"])
 
 
@@ -101,15 +102,16 @@ def test_reassignments(ds, segments):
 
 
 def test_one_touch_and_reopen(ds):
-    one = escalation.one_touch(ds.tickets, ds.ticket_events, ds.config)
+    one = escalation.one_touch(ds.engine(), ds.config, ds.as_of)
     # resolved with events, by resolving tier: L1 = C (1 reply), E (1) -> 2 / 2; L2 = A (2), B (1) -> 1 / 2
     assert one.loc["L1", ["1 reply", "resolved"]].tolist() == [2, 2] and one.loc["L1", "one_touch_rate"] == 1.0
     assert one.loc["L2", "2 replies"] == 1 and one.loc["L2", "one_touch_rate"] == 0.5
-    re = escalation.reopen_rate(ds.tickets, ds.config, ds.ticket_events)
+    re = escalation.reopen_rate(ds.engine(), ds.config, ds.as_of)
     # solved at least once: L1 = C, E, F (E reopened) -> 1 / 3; L2 = A, B -> 0 / 2 (D never solved)
     assert re.loc["L1", ["solved", "reopened"]].tolist() == [3, 1] and re.loc["L1", "reopen_rate"] == 1 / 3
     assert re.loc["L2", "reopen_rate"] == 0.0
-    from_events = escalation.reopen_rate(ds.tickets.drop(columns="reopened"), ds.config, ds.ticket_events)
+    from_events = escalation.reopen_rate(
+        from_frames({"tickets": ds.tickets.drop(columns="reopened"), "ticket_events": ds.ticket_events}), ds.config, ds.as_of)
     assert from_events.loc["L1", "reopened"] == 1
 
 

@@ -7,6 +7,7 @@ from hypothesis import given, settings, strategies as st
 
 from analysis import load_dataset
 from analysis.data.config import Config, Tier
+from analysis.data.engine import from_frames
 from analysis.support import csat, sla, overview
 from conftest import write_dir
 
@@ -36,9 +37,13 @@ def t(i, created="2026-01-10T10:00:00Z", fr=None, res=None, first="L1", final=No
 
 def test_sla_status_rule_at_the_edges():
     # 30 <= 30 achieved; 31 > 30 breached; none yet, elapsed 31 > 30 breached; none, elapsed 30 active
-    out = sla.sla_status(pd.Series([30.0, 31.0, np.nan, np.nan]), pd.Series([30.0] * 4),
-                         pd.Series([100.0, 100.0, 31.0, 30.0]))
-    assert out.tolist() == [True, False, False, pd.NA]
+    # and no target: neither achieved nor breached, whatever the time
+    eng = from_frames({"x": pd.DataFrame({"row": range(5), "d": [30.0, 31.0, np.nan, np.nan, 5.0],
+                                          "target": [30.0, 30.0, 30.0, 30.0, np.nan],
+                                          "elapsed": [100.0, 100.0, 31.0, 30.0, 100.0]})})
+    x = eng.table("x")
+    out = eng.frame(x.select("row", s=sla.status_expr(x.d, x.target, x.elapsed)).order_by("row"))["s"]
+    assert out.astype("Int64").tolist() == [1, 0, 0, pd.NA, pd.NA]
 
 
 def test_first_response_sla_per_tier_with_priority_target(tmp_path):
@@ -51,7 +56,7 @@ def test_first_response_sla_per_tier_with_priority_target(tmp_path):
         t(6, first="L2", fr="2026-01-10T11:00:00Z", res="2026-01-10T12:00:00Z"),     # 60 <= 60 achieved
         t(7, first="FIN", fr="2026-01-10T10:05:00Z"),                                # FIN has no target
     ])
-    table = sla.sla_table(ds.tickets, ds.config, ds.as_of)
+    table = sla.sla_table(ds.engine(), ds.config, ds.as_of)
     assert table.loc["L1", ["tickets", "achieved", "breached", "active", "no_target"]].tolist() == [5, 1, 3, 1, 0]
     assert table.loc["L1", "sla_achieved"] == 1 / 4            # achieved / (achieved + breached)
     assert table.loc["L2", "sla_achieved"] == 1.0
@@ -65,7 +70,7 @@ def test_summary_lists_every_tier_with_zero_counts_and_null_rates(tmp_path):
         t(3, fr="2026-01-10T10:40:00Z", res="2026-01-10T12:10:00Z", csat_score="good"),             # 40 / 130
         t(4, fr="2026-01-10T10:30:00Z"),                                                            # 30, open
     ])
-    s = overview.tier_summary(ds.tickets, ds.config, ds.as_of)
+    s = overview.tier_summary(ds.engine(), ds.config, ds.as_of)
     assert list(s.index) == ["L1", "L2", "FIN"]
     l1 = s.loc["L1"]
     # first response per entry tier: 10, 20, 40, 30 -> median (20 + 30) / 2 = 25, mean 25
@@ -95,7 +100,7 @@ def test_csat_handles_both_scales_and_wilson_interval(tmp_path):
     scores = ["5", "4", "GOOD", "3", "bad", "2", None, None, None, None]
     ds = dataset(tmp_path, [t(i, fr="2026-01-10T10:05:00Z", res="2026-01-10T11:00:00Z", csat_score=s)
                             for i, s in enumerate(scores)] + [t(99)])   # + an unresolved ticket
-    c = csat.csat_by_tier(ds.tickets, ds.config).loc["L1"]
+    c = csat.csat_by_tier(ds.engine(), ds.config, ds.as_of).loc["L1"]
     assert (c["resolved"], c["csat_responses"], c["satisfied"]) == (10, 6, 3)
     assert c["csat"] == 0.5 and c["response_rate"] == 0.6            # 6 rated / 10 resolved
     # Wilson 95% for 3/6: (p + z^2/2n -/+ z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), z = 1.95996
@@ -108,7 +113,8 @@ def test_csat_per_agent_ranks_by_lower_bound(tmp_path):
     rows = [t(i, fr="2026-01-10T10:05:00Z", res="2026-01-10T11:00:00Z", agent_id="a", csat_score="5") for i in range(4)]
     rows += [t(10 + i, fr="2026-01-10T10:05:00Z", res="2026-01-10T11:00:00Z", agent_id="b",
                csat_score="5" if i < 2 else "1") for i in range(4)]
-    out = csat.csat_by_agent(dataset(tmp_path, rows).tickets, CONFIG)
+    ds = dataset(tmp_path, rows)
+    out = csat.csat_by_agent(ds.engine(), CONFIG, ds.as_of)
     assert out.index.get_level_values("agent_id").tolist() == ["b", "a"]   # 2/4 ranks before 4/4
     assert out["csat"].tolist() == [0.5, 1.0]
 
@@ -122,8 +128,8 @@ def test_business_clock_in_summary_and_elapsed(tmp_path):
     times = sla.ticket_times(ds.tickets, ds.config, ds.as_of)
     assert times["first_response_min"].iloc[0] == 40.0
     assert sla.ticket_times(ds.tickets, ds.config, ds.as_of, business=False)["first_response_min"].iloc[0] == 3820.0
-    assert overview.sla_metrics(overview.tier_summary(ds.tickets, ds.config, ds.as_of), ds.config)["sla"]["clock"] == "business"
-    durations = overview.duration_table(ds.tickets, ds.config, ds.as_of)
+    assert overview.sla_metrics(overview.tier_summary(ds.engine(), ds.config, ds.as_of), ds.config)["sla"]["clock"] == "business"
+    durations = overview.duration_table(ds.engine(), ds.config, ds.as_of)
     assert durations.loc[("first response", "business", "L1"), "median_min"] == 40.0
     assert durations.loc[("first response", "calendar", "L1"), "median_min"] == 3820.0
 
@@ -139,9 +145,10 @@ minutes_or_none = st.one_of(st.none(), st.integers(min_value=0, max_value=5000))
 def test_properties_counts_sum_and_rates_in_unit_interval(rows):
     base = AS_OF - pd.Timedelta(minutes=40000)
     frame = pd.DataFrame({
-        "ticket_id": [f"t{i}" for i in range(len(rows))],
+        "ticket_id": pd.array([f"t{i}" for i in range(len(rows))], dtype="string"),
         "created_at": pd.Series([base + pd.Timedelta(minutes=r[4]) for r in rows], dtype="datetime64[ns, UTC]"),
-        "first_tier": [r[0] for r in rows], "final_tier": [r[1] for r in rows],
+        "first_tier": pd.array([r[0] for r in rows], dtype="string"),
+        "final_tier": pd.array([r[1] for r in rows], dtype="string"),
         "first_response_at": pd.Series([base + pd.Timedelta(minutes=r[4] + r[2]) if r[2] is not None else pd.NaT
                                         for r in rows], dtype="datetime64[ns, UTC]"),
         "resolved_at": pd.Series([base + pd.Timedelta(minutes=r[4] + r[3]) if r[3] is not None else pd.NaT
@@ -150,13 +157,14 @@ def test_properties_counts_sum_and_rates_in_unit_interval(rows):
     })
     frame["first_response_at"] = frame["first_response_at"].where(frame["first_response_at"] < AS_OF)
     frame["resolved_at"] = frame["resolved_at"].where(frame["resolved_at"] < AS_OF)
-    s = overview.tier_summary(frame, CONFIG, AS_OF)
+    eng = from_frames({"tickets": frame})
+    s = overview.tier_summary(eng, CONFIG, AS_OF)
     assert s["tickets"].sum() == len(frame)
     assert (s["sla_achieved_count"] + s["sla_breached"] + s["sla_active"]
-            + sla.sla_table(frame, CONFIG, AS_OF)["no_target"] == s["tickets"]).all()
+            + sla.sla_table(eng, CONFIG, AS_OF)["no_target"] == s["tickets"]).all()
     assert s["resolved"].sum() == frame["resolved_at"].notna().sum()
     for col in ("sla_achieved", "csat", "escalation_rate", "csat_response_rate", "resolution_sla_achieved"):
         v = s[col].dropna()
         assert ((v >= 0) & (v <= 1)).all(), col
-    ch = sla.sla_table(frame.assign(channel_kind="text"), CONFIG, AS_OF, split=("channel_kind",))
+    ch = sla.sla_table(from_frames({"tickets": frame.assign(channel_kind=pd.array(["text"] * len(frame), dtype="string"))}), CONFIG, AS_OF, split=("channel_kind",))
     assert ch["tickets"].sum() == len(frame)

@@ -12,6 +12,7 @@ import pytest
 import sample_figures as fig
 from analysis import load_dataset
 from analysis.run.cli import main
+from analysis.data.engine import from_frames
 from analysis.support.before_after import compare_periods, periods, ticket_measures
 from conftest import ROOT
 
@@ -73,7 +74,7 @@ def test_l2_load_change_on_line_tickets(sample_dir, truth):
     ds = load_dataset(sample_dir)
     line = ds.tickets[~ds.tickets["topic"].isin(["billing", "refund_request", "cancellation"])]
     before, after = periods("2025-01-01", "2025-07-01", "2025-07-01", "2026-01-01", ds.as_of)
-    table = compare_periods(ticket_measures(line, ds.config, ds.as_of), before, after, ds.config, reps=2000, seed=1)
+    table = compare_periods(ticket_measures(from_frames({"tickets": line}), ds.config, ds.as_of), before, after, ds.config, reps=2000, seed=1)
     row = table.set_index(["metric", "tier"]).loc[("tier_share", "L2")]
     ref = fig.support_windows(ds, "2025-07-01", months=6)
     assert row["before"] == pytest.approx(ref["before"]["l2_share"]) and row["after"] == pytest.approx(ref["after"]["l2_share"])

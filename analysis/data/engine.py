@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number"]
 
 ENGINES = ("duckdb", "spark")
@@ -146,6 +146,13 @@ def utc_naive(table: pa.Table) -> pa.Table:
     return table
 
 
+def memtable(frame: pd.DataFrame | pa.Table) -> ir.Table:
+    """A small in-memory table (a calendar, a lookup) as an Ibis table that any backend receives
+    when a query uses it, its instants written as the engine's (``utc_naive``)."""
+    arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
+    return ibis.memtable(utc_naive(arrow))
+
+
 class _InMemory(Mapping):
     """Tables given as DataFrames (or Arrow tables), each made an Ibis table the first time it
     is used: a report pays only for the tables it touches (a run's snapshot reads a table from
@@ -159,8 +166,7 @@ class _InMemory(Mapping):
             frame = self._frames[name]
             if frame is None:
                 raise KeyError(name)
-            arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
-            self._made[name] = ibis.memtable(utc_naive(arrow))
+            self._made[name] = memtable(frame)
         return self._made[name]
 
     def __iter__(self):

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import ibis
+
 import numpy as np
 import pandas as pd
 
@@ -25,11 +27,13 @@ from analysis.present import page
 from analysis.data.config import Config
 from analysis.data.dataset import parse_day
 from analysis.errors import InputError
-from analysis.support.sla import sla_status, target_minutes, ticket_times
+from analysis.data.engine import Engine, instant
+from analysis.support.csat import satisfied_expr
+from analysis.support.sla import ticket_table
 from analysis.stats import (block_ratio_replicates, difference_interval, mean_replicates, percentile_interval,
                             proportion_replicates, quantile_replicates)
-from analysis.support.escalation import escalated, reply_counts
-from analysis.support.tiers import entry_tier, resolving_tier
+from analysis.support.escalation import escalated_expr, with_event_counts
+from analysis.support.tiers import ladder
 
 __all__ = ["Period", "periods", "ticket_measures", "METRICS", "compare_periods", "change_sentence",
            "sentences_markdown", "comparison_metrics", "changes_view"]
@@ -84,38 +88,44 @@ def periods(before_from: str, before_to: str, after_from: str, after_to: str, as
     return out[0], out[1]
 
 
-def ticket_measures(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
-                    events: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per ticket with what every per-ticket metric needs: created_at, entry and
+def ticket_measures(eng: Engine, config: Config, as_of: pd.Timestamp, *periods: Period) -> pd.DataFrame:
+    """One row per ticket created in the span of ``periods`` (from the earliest start to the
+    latest end; every ticket without periods; computed in the engine
+    on ``sla.ticket_table``) with what every per-ticket metric needs: created_at, entry and
     resolving tier, first response and resolution minutes (config clock), first-response and
-    resolution SLA status, satisfied (null = not rated), resolved, escalated, one_touch (null
-    unless resolved with events) and reopened (null unless solved at least once)."""
-    times = ticket_times(tickets, config, as_of)
-    out = pd.DataFrame({"created_at": tickets["created_at"], "entry": entry_tier(tickets, config),
-                        "resolving": resolving_tier(tickets, config)}, index=tickets.index)
-    out["first_response_min"] = times["first_response_min"]
-    out["resolution_min"] = times["resolution_min"]
-    for kind in ("first_response", "resolution"):
-        out[f"{kind}_sla"] = sla_status(times[f"{kind}_min"], target_minutes(tickets, config, kind),
-                                        times["elapsed_min"])
-    out["resolved"] = tickets["resolved_at"].notna() if "resolved_at" in tickets.columns else False
-    satisfied = tickets["csat_satisfied"] if "csat_satisfied" in tickets.columns else pd.NA
-    out["satisfied"] = pd.Series(satisfied, index=tickets.index).astype("boolean").where(out["resolved"])  # as csat.csat_table
-    out["rated_of_resolved"] = out["satisfied"].notna().astype("boolean").where(out["resolved"])
-    out["escalated"] = escalated(out["entry"], out["resolving"])
-    one = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
-    if events is not None:
-        replies, has = reply_counts(tickets, events)
-        known = np.asarray(out["resolved"], dtype=bool) & has
-        one[known] = replies[known] == 1
-    out["one_touch"] = one
-    reopened = pd.Series(pd.NA, index=tickets.index, dtype="boolean")
-    if "reopened" in tickets.columns:
-        r = tickets["reopened"].fillna(0).gt(0)
-        solved = out["resolved"] | r
-        reopened[solved] = r[solved]
-    out["reopened"] = reopened
-    return out
+    resolution SLA status (True achieved, False breached, null active), satisfied (null = not
+    rated or not resolved), rated_of_resolved (null unless resolved), resolved, escalated,
+    one_touch (null unless resolved with events) and reopened (from ``tickets.reopened``; null
+    unless solved at least once or without that column). Ordered by created_at, then ticket_id."""
+    t = with_event_counts(eng, ticket_table(eng, config, as_of))
+    if periods:
+        start, end = min(p.start for p in periods), max(p.end for p in periods)
+        t = t.filter((t.created_at >= instant(start)) & (t.created_at < instant(end)))
+    resolved = t.resolved_at.notnull()
+    satisfied = satisfied_expr(t)
+    none = ibis.null("boolean")
+    columns = {"created_at": t.created_at, "entry": t.entry, "resolving": t.resolving,
+               "first_response_min": t.first_response_min, "resolution_min": t.resolution_min,
+               "first_response_sla": t.first_response_sla, "resolution_sla": t.resolution_sla, "resolved": resolved,
+               "satisfied": satisfied, "rated_of_resolved": ibis.ifelse(resolved, satisfied.notnull(), none),
+               "escalated": escalated_expr(t),
+               "one_touch": ibis.ifelse(resolved & (t.events > 0), t.replies == 1, none),
+               "reopened": none}
+    if "reopened" in t.columns:
+        r = t.reopened.fill_null(0) > 0
+        columns["reopened"] = ibis.ifelse(resolved | r, r, none)
+    out = eng.frame(t.select(ticket_id=t.ticket_id, **columns).order_by(["created_at", "ticket_id"]))
+    for c in ("entry", "resolving"):
+        out[c] = pd.Categorical.from_codes(out[c].astype("int64").to_numpy(), dtype=ladder(config))
+    for c in ("first_response_sla", "resolution_sla"):
+        out[c] = out[c].astype("Int64").astype("boolean")
+    for c in ("satisfied", "rated_of_resolved", "one_touch", "reopened"):
+        out[c] = out[c].astype("boolean")
+    out["resolved"] = out["resolved"].astype(bool)
+    out["escalated"] = out["escalated"].astype(bool)
+    for c in ("first_response_min", "resolution_min"):
+        out[c] = out[c].astype("float64")
+    return out.drop(columns=["ticket_id"])
 
 
 # metric, label, unit, tier the ticket counts under, statistic, column

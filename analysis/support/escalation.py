@@ -14,47 +14,60 @@ one-touch and reopen rates (anchor: Zendesk groups, group stations and group SLA
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from analysis.data import ids
 from analysis.data.config import Config
+from analysis.data.engine import Engine, as_count
+from analysis.support.sla import ticket_table
 from analysis.support.durations import minutes
 from analysis.stats import duration_stats, rate_table
-from analysis.support.tiers import entry_tier, ladder, resolving_tier, tier_codes
+from analysis.support.tiers import ladder, per_tier, tier_codes
 
-__all__ = ["escalation_matrix", "escalation_rates", "tier_segments", "tier_paths", "path_frequencies",
-           "ownership_time", "reassignments", "agent_replies", "reply_counts", "escalated", "one_touch", "reopen_rate", "ARROW"]
+__all__ = ["escalation_matrix", "escalated_expr", "escalation_rates", "tier_segments", "tier_paths", "path_frequencies",
+           "ownership_time", "reassignments", "event_counts", "with_event_counts", "one_touch", "reopened_expr",
+           "reopen_rate", "ARROW", "BUCKETS"]
 
 ARROW = " → "
 
 
-def escalation_matrix(tickets: pd.DataFrame, config: Config) -> pd.DataFrame:
+def escalation_matrix(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """Tickets by entry tier (rows) and resolving tier (columns), every tier in ladder order
-    (zeros where no ticket, also with no ticket at all)."""
-    frame = pd.DataFrame({"entry tier": entry_tier(tickets, config), "resolving tier": resolving_tier(tickets, config)})
-    return frame.groupby(["entry tier", "resolving tier"], observed=False).size().unstack("resolving tier")
+    (zeros where no ticket, also with no ticket at all); tickets with a tier outside the config
+    are left out."""
+    t = ticket_table(eng, config, as_of)
+    t = t.filter((t.entry >= 0) & (t.resolving >= 0))
+    counts = eng.frame(t.group_by(entry=t.entry, resolving=t.resolving).aggregate(n=t.count()))
+    out = pd.DataFrame(0, index=pd.Index(config.tier_ids, name="entry tier"),
+                       columns=pd.Index(config.tier_ids, name="resolving tier"), dtype="int64")
+    for e, r, n in counts[["entry", "resolving", "n"]].itertuples(index=False):  # at most tiers x tiers cells
+        out.iloc[int(e), int(r)] = as_count(n)
+    return out
 
 
-def escalation_rates(tickets: pd.DataFrame, config: Config) -> pd.DataFrame:
+def escalated_expr(t: ir.Table) -> ir.BooleanValue:
+    """Resolving tier != entry tier, on the ladder codes (a resolving tier outside the ladder
+    differs from everything, itself included, as NaN does)."""
+    return (t.resolving != t.entry) | (t.resolving < 0)
+
+
+def escalation_rates(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per entry tier: tickets, escalated (resolving tier != entry tier), escalation_rate with
     its Wilson 95% interval (null where the tier has no tickets)."""
-    entry = entry_tier(tickets, config)
-    moved = pd.Series(escalated(entry, resolving_tier(tickets, config)), index=tickets.index).astype("int64")
-    g = pd.DataFrame({"tickets": 1, "escalated": moved}).groupby(entry.rename("tier"), observed=False).sum()
+    t = ticket_table(eng, config, as_of)
+    t = t.filter(t.entry >= 0)
+    g = per_tier(eng.frame(t.group_by(tier=t.entry)
+                           .aggregate(tickets=t.count(), escalated=ibis.ifelse(escalated_expr(t), 1, 0).sum())), config)
+    g = g[["tickets", "escalated"]].map(as_count).astype("int64")
     return g.join(rate_table(g["escalated"], g["tickets"], name="escalation_rate"))
 
 
 def _is(values: pd.Series, label: str) -> np.ndarray:
     """Boolean array: equals ``label`` (null -> False)."""
     return np.asarray((values == label).fillna(False), dtype=bool)
-
-
-def escalated(entry: pd.Series, resolving: pd.Series) -> np.ndarray:
-    """Resolving tier != entry tier, on the ladder codes (a tier outside the ladder differs from
-    everything, itself included, as NaN does)."""
-    e, r = entry.cat.codes.to_numpy(), resolving.cat.codes.to_numpy()
-    return (r != e) | (r < 0)
 
 
 def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
@@ -185,50 +198,71 @@ def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.Data
     return frame.groupby(tier, observed=False).agg(**agg)
 
 
-def agent_replies(events: pd.DataFrame) -> pd.Series:
-    """Number of agent_reply events per ticket_id (tickets without any are absent)."""
-    return events[events["event"] == "agent_reply"].groupby("ticket_id").size()
+def event_counts(eng: Engine) -> ir.Table:
+    """Per ticket_id with events (computed once per engine): events (all kinds), replies
+    (``agent_reply`` events) and reopens (``reopened`` events)."""
+    def build(e: Engine) -> ir.Table:
+        ev = e.table("ticket_events")
+        return ev.group_by("ticket_id").aggregate(events=ev.count(), replies=ibis.ifelse(ev.event == "agent_reply", 1, 0).sum(),
+                                                  reopens=ibis.ifelse(ev.event == "reopened", 1, 0).sum())
+    return eng.derived("ticket_event_counts", build)
 
 
-def reply_counts(tickets: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``tickets``: its number of agent_reply events (int64) and whether it has any
-    event at all (bool); counted on integer ticket rows."""
-    row = ids.codes(events["ticket_id"], tickets["ticket_id"])
-    known = row >= 0
-    has = np.bincount(row[known], minlength=len(tickets)) > 0
-    replies = np.bincount(row[known & _is(events["event"], "agent_reply")], minlength=len(tickets))
-    return replies.astype("int64"), has
+def with_event_counts(eng: Engine, t: ir.Table) -> ir.Table:
+    """``t`` (rows with a ticket_id) with its ``event_counts`` (0 where it has no event; all 0
+    without a ticket_events table)."""
+    if not eng.has("ticket_events"):
+        return t.mutate(events=ibis.literal(0, "int64"), replies=ibis.literal(0, "int64"), reopens=ibis.literal(0, "int64"))
+    c = event_counts(eng)
+    j = t.left_join(c, t.ticket_id == c.ticket_id)
+    return j.select(*t.columns, **{k: j[k].fill_null(0).cast("int64") for k in ("events", "replies", "reopens")})
 
 
-def one_touch(tickets: pd.DataFrame, events: pd.DataFrame, config: Config) -> pd.DataFrame:
+BUCKETS = ("0 replies", "1 reply", "2 replies", "3+ replies")
+
+
+def one_touch(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per resolving tier, among resolved tickets that have events: how many agent replies they
     took (0, 1, 2, 3+) and the one-touch rate (exactly one reply) with its Wilson interval."""
-    replies, has = reply_counts(tickets, events)
-    keep = tickets["resolved_at"].notna().to_numpy() & has
-    n = pd.Series(replies[keep], index=tickets.index[keep])
-    bucket = pd.cut(n, [-1, 0, 1, 2, np.inf], labels=["0 replies", "1 reply", "2 replies", "3+ replies"])
-    tier = resolving_tier(tickets, config)[keep].rename("tier")
-    counts = (pd.DataFrame({"tier": tier, "bucket": bucket}).groupby(["tier", "bucket"], observed=False).size()
-              .unstack("bucket"))  # every tier and bucket, also with no resolved ticket
-    counts.columns = list(counts.columns.astype(str))
+    t = with_event_counts(eng, ticket_table(eng, config, as_of))
+    t = t.filter((t.resolving >= 0) & t.resolved_at.notnull() & (t.events > 0))
+    k = t.replies
+    counts = per_tier(eng.frame(t.group_by(tier=t.resolving).aggregate(**{
+        BUCKETS[0]: ibis.ifelse(k == 0, 1, 0).sum(), BUCKETS[1]: ibis.ifelse(k == 1, 1, 0).sum(),
+        BUCKETS[2]: ibis.ifelse(k == 2, 1, 0).sum(), BUCKETS[3]: ibis.ifelse(k >= 3, 1, 0).sum()})), config)
+    counts = counts[list(BUCKETS)].map(as_count).astype("int64")
     counts["resolved"] = counts.sum(axis=1)
     return counts.join(rate_table(counts["1 reply"], counts["resolved"], name="one_touch_rate"))
 
 
-def reopen_rate(tickets: pd.DataFrame, config: Config, events: pd.DataFrame | None = None) -> pd.DataFrame:
+def reopened_expr(eng: Engine, t: ir.Table) -> ir.BooleanValue | None:
+    """Per ticket of ``t`` (a ``ticket_table``, with ``with_event_counts`` when there are
+    events): reopened at least once, from ``tickets.reopened`` (count of reopens) when present,
+    else from ``reopened`` events; None when neither source exists."""
+    if "reopened" in t.columns:
+        return t.reopened.fill_null(0) > 0
+    if "reopens" in t.columns and eng.has("ticket_events"):
+        return t.reopens > 0
+    return None
+
+
+def reopen_rate(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per resolving tier: tickets solved at least once, reopened at least once, reopen_rate.
 
     From ``tickets.reopened`` (count of reopens) when present, else from ``reopened`` events;
     solved at least once = resolved at as-of or reopened (a reopened ticket was solved before).
     Empty frame when neither source exists.
     """
-    if "reopened" in tickets.columns:
-        reopened = tickets["reopened"].fillna(0).gt(0)
-    elif events is not None:
-        reopened = ids.isin(tickets["ticket_id"], events.loc[events["event"] == "reopened", "ticket_id"])
-    else:
+    t = ticket_table(eng, config, as_of)
+    if "reopened" not in t.columns:
+        t = with_event_counts(eng, t)
+    reopened = reopened_expr(eng, t)
+    if reopened is None:
         return pd.DataFrame()
-    solved = tickets["resolved_at"].notna() | reopened
-    frame = pd.DataFrame({"solved": solved.astype("int64"), "reopened": (reopened & solved).astype("int64")})
-    g = frame.groupby(resolving_tier(tickets, config).rename("tier"), observed=False).sum()
+    t = t.mutate(reopened_=reopened).filter(t.resolving >= 0)
+    reopened = t.reopened_
+    solved = t.resolved_at.notnull() | reopened
+    g = per_tier(eng.frame(t.group_by(tier=t.resolving).aggregate(
+        solved=ibis.ifelse(solved, 1, 0).sum(), reopened=ibis.ifelse(reopened & solved, 1, 0).sum())), config)
+    g = g[["solved", "reopened"]].map(as_count).astype("int64")
     return g.join(rate_table(g["reopened"], g["solved"], name="reopen_rate"))

@@ -10,9 +10,9 @@ from analysis.data.config import Config
 from analysis.support.csat import csat_by_tier
 from analysis.support.escalation import escalation_rates, one_touch, reopen_rate
 from analysis.support.workload import load_table
-from analysis.support.sla import clock, sla_table, ticket_times
-from analysis.stats import duration_stats
-from analysis.support.tiers import entry_tier, resolving_tier, tier_names
+from analysis.data.engine import Engine
+from analysis.support.sla import clock, duration_stats_by_tier, sla_table, ticket_table
+from analysis.support.tiers import tier_names
 
 __all__ = ["duration_table", "tier_summary", "summary_view", "extra_tier_metrics", "sla_metrics", "headline", "headline_block",
            "KEY_CHANGES", "SUMMARY_COLUMNS"]
@@ -24,39 +24,35 @@ SUMMARY_COLUMNS = ["tickets", "first_response_n", "first_response_median_min", "
                    "csat_high", "csat_responses", "csat_response_rate", "escalation_rate", "escalated"]
 
 
-def duration_table(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+def duration_table(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """n, median, p90 and mean of first response (per entry tier) and resolution (per resolving
     tier), on the calendar clock and, when the config has business hours, the business clock."""
-    clocks = {"calendar": ticket_times(tickets, config, as_of, business=False)}
+    clocks = {"calendar": ticket_table(eng, config, as_of, business=False)}
     if config.business_hours is not None:
-        clocks["business"] = ticket_times(tickets, config, as_of, business=True)
+        clocks["business"] = ticket_table(eng, config, as_of, business=True)
     parts = []
-    for name, times in clocks.items():
-        for measure, tier in (("first_response", entry_tier(tickets, config)),
-                              ("resolution", resolving_tier(tickets, config))):
-            s = duration_stats(times[f"{measure}_min"], tier.rename("tier"))
+    for name, t in clocks.items():
+        for measure in ("first_response", "resolution"):
+            s = duration_stats_by_tier(eng, t, config, measure)
             s.columns = ["n", "median_min", "p90_min", "mean_min"]
             parts.append(s.assign(measure=measure.replace("_", " "), clock=name))
-    out = pd.concat(parts).reset_index().set_index(["measure", "clock", "tier"])
-    return out
+    return pd.concat(parts).reset_index().set_index(["measure", "clock", "tier"])
 
 
-def tier_summary(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
-                 times: pd.DataFrame | None = None) -> pd.DataFrame:
+def tier_summary(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
     """Per tier in ladder order: tickets (entering), first response n/median/p90/mean, SLA
     achieved with its interval and counts, resolved and resolution statistics, resolution SLA,
-    CSAT with interval, responses and response rate, escalation rate. Config clock throughout."""
-    times = ticket_times(tickets, config, as_of) if times is None else times
-    entry, final = entry_tier(tickets, config).rename("tier"), resolving_tier(tickets, config).rename("tier")
-    fr = duration_stats(times["first_response_min"], entry, prefix="first_response_")
-    fr.columns = ["first_response_n", "first_response_median_min", "first_response_p90_min", "first_response_mean_min"]
-    res = duration_stats(times["resolution_min"], final, prefix="resolution_")
-    res.columns = ["resolved", "resolution_median_min", "resolution_p90_min", "resolution_mean_min"]
-    sla = sla_table(tickets, config, as_of, "first_response", times=times).rename(
+    CSAT with interval, responses and response rate, escalation rate. Config clock throughout;
+    every figure counted in the engine on ``sla.ticket_table``."""
+    t = ticket_table(eng, config, as_of)
+    fr = duration_stats_by_tier(eng, t, config, "first_response", prefix="first_response_")
+    res = duration_stats_by_tier(eng, t, config, "resolution", prefix="resolution_").rename(
+        columns={"resolution_n": "resolved"})
+    sla = sla_table(eng, config, as_of, "first_response").rename(
         columns={"achieved": "sla_achieved_count", "breached": "sla_breached", "active": "sla_active"})
-    rsla = sla_table(tickets, config, as_of, "resolution", times=times)
-    cs = csat_by_tier(tickets, config).rename(columns={"response_rate": "csat_response_rate"})
-    esc = escalation_rates(tickets, config)
+    rsla = sla_table(eng, config, as_of, "resolution")
+    cs = csat_by_tier(eng, config, as_of).rename(columns={"response_rate": "csat_response_rate"})
+    esc = escalation_rates(eng, config, as_of)
     out = pd.concat([sla[["tickets", "sla_achieved", "sla_achieved_low", "sla_achieved_high", "sla_achieved_count",
                           "sla_breached", "sla_active"]], fr, res,
                      rsla[["sla_achieved"]].rename(columns={"sla_achieved": "resolution_sla_achieved"}),
@@ -102,19 +98,18 @@ def summary_view(summary: pd.DataFrame, config: Config) -> pd.DataFrame:
     return v
 
 
-def extra_tier_metrics(daily: pd.DataFrame, config: Config, tickets: pd.DataFrame,
-                       events: pd.DataFrame | None = None) -> dict:
+def extra_tier_metrics(eng: Engine, daily: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> dict:
     """Per tier: resolved_per_agent_day (when load is computable), reopen_rate (when reopens are
     known) and one_touch_rate (with events), for `sla.by_tier` in metrics.json."""
     out: dict = {tier: {} for tier in config.tier_ids}
     if len(daily):
         for tier, v in load_table(daily, config)["resolved_per_agent_day"].items():
             out[tier]["resolved_per_agent_day"] = v
-    reopen = reopen_rate(tickets, config, events)
+    reopen = reopen_rate(eng, config, as_of)
     for tier, v in (reopen["reopen_rate"].items() if len(reopen) else ()):
         out[tier]["reopen_rate"] = v
-    if events is not None:
-        for tier, v in one_touch(tickets, events, config)["one_touch_rate"].items():
+    if eng.has("ticket_events"):
+        for tier, v in one_touch(eng, config, as_of)["one_touch_rate"].items():
             out[tier]["one_touch_rate"] = v
     return out
 

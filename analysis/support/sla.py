@@ -1,4 +1,6 @@
-"""First response, resolution and SLA achievement per ticket and per tier (anchor: Zendesk).
+"""First response, resolution and SLA achievement per ticket and per tier (anchor: Zendesk),
+computed in the engine (DESIGN §11): ``ticket_table`` is the per-ticket table every support
+count is aggregated from; only per-tier (or per-week, per-split) counts leave the engine.
 
 - first response time = first_response_at - created_at, per entry tier (``first_tier``);
 - resolution time = resolved_at - created_at (the latest resolution), per resolving tier; tickets
@@ -10,18 +12,19 @@
 """
 from __future__ import annotations
 
+import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from analysis.data.config import Config
+from analysis.data.engine import Engine, as_count, from_frames, instant, memtable
+from analysis.stats import duration_aggregates, rate_table
 from analysis.support.durations import business_clock, clock_table, minutes_between
-from analysis.data.engine import from_frames, instant
-from analysis.stats import rate_table
-from analysis.support.tiers import entry_tier, resolving_tier
+from analysis.support.tiers import entry_code, per_tier, resolving_code
 
-__all__ = ["clock", "ticket_time_table", "ticket_times", "target_minutes", "sla_status", "sla_counts", "sla_table",
-           "weekly_trend"]
+__all__ = ["clock", "ticket_time_table", "ticket_table", "ticket_times", "target_expr", "status_expr", "tier_column",
+           "sla_aggregates", "sla_rates", "sla_table", "duration_stats_by_tier", "weekly_trend", "TIMES"]
 
 
 def clock(config: Config) -> str:
@@ -49,120 +52,172 @@ def ticket_time_table(tickets: ir.Table, as_of: pd.Timestamp, clock: ir.Table | 
                     elapsed_min=t.as_of_at_clock - t.created_at_clock)
 
 
-def ticket_times(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
-                 business: bool | None = None) -> pd.DataFrame:
-    """Per ticket (the index of ``tickets``): first_response_min, resolution_min (null when none
-    yet) and elapsed_min (created_at to as-of), on the business clock when the config has hours
-    (or ``business``), computed by the engine (``ticket_time_table``) on DuckDB in-process.
-    """
-    hours = config.business_hours if business is not False else None
-    if business and hours is None:
-        raise ValueError("business-hour durations need business_hours in the config")
-    none = pd.Series(pd.NaT, index=tickets.index, dtype="datetime64[ns, UTC]")
-    frame = pd.DataFrame({c: pd.Series(tickets.get(c, none)).dt.tz_convert("UTC").reset_index(drop=True)
-                          for c in _INSTANTS}).assign(row=np.arange(len(tickets)))
-    tables = {"tickets": frame}
-    if hours is not None:
-        known = pd.concat([frame[c] for c in _INSTANTS]).dropna()
-        first = min(known.min(), as_of) if len(known) else as_of
-        last = max(known.max(), as_of) if len(known) else as_of
-        tables["clock"] = clock_table(hours, first, last)
-    eng = from_frames(tables)
-    out = eng.frame(ticket_time_table(eng.table("tickets"), as_of, eng.table("clock")).order_by("row"))
-    columns = ["first_response_min", "resolution_min", "elapsed_min"]
-    return out[columns].astype("float64").set_axis(tickets.index)
+TIMES = ("first_response_min", "resolution_min", "elapsed_min")
 
 
-def target_minutes(tickets: pd.DataFrame, config: Config, kind: str) -> pd.Series:
-    """Each ticket's SLA target in minutes; kind "first_response" (by entry tier) or
-    "resolution" (by resolving tier). A tier's per-priority target overrides its default when
-    the ticket's priority is listed; null where the tier has no target."""
-    tier = entry_tier(tickets, config) if kind == "first_response" else resolving_tier(tickets, config)
-    default = {t.id: getattr(t, f"{kind}_target_min") for t in config.tiers}
-    target = tier.astype("object").map(default).astype("float64")
+def _with_instants(tickets: ir.Table) -> ir.Table:
+    """``tickets`` with the optional instants it lacks as null columns."""
+    absent = {c: ibis.null("timestamp") for c in _INSTANTS if c not in tickets.columns}
+    return tickets.mutate(**absent) if absent else tickets
+
+
+def _clock_of(eng: Engine, tickets: ir.Table, config: Config, as_of: pd.Timestamp) -> ir.Table:
+    """The business clock's calendar table (``durations.clock_table``) over the tickets' instants
+    and as-of, as a table of the engine."""
+    span = eng.frame(tickets.aggregate(**{f"lo_{c}": tickets[c].min() for c in _INSTANTS},
+                                       **{f"hi_{c}": tickets[c].max() for c in _INSTANTS}))
+    known = [v for v in span.iloc[0] if pd.notna(v)] if len(span) else []
+    first, last = min(known + [as_of]), max(known + [as_of])
+    return memtable(clock_table(config.business_hours, first, last))
+
+
+def target_expr(tickets: ir.Table, config: Config, kind: str, code: ir.IntegerValue) -> ir.FloatingValue:
+    """Each ticket's SLA target in minutes; kind "first_response" (``code``: the entry tier's) or
+    "resolution" (the resolving tier's). A tier's per-priority target overrides its default where
+    the ticket's priority is listed; null where the tier has no target (or is outside the ladder)."""
+    branches = []
     if "priority" in tickets.columns:
-        for t in config.tiers:
-            by_priority = getattr(t, f"{kind}_target_by_priority_min") or {}
-            for priority, value in by_priority.items():
-                target[(tier == t.id) & (tickets["priority"] == priority)] = value
-    return target
+        for i, tier in enumerate(config.tiers):
+            for priority, value in (getattr(tier, f"{kind}_target_by_priority_min") or {}).items():
+                branches.append(((code == i) & (tickets.priority == priority), float(value)))
+    for i, tier in enumerate(config.tiers):
+        default = getattr(tier, f"{kind}_target_min")
+        if default is not None:
+            branches.append((code == i, float(default)))
+    none = ibis.null("float64")
+    return ibis.cases(*branches, else_=none).cast("float64") if branches else none
 
 
-def sla_status(duration_min: pd.Series, target_min: pd.Series, elapsed_min: pd.Series) -> pd.Series:
-    """Per ticket: True achieved, False breached, <NA> still active (or no target).
+def status_expr(duration: ir.FloatingValue, target: ir.FloatingValue, elapsed: ir.FloatingValue) -> ir.IntegerValue:
+    """Per ticket: 1 achieved, 0 breached, null still active or without a target (Zendesk).
 
     achieved = time came and time <= target
     breached = time came and time > target, or none came and elapsed > target
     active   = none came and elapsed <= target (left out of the rate)
-
-    >>> nan = float("nan")
-    >>> sla_status(pd.Series([10.0, 90.0, nan, nan]), pd.Series([60.0] * 4),
-    ...            pd.Series([500.0, 500.0, 500.0, 30.0])).tolist()
-    [True, False, False, <NA>]
     """
-    came = duration_min.notna()
-    has_target = target_min.notna()
-    achieved = came & (duration_min <= target_min)
-    breached = (came & (duration_min > target_min)) | (~came & (elapsed_min > target_min))
-    out = pd.Series(pd.NA, index=duration_min.index, dtype="boolean")
-    out[has_target & achieved] = True
-    out[has_target & breached] = False
-    return out
+    came = duration.notnull()
+    return ibis.cases((target.isnull(), ibis.null("int64")),
+                      (came & (duration <= target), 1),
+                      (came & (duration > target), 0),
+                      (~came & (elapsed > target), 0),
+                      else_=ibis.null("int64")).cast("int64")
 
 
-def sla_counts(status: pd.Series, target_min: pd.Series, by: pd.Series | list[pd.Series] | None = None,
-               prefix: str = "sla") -> pd.DataFrame:
-    """tickets, achieved, breached, active, no_target and the rate with its Wilson 95% interval.
-
-    achieved + breached + active + no_target = tickets in every row; rate =
-    achieved / (achieved + breached), null when both are 0.
-    """
-    frame = pd.DataFrame({"tickets": 1, "achieved": status.eq(True).fillna(False).astype("int64"),
-                          "breached": status.eq(False).fillna(False).astype("int64"),
-                          "no_target": target_min.isna().astype("int64")}, index=status.index)
-    frame["active"] = frame["tickets"] - frame["achieved"] - frame["breached"] - frame["no_target"]
-    if by is None:
-        counts = frame.sum().to_frame("all").T
-    else:
-        counts = frame.groupby(by, observed=False).sum()
-    counts = counts[["tickets", "achieved", "breached", "active", "no_target"]].astype("int64")
-    rates = rate_table(counts["achieved"], counts["achieved"] + counts["breached"], name=f"{prefix}_achieved")
-    return counts.join(rates)
+def _ticket_facts(tickets: ir.Table, config: Config, as_of: pd.Timestamp, clock: ir.Table | None) -> ir.Table:
+    keep = [c for c in ("ticket_id", "created_at", "first_response_at", "resolved_at", "channel_kind", "priority",
+                        "agent_id", "csat_satisfied", "reopened") if c in tickets.columns or c in _INSTANTS]
+    t = _with_instants(tickets)
+    t = t.select(*keep, entry=entry_code(t, config), resolving=resolving_code(t, config))
+    t = ticket_time_table(t, as_of, clock)
+    targets = {kind: target_expr(t, config, kind, t.entry if kind == "first_response" else t.resolving)
+               for kind in ("first_response", "resolution")}
+    t = t.mutate(**{f"{kind}_target_min": target for kind, target in targets.items()})
+    return t.mutate(**{f"{kind}_sla": status_expr(t[f"{kind}_min"], t[f"{kind}_target_min"], t.elapsed_min)
+                       for kind in targets})
 
 
-def sla_table(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp, kind: str = "first_response",
-              split: tuple[str, ...] = (), times: pd.DataFrame | None = None) -> pd.DataFrame:
+def ticket_table(eng: Engine, config: Config, as_of: pd.Timestamp, business: bool | None = None) -> ir.Table:
+    """The support report's per-ticket table, computed once per engine, clock and as-of
+    (``Engine.derived``): ticket_id, created_at, first_response_at, resolved_at, the optional
+    channel_kind, priority, agent_id, csat_satisfied and reopened, ``entry`` and ``resolving``
+    (ladder codes, -1 outside the config: ``tiers.entry_code``, ``resolving_code``), the minutes of
+    ``ticket_time_table`` (business clock when the config has hours, or ``business``), each
+    kind's target (``target_expr``) and SLA status (``status_expr``): first_response_sla by the
+    entry tier's target, resolution_sla by the resolving tier's."""
+    hours = config.business_hours if business is not False else None
+    if business and hours is None:
+        raise ValueError("business-hour durations need business_hours in the config")
+    name = f"support_tickets_{'business' if hours is not None else 'calendar'}_{pd.Timestamp(as_of).value}"
+
+    def build(e: Engine) -> ir.Table:
+        tickets = _with_instants(e.table("tickets"))
+        clock = _clock_of(e, tickets, config, as_of) if hours is not None else None
+        return _ticket_facts(e.table("tickets"), config, as_of, clock)
+    return eng.derived(name, build)
+
+
+def ticket_times(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
+                 business: bool | None = None) -> pd.DataFrame:
+    """Per ticket of a pandas table (its index): first_response_min, resolution_min (null when
+    none yet) and elapsed_min, from ``ticket_table`` on DuckDB in-process."""
+    frame = pd.DataFrame({"ticket_id": np.arange(len(tickets)), "first_tier": tickets["first_tier"].to_numpy(),
+                          **{c: pd.Series(tickets[c]).dt.tz_convert("UTC").to_numpy()
+                             for c in _INSTANTS if c in tickets.columns}})
+    eng = from_frames({"tickets": frame})
+    out = eng.frame(ticket_table(eng, config, as_of, business).order_by("ticket_id"))
+    return out[list(TIMES)].astype("float64").set_axis(tickets.index)
+
+
+def tier_column(kind: str) -> str:
+    """The tier a kind of measure counts under: the entry tier for first response, the resolving
+    tier otherwise."""
+    return "entry" if kind == "first_response" else "resolving"
+
+
+def sla_aggregates(t: ir.Table, kind: str) -> dict[str, ir.Value]:
+    """The counts of one kind's SLA as aggregates over ``ticket_table`` rows: tickets, achieved,
+    breached, no_target (active = the rest)."""
+    status, target = t[f"{kind}_sla"], t[f"{kind}_target_min"]
+    return {"tickets": t.count(), "achieved": (status == 1).sum(), "breached": (status == 0).sum(),
+            "no_target": target.isnull().sum()}
+
+
+def sla_rates(counts: pd.DataFrame, prefix: str = "sla") -> pd.DataFrame:
+    """tickets, achieved, breached, active, no_target and the rate with its Wilson 95% interval,
+    from counted rows (``sla_aggregates``). achieved + breached + active + no_target = tickets in
+    every row; rate = achieved / (achieved + breached), null when both are 0."""
+    counts = counts.copy()
+    for c in ("tickets", "achieved", "breached", "no_target"):
+        counts[c] = counts[c].map(as_count).astype("int64")
+    counts["active"] = counts["tickets"] - counts["achieved"] - counts["breached"] - counts["no_target"]
+    counts = counts[["tickets", "achieved", "breached", "active", "no_target"]]
+    return counts.join(rate_table(counts["achieved"], counts["achieved"] + counts["breached"], name=f"{prefix}_achieved"))
+
+
+def sla_table(eng: Engine, config: Config, as_of: pd.Timestamp, kind: str = "first_response",
+              split: tuple[str, ...] = ()) -> pd.DataFrame:
     """SLA achievement per tier (entry tier for first response, resolving tier for resolution),
-    optionally split further by ticket columns such as ``channel_kind`` or ``priority``."""
-    times = ticket_times(tickets, config, as_of) if times is None else times
-    target = target_minutes(tickets, config, kind)
-    status = sla_status(times[f"{kind}_min"], target, times["elapsed_min"])
-    tier = entry_tier(tickets, config) if kind == "first_response" else resolving_tier(tickets, config)
-    keys = [tier.rename("tier")] + [tickets[c].astype("string").fillna("(none)").rename(c) for c in split]
-    out = sla_counts(status, target, keys if split else keys[0])
-    if split:
-        out = out[out["tickets"] > 0]
-    return out
+    every configured tier listed; with ``split``, further by ticket columns such as
+    ``channel_kind`` or ``priority`` (null as "(none)"), only the pairs with tickets."""
+    t = ticket_table(eng, config, as_of)
+    t = t.filter(t[tier_column(kind)] >= 0)
+    keys = {"tier": t[tier_column(kind)], **{c: t[c].cast("string").fill_null("(none)") for c in split}}
+    counts = eng.frame(t.group_by(**keys).aggregate(**sla_aggregates(t, kind)))
+    if not split:
+        return sla_rates(per_tier(counts, config))
+    counts["tier"] = counts["tier"].astype("int64").map(dict(enumerate(config.tier_ids)))
+    order = {tid: i for i, tid in enumerate(config.tier_ids)}
+    counts = counts.sort_values(["tier", *split], key=lambda s: s.map(order) if s.name == "tier" else s)
+    return sla_rates(counts.set_index(["tier", *split]))
 
 
-def weekly_trend(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp, kind: str = "first_response",
-                 times: pd.DataFrame | None = None) -> pd.DataFrame:
+def duration_stats_by_tier(eng: Engine, t: ir.Table, config: Config, kind: str, prefix: str = "") -> pd.DataFrame:
+    """n, median, p90 and mean of ``{kind}_min`` of ``t`` (a ``ticket_table``) per tier it counts
+    under, every configured tier listed (n = 0 and null statistics where it has none)."""
+    t = t.filter(t[tier_column(kind)] >= 0)
+    out = per_tier(eng.frame(t.group_by(tier=t[tier_column(kind)]).aggregate(
+        **duration_aggregates(t[f"{kind}_min"], prefix))), config, fill=None)
+    out[f"{prefix}n"] = out[f"{prefix}n"].map(as_count).astype("int64")
+    return out[[f"{prefix}n", f"{prefix}median_min", f"{prefix}p90_min", f"{prefix}mean_min"]].astype(
+        {f"{prefix}{c}": "float64" for c in ("median_min", "p90_min", "mean_min")})
+
+
+def weekly_trend(eng: Engine, config: Config, as_of: pd.Timestamp, kind: str = "first_response") -> pd.DataFrame:
     """Per ISO week of creation (Monday start, UTC) and tier (entry tier for first response,
     resolving tier for resolution): tickets, the median time, SLA achieved and the tier's default
     target. Weeks not fully before as-of are dropped (a partial week is not a trend point)."""
-    times = ticket_times(tickets, config, as_of) if times is None else times
-    target = target_minutes(tickets, config, kind)
-    status = sla_status(times[f"{kind}_min"], target, times["elapsed_min"])
-    week = tickets["created_at"].dt.tz_convert(None).dt.to_period("W-SUN").dt.start_time.rename("week")
-    tier = (entry_tier(tickets, config) if kind == "first_response" else resolving_tier(tickets, config)).rename("tier")
-    frame = pd.DataFrame({"week": week, "tier": tier, "minutes": times[f"{kind}_min"],
-                          "achieved": status.eq(True).fillna(False), "decided": status.notna()})
-    g = frame.groupby(["tier", "week"], observed=True)
-    out = pd.DataFrame({"tickets": g.size(), "median_min": g["minutes"].median(),
-                        "achieved": g["achieved"].sum(), "decided": g["decided"].sum()})
+    t = ticket_table(eng, config, as_of)
+    t = t.mutate(week=t.created_at.truncate("W"))
+    t = t.filter((t[tier_column(kind)] >= 0) & (t.week + ibis.interval(days=7) <= instant(as_of)))
+    status = t[f"{kind}_sla"]
+    out = eng.frame(t.group_by(tier=t[tier_column(kind)], week=t.week)
+                    .aggregate(tickets=t.count(), median_min=t[f"{kind}_min"].quantile(0.5),
+                               achieved=(status == 1).sum(), decided=status.notnull().sum())
+                    .order_by(["tier", "week"]))
+    for c in ("tickets", "achieved", "decided"):
+        out[c] = out[c].map(as_count).astype("int64")
+    out["week"] = out["week"].dt.tz_localize(None)
     out["sla_achieved"] = out["achieved"] / out["decided"].where(out["decided"] > 0)
-    out = out.reset_index()
-    complete = out["week"] + pd.Timedelta(days=7) <= as_of.tz_convert(None)
-    out["target_min"] = out["tier"].astype("object").map({t.id: getattr(t, f"{kind}_target_min") for t in config.tiers})
-    out["tier"] = out["tier"].astype("object")
-    return out[complete].reset_index(drop=True)
+    out["target_min"] = out["tier"].map({i: getattr(t_, f"{kind}_target_min") for i, t_ in enumerate(config.tiers)})
+    out["tier"] = out["tier"].astype("int64").map(dict(enumerate(config.tier_ids))).astype("object")
+    return out[["tier", "week", "tickets", "median_min", "achieved", "decided", "sla_achieved", "target_min"]]

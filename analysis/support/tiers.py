@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
 from analysis.data import ids
 from analysis.data.config import Config
 
-__all__ = ["ladder", "as_tier", "tier_codes", "entry_tier", "resolving_tier", "tier_names"]
+__all__ = ["ladder", "as_tier", "tier_codes", "entry_tier", "resolving_tier", "tier_names", "tier_code", "entry_code",
+           "resolving_code", "per_tier"]
 
 
 def ladder(config: Config) -> pd.CategoricalDtype:
@@ -77,3 +80,34 @@ def resolving_tier(tickets: pd.DataFrame, config: Config) -> pd.Series:
 def tier_names(config: Config) -> dict[str, str]:
     """Tier id -> display label "id (name)" in ladder order."""
     return {t.id: f"{t.id} ({t.name})" if t.name else t.id for t in config.tiers}
+
+
+# ---- in the engine -----------------------------------------------------------------------------
+def tier_code(value: ir.StringValue, config: Config) -> ir.IntegerValue:
+    """A tier id's position in the ladder (0 = first line); -1 for a null or a tier outside the
+    config (the codes of ``as_tier``)."""
+    value = value.cast("string")
+    return ibis.cases(*[(value == tier, i) for i, tier in enumerate(config.tier_ids)], else_=-1).cast("int64")
+
+
+def entry_code(tickets: ir.Table, config: Config) -> ir.IntegerValue:
+    """The ladder code of the tier that first owned the ticket (``entry_tier``)."""
+    return tier_code(tickets.first_tier, config)
+
+
+def resolving_code(tickets: ir.Table, config: Config) -> ir.IntegerValue:
+    """The ladder code of the resolving tier (``resolving_tier``): ``final_tier``'s, or
+    ``first_tier``'s where final_tier is null or absent; -1 for a final tier outside the config."""
+    if "final_tier" not in tickets.columns:
+        return entry_code(tickets, config)
+    return ibis.ifelse(tickets.final_tier.isnull(), entry_code(tickets, config), tier_code(tickets.final_tier, config))
+
+
+def per_tier(frame: pd.DataFrame, config: Config, code: str = "tier", fill=0) -> pd.DataFrame:
+    """An engine aggregate keyed by ladder code (column ``code``; -1 rows dropped) as one row per
+    configured tier in ladder order, indexed by tier id ("tier"), ``fill`` where a tier has no
+    row (0 for counts; NaN for statistics, pass ``fill=None``)."""
+    known = frame[frame[code] >= 0]
+    out = known.set_index(known[code].astype("int64").map(dict(enumerate(config.tier_ids)))).drop(columns=[code])
+    out = out.reindex(pd.Index(config.tier_ids, name="tier"))
+    return out if fill is None else out.fillna(fill)
