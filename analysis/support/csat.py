@@ -24,9 +24,8 @@ def satisfied_expr(t: ir.Table) -> ir.BooleanValue:
     """Per ticket: the rating was satisfied (True), not satisfied (False), or there is none
     (null): a survey answers a solved ticket, so an unresolved ticket counts as not rated.
     Tickets without a ``csat_satisfied`` column are not rated."""
-    if "csat_satisfied" not in t.columns:
-        return ibis.null("boolean")
-    return ibis.ifelse(t.resolved_at.notnull(), t.csat_satisfied, ibis.null("boolean"))
+    rating = t.csat_satisfied if "csat_satisfied" in t.columns else ibis.null("boolean")
+    return ibis.ifelse(t.resolved_at.notnull(), rating, ibis.null("boolean"))  # a column either way
 
 
 def csat_aggregates(t: ir.Table) -> dict[str, ir.Value]:
