@@ -11,6 +11,7 @@ from analysis.present import page
 from analysis.data.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.data.dataset import Dataset
 from analysis.data.engine import Engine, as_count, instant
+from analysis.stats import duration_aggregates
 from analysis.support.durations import minutes_between
 
 __all__ = ["flags", "never_paid_table", "stale_open_table", "second_reply_table", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
@@ -162,8 +163,7 @@ def duration_summary(eng: Engine) -> pd.DataFrame:
         if name not in m.columns:
             continue
         v = m[name]
-        got = eng.frame(m.aggregate(n=v.count(), none=v.isnull().sum(), median_min=v.quantile(0.5),
-                                    p90_min=v.quantile(0.9), mean_min=v.mean())).iloc[0]
+        got = eng.frame(m.aggregate(none=v.isnull().sum(), **duration_aggregates(v))).iloc[0]
         n = int(got["n"])
         rows.append({"duration": label, "n": n, "none yet": as_count(got["none"]),
                      "median_min": got["median_min"] if n else None, "p90_min": got["p90_min"] if n else None,

@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import ibis
-
 import numpy as np
 import pandas as pd
 
@@ -88,9 +87,9 @@ def periods(before_from: str, before_to: str, after_from: str, after_to: str, as
     return out[0], out[1]
 
 
-def ticket_measures(eng: Engine, config: Config, as_of: pd.Timestamp, *periods: Period) -> pd.DataFrame:
-    """One row per ticket created in the span of ``periods`` (from the earliest start to the
-    latest end; every ticket without periods; computed in the engine
+def ticket_measures(eng: Engine, config: Config, as_of: pd.Timestamp, *compared: Period) -> pd.DataFrame:
+    """One row per ticket created in the span of the ``compared`` periods (from the earliest start
+    to the latest end; every ticket without periods; computed in the engine
     on ``sla.ticket_table``) with what every per-ticket metric needs: created_at, entry and
     resolving tier, first response and resolution minutes (config clock), first-response and
     resolution SLA status (True achieved, False breached, null active), satisfied (null = not
@@ -98,8 +97,8 @@ def ticket_measures(eng: Engine, config: Config, as_of: pd.Timestamp, *periods: 
     one_touch (null unless resolved with events) and reopened (from ``tickets.reopened``; null
     unless solved at least once or without that column). Ordered by created_at, then ticket_id."""
     t = with_event_counts(eng, ticket_table(eng, config, as_of))
-    if periods:
-        start, end = min(p.start for p in periods), max(p.end for p in periods)
+    if compared:
+        start, end = min(p.start for p in compared), max(p.end for p in compared)
         t = t.filter((t.created_at >= instant(start)) & (t.created_at < instant(end)))
     resolved = t.resolved_at.notnull()
     satisfied = satisfied_expr(t)
