@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint
 
-__all__ = ["wilson_interval", "rate_table", "duration_stats", "duration_aggregates", "quantile_replicates",
+__all__ = ["wilson_interval", "rate_table", "duration_aggregates", "quantile_replicates",
            "mean_replicates", "proportion_replicates", "block_length", "block_ratio_replicates",
            "percentile_interval", "NORMAL_LIMIT_N",
            "SKEW_LIMIT", "difference_interval", "hazard_to_risk_ratio", "smd_to_risk_ratio", "e_value", "e_value_interval"]
@@ -47,60 +47,13 @@ def rate_table(successes: pd.Series, n: pd.Series, name: str = "rate") -> pd.Dat
     return pd.DataFrame({name: rate, f"{name}_low": lo, f"{name}_high": hi}, index=successes.index)
 
 
-def duration_stats(values: pd.Series, by: pd.Series | None = None, prefix: str = "") -> pd.DataFrame:
-    """n, median, p90 and mean of durations (nulls left out), overall or per group.
-
-    Percentiles interpolate linearly (numpy's default, DESIGN §4). A group with no values has
-    n = 0 and null statistics. With a categorical ``by`` every category appears.
-    """
-    v = pd.Series(values, dtype="float64")
-    cols = [f"{prefix}n", f"{prefix}median_min", f"{prefix}p90_min", f"{prefix}mean_min"]
-    if by is None:
-        s = v.dropna()
-        row = [len(s), s.median() if len(s) else np.nan, s.quantile(0.9) if len(s) else np.nan,
-               s.mean() if len(s) else np.nan]
-        return pd.DataFrame([row], columns=cols, index=["all"])
-    g = v.groupby(by, observed=False)
-    median = g.median()
-    out = pd.DataFrame({cols[0]: g.count(), cols[1]: median, cols[2]: _few_group_quantile(v, by, median.index, 0.9),
-                        cols[3]: g.mean()})
-    out[cols[0]] = out[cols[0]].astype("int64")
-    return out
-
-
 def duration_aggregates(values, prefix: str = "") -> dict:
-    """``duration_stats`` as engine aggregates of an Ibis column (nulls left out): n, median and
+    """Duration statistics as engine aggregates of an Ibis column (nulls left out): n, median and
     p90 (linear interpolation: DuckDB's quantile_cont, PostgreSQL's percentile_cont and Spark's
     percentile, numpy's default) and mean; on no values n = 0 (or null, read back by
     ``engine.as_count``) and the statistics null."""
     return {f"{prefix}n": values.count(), f"{prefix}median_min": values.quantile(0.5),
             f"{prefix}p90_min": values.quantile(0.9), f"{prefix}mean_min": values.mean()}
-
-
-def _few_group_quantile(v: pd.Series, by: pd.Series, groups: pd.Index, q: float) -> pd.Series:
-    """``v.groupby(by, observed=False).quantile(q)`` (linear interpolation, nulls left out) for a
-    categorical ``by`` with few categories (the tiers): per group, the two order statistics
-    the interpolation needs by a linear-time partition instead of pandas' sort of every value.
-    The same arithmetic as pandas: h = q (n - 1), value = x_(floor h) + (x_(floor h + 1) -
-    x_(floor h)) * frac(h); an empty group is null. Other ``by`` go to pandas."""
-    if not isinstance(by.dtype, pd.CategoricalDtype) or len(by.cat.categories) > 64 \
-            or not groups.equals(pd.Index(by.cat.categories)):
-        return v.groupby(by, observed=False).quantile(q)
-    x, code = v.to_numpy(dtype="float64"), by.cat.codes.to_numpy()
-    code = np.where(np.isnan(x), -1, code)
-    out = np.full(len(groups), np.nan)
-    for i in range(len(groups)):  # a handful of groups: one pass each over the codes
-        xs = x[code == i]
-        if not len(xs):
-            continue
-        h = q * float(len(xs) - 1)
-        k, frac = int(h), h % 1
-        if frac == 0.0:
-            out[i] = np.partition(xs, k)[k]
-        else:
-            part = np.partition(xs, [k, k + 1])
-            out[i] = part[k] + (part[k + 1] - part[k]) * frac
-    return pd.Series(out, index=groups)
 
 
 # ------------------------------------------------------------------------------ bootstrap

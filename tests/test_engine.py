@@ -375,3 +375,51 @@ def test_support_counts_by_hand(backend):
     assert measures["first_response_sla"].tolist() == [True, False, False, pd.NA, pd.NA]
     assert measures["one_touch"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
     assert measures["escalated"].tolist() == [False, True, False, True, False]   # t5: outside the ladder
+
+
+def test_segments_paths_load_and_backlog_by_hand(backend):
+    # Moscow business hours (UTC+3, 09:00-18:00 Mon-Fri): segments on the business clock, days
+    # as Moscow dates, ties at one instant in ladder order: the same numbers on every backend
+    from analysis.data.config import BusinessHours, Config, Tier
+    from analysis.support import escalation, workload
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    config = Config(tiers=[Tier(id="L1"), Tier(id="L2")], business_hours=BusinessHours(
+        timezone="Europe/Moscow", days=["mon", "tue", "wed", "thu", "fri"], start="09:00", end="18:00"))
+    as_of = t("2025-01-09")
+    tickets = pd.DataFrame({
+        "ticket_id": ["A", "B", "C"],
+        "created_at": [t("2025-01-06T06:00"), t("2025-01-06T20:30"), t("2025-01-07T07:00")],
+        "first_tier": ["L1", "L1", "L1"], "final_tier": ["L2", None, None],
+        "resolved_at": [t("2025-01-06T10:00"), pd.NaT, t("2025-01-07T22:30")],
+        "agent_id": ["b1", None, "a3"], "channel_kind": ["text"] * 3})
+    events = pd.DataFrame({
+        "ticket_id": ["A", "A", "B", "B", "B"],
+        "at": [t("2025-01-06T06:00"), t("2025-01-06T08:00"), t("2025-01-06T22:00"), t("2025-01-06T22:00"),
+               t("2025-01-06T22:30")],
+        "event": ["assigned"] * 5, "tier": ["L1", "L2", "L2", "L1", "L2"], "agent_id": ["a1", "b1", "b1", "a2", "b1"]})
+    eng = engine.from_frames({"tickets": tickets, "ticket_events": events}, backend)
+    seg = eng.frame(escalation.tier_segments(eng, config, as_of).order_by(["ticket_id", "seq"]))
+    # A: L1 09:00-11:00 MSK (the L1 assignment at the entry instant merges), L2 11:00-13:00: 120 + 120
+    # B: L1 23:30 Mon - 01:00 Tue MSK, outside hours: 0; at 01:00 the L1 assignment comes before the
+    # L2 one (ladder order), so L2 from 22:00Z, still open; C has no events: no segment
+    assert seg["ticket_id"].tolist() == ["A", "A", "B", "B"] and seg["tier"].tolist() == [0, 1, 0, 1]
+    assert seg["ownership_min"].tolist()[:3] == [120.0, 120.0, 0.0] and seg["open"].tolist() == [False, False, False, True]
+    assert seg["end"].iloc[2] == t("2025-01-06T22:00") and pd.isna(seg["end"].iloc[3])
+    assert escalation.tier_paths(eng, config, as_of).to_dict() == {"L1 → L2": 2}
+    own = escalation.ownership_time(eng, config, as_of)
+    assert own.loc["L1", ["segments", "open_at_as_of", "ownership_n"]].tolist() == [2, 0, 2]
+    assert own.loc["L1", "ownership_median_min"] == 60.0 and own.loc["L2", "ownership_median_min"] == 120.0
+    # assignee stations: A a1 -> b1 = 2; B at 22:00 a2 (L1) then b1 (L2), b1 again at 22:30 = 2
+    r = escalation.reassignments(eng, config, as_of).loc["L1"]
+    assert r[["tickets", "group_stations_mean", "assignee_stations_mean", "reassigned_share"]].tolist() == [2, 2.0, 2.0, 1.0]
+    # Moscow days Jan 6-8: A resolved Jan 6 (L2, b1); C resolved 01:30 MSK Jan 8 (UTC still Jan 7), L1, a3
+    days = workload.report_days(eng, config, as_of)
+    assert days.tolist() == list(pd.date_range("2025-01-06", "2025-01-08"))
+    daily = workload.daily_load(eng, config, as_of, days).set_index(["day", "tier"])
+    assert daily.loc[(pd.Timestamp("2025-01-06"), "L2"), ["resolved", "agents"]].tolist() == [1, 1]
+    assert daily.loc[(pd.Timestamp("2025-01-08"), "L1"), ["resolved", "agents"]].tolist() == [1, 1]
+    assert daily["resolved"].sum() == 2
+    # backlog at each Moscow midnight: Jan 6 B in L1 (to L2 at 01:00 Jan 7); Jan 7 B in L2, C in L1;
+    # Jan 8 C resolved, B still in L2
+    backlog = workload.backlog_daily(eng, config, as_of)
+    assert backlog.to_dict("list") == {"L1": [1, 1, 0], "L2": [0, 1, 1]}

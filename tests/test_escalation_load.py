@@ -62,8 +62,31 @@ def ds(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def segments(ds):
-    return escalation.tier_segments(ds.tickets, ds.ticket_events, ds.config, ds.as_of)
+def eng(ds):
+    return ds.engine()
+
+
+def segments_of(eng, config, as_of) -> pd.DataFrame:
+    seg = escalation.tier_segments(eng, config, as_of)
+    return eng.frame(seg.order_by(["ticket_id", "seq"]))
+
+
+@pytest.fixture(scope="module")
+def segments(ds, eng):
+    return segments_of(eng, ds.config, ds.as_of)
+
+
+def test_segments_by_hand(segments):
+    by = {k: g for k, g in segments.groupby("ticket_id")}
+    # F has no events: not segmented; B: L1 10:00-10:30, L1.5 10:30-12:00, L2 12:00-13:00 (codes 0, 1, 2)
+    assert sorted(by) == ["A", "B", "C", "D", "E"]
+    assert by["B"]["tier"].tolist() == [0, 1, 2] and by["B"]["seq"].tolist() == [0, 1, 2]
+    assert by["B"]["ownership_min"].tolist() == [30.0, 90.0, 60.0]
+    # C: the assignment to L1 (same tier, another agent) opens no segment; E: the resolution at
+    # 11:00 ends its one segment (the earlier solve was reopened)
+    assert by["C"]["tier"].tolist() == [0] and by["E"]["ownership_min"].tolist() == [60.0]
+    # D: L2 from 11:00 still open at as-of
+    assert by["D"]["open"].tolist() == [False, True] and pd.isna(by["D"]["ownership_min"].iloc[1])
 
 
 def test_matrix_and_rate(ds):
@@ -75,16 +98,17 @@ def test_matrix_and_rate(ds):
     assert r.loc["L1", "escalation_rate"] == 3 / 6 and np.isnan(r.loc["L2", "escalation_rate"])
 
 
-def test_paths(segments):
-    paths = escalation.tier_paths(segments)
-    assert paths.to_dict() == {"A": "L1 → L2", "B": "L1 → L1.5 → L2", "C": "L1", "D": "L1 → L2", "E": "L1"}
+def test_paths(ds, eng):
+    paths = escalation.tier_paths(eng, ds.config, ds.as_of)
+    # A L1 → L2, B L1 → L1.5 → L2, C L1, D L1 → L2, E L1; most frequent first, ties by path
+    assert list(paths.items()) == [("L1", 2), ("L1 → L2", 2), ("L1 → L1.5 → L2", 1)]
     freq = escalation.path_frequencies(paths)
     assert freq["tickets"].to_dict() == {"L1 → L2": 2, "L1": 2, "L1 → L1.5 → L2": 1}
     assert freq.loc["L1 → L1.5 → L2", "steps"] == 2 and freq["share"].sum() == 1.0
 
 
-def test_ownership_time(segments):
-    own = escalation.ownership_time(segments)
+def test_ownership_time(ds, eng):
+    own = escalation.ownership_time(eng, ds.config, ds.as_of)
     # L1 spans: A 60, B 30, C 40, D 60, E 60 -> n 5, median 60, mean 250 / 5 = 50
     assert own.loc["L1", ["segments", "open_at_as_of", "ownership_n"]].tolist() == [5, 0, 5]
     assert own.loc["L1", "ownership_median_min"] == 60.0 and own.loc["L1", "ownership_mean_min"] == 50.0
@@ -93,8 +117,8 @@ def test_ownership_time(segments):
     assert own.loc["L2", ["segments", "open_at_as_of", "ownership_n"]].tolist() == [3, 1, 2]
 
 
-def test_reassignments(ds, segments):
-    r = escalation.reassignments(ds.tickets, ds.ticket_events, segments, ds.config).loc["L1"]
+def test_reassignments(ds, eng):
+    r = escalation.reassignments(eng, ds.config, ds.as_of).loc["L1"]
     # group stations A 2, B 3, C 1, D 2, E 1 -> mean 9 / 5; passed between tiers: A, B, D -> 3 / 5
     assert r["tickets"] == 5 and r["group_stations_mean"] == 1.8 and r["passed_between_tiers"] == 0.6
     # assignee stations A 2 (a1, b1), B 3 (a1, c1, b1), C 2 (a1, a2), D 2, E 1 -> mean 10 / 5; reassigned 4 / 5
@@ -115,14 +139,17 @@ def test_one_touch_and_reopen(ds):
     assert from_events.loc["L1", "reopened"] == 1
 
 
-def test_load_from_agents_table_and_from_resolving_agents(ds):
+def test_load_from_agents_table_and_from_resolving_agents(ds, eng):
     days = pd.date_range("2026-01-10", "2026-01-10")
-    daily = workload.daily_load(ds.tickets, ds.config, days, ds.agents)
+    assert workload.report_days(eng, ds.config, ds.as_of)[[0, -1]].tolist() == [pd.Timestamp("2026-01-10"),
+                                                                              pd.Timestamp("2026-01-31")]
+    daily = workload.daily_load(eng, ds.config, ds.as_of, days)
     table = workload.load_table(daily, ds.config)
     # 2026-01-10: resolved L1 = C, E, F (3) by agents on duty a1, a2 (z9 left the day before) -> 1.5
     # L2 = A, B (2) by b1 -> 2.0; L1.5 resolved nothing with c1 on duty -> 0.0
     assert table["resolved_per_agent_day"].tolist() == [1.5, 0.0, 2.0]
-    seen = workload.load_table(workload.daily_load(ds.tickets, ds.config, days, None), ds.config)
+    no_agents = from_frames({"tickets": ds.tickets, "ticket_events": ds.ticket_events})
+    seen = workload.load_table(workload.daily_load(no_agents, ds.config, ds.as_of, days), ds.config)
     # without the agents table: L1 resolvers {a2, a1} = 2 -> 1.5; L2 {b1} -> 2.0; L1.5 nobody -> null
     assert seen.loc["L1", "resolved_per_agent_day"] == 1.5 and np.isnan(seen.loc["L1.5", "resolved_per_agent_day"])
 
@@ -137,9 +164,9 @@ def test_working_days_follow_business_calendar():
     assert [d.day for d in days] == [5, 6, 8, 9]
 
 
-def test_backlog_at_day_end(ds, segments):
-    with_events = workload.backlog_daily(ds.tickets, ds.config, ds.as_of, segments)
-    without = workload.backlog_daily(ds.tickets, ds.config, ds.as_of)
+def test_backlog_at_day_end(ds, eng):
+    with_events = workload.backlog_daily(eng, ds.config, ds.as_of)
+    without = workload.backlog_daily(from_frames({"tickets": ds.tickets}), ds.config, ds.as_of)
     # days 2026-01-10 .. 2026-01-31; every ticket of Jan 10 resolved the same day -> 0 at its end
     assert with_events.index[0] == pd.Timestamp("2026-01-10") and with_events.index[-1] == pd.Timestamp("2026-01-31")
     assert with_events.loc["2026-01-10"].sum() == 0
@@ -149,17 +176,36 @@ def test_backlog_at_day_end(ds, segments):
     assert without.loc["2026-01-31"].to_dict() == {"L1": 1, "L1.5": 0, "L2": 0}
 
 
-def test_segments_do_not_depend_on_the_tickets_row_order(ds, segments):
-    # tickets sorted by id take the counting sort on their rows, others on the ids' ranks: the
-    # same segments either way (ties: an assignment at the entry instant comes after the entry)
-    shuffled = ds.tickets.iloc[[3, 0, 5, 1, 4, 2]].reset_index(drop=True)
-    again = escalation.tier_segments(shuffled, ds.ticket_events, ds.config, ds.as_of)
-    pd.testing.assert_frame_equal(again, segments, check_exact=True)
-    tied = ds.ticket_events.copy()
-    tied.loc[tied["ticket_id"] == "A", "at"] = pd.Timestamp(D + "10:00Z")  # every A event at A's creation
-    seg = escalation.tier_segments(ds.tickets, tied, ds.config, ds.as_of)
+def test_segments_do_not_depend_on_the_rows_order(ds, segments):
+    # the engine has no row order: the same segments from shuffled tickets and events
+    shuffled = from_frames({"tickets": ds.tickets.iloc[[3, 0, 5, 1, 4, 2]],
+                            "ticket_events": ds.ticket_events.iloc[::-1]})
+    pd.testing.assert_frame_equal(segments_of(shuffled, ds.config, ds.as_of), segments, check_exact=True)
+
+
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0]])
+def test_ties_at_one_instant_follow_the_ladder(ds, order):
+    # A's entry (L1) and three assignments at 10:00: L2, L1.5 and L1, in either table order:
+    # the entry first, then the assignments in ladder order (L1 merged with the entry, L1.5 for
+    # 0 minutes, then L2 until the 12:00 resolution)
+    moves = [ev("A", D + "10:00Z", "assigned", tier, agent) for tier, agent in (("L2", "b1"), ("L1.5", "c1"), ("L1", "a1"))]
+    tied = pd.concat([ds.ticket_events[ds.ticket_events["ticket_id"] != "A"],
+                      pd.DataFrame([moves[i] for i in order]).assign(at=lambda f: pd.to_datetime(f["at"], utc=True))],
+                     ignore_index=True)
+    eng = from_frames({"tickets": ds.tickets, "ticket_events": tied})
+    seg = segments_of(eng, ds.config, ds.as_of)
     a = seg[seg["ticket_id"] == "A"]
-    # entry L1 at 10:00, then the events in table order at 10:00: assigned L1 (same tier, merged),
-    # assigned L2: L1 for 0 minutes, then L2 until the 12:00 resolution
-    assert a["tier"].tolist() == ["L1", "L2"] and a["seq"].tolist() == [0, 1]
-    assert (a["end"].iloc[0] == a["start"].iloc[1] == pd.Timestamp(D + "10:00Z"))
+    assert a["tier"].tolist() == [0, 1, 2] and a["ownership_min"].tolist() == [0.0, 0.0, 120.0]
+    # agents at the same instant in ladder order of their tiers: a1, c1, b1 -> 3 stations
+    r = escalation.reassignments(eng, ds.config, ds.as_of).loc["L1"]
+    assert r["assignee_stations_mean"] == (3 + 3 + 2 + 2 + 1) / 5
+
+
+def test_a_step_outside_the_ladder_leaves_the_path_as_it_is(ds):
+    tickets = ds.tickets.copy()
+    tickets.loc[tickets["ticket_id"] == "B", "first_tier"] = "X"          # B: X -> L1 -> L1.5 -> L2
+    events = ds.ticket_events.copy()
+    events.loc[(events["ticket_id"] == "A") & (events["tier"] == "L2"), "tier"] = None   # A: L1 -> (none)
+    paths = escalation.tier_paths(from_frames({"tickets": tickets, "ticket_events": events}), ds.config, ds.as_of)
+    # A and C, E: L1; B: L1 → L1.5 → L2 (X left out); D: L1 → L2
+    assert paths.to_dict() == {"L1": 3, "L1 → L1.5 → L2": 1, "L1 → L2": 1}

@@ -193,42 +193,8 @@ def test_mean_replicates_resample_for_real_where_the_skew_is_beyond_the_expansio
     assert np.allclose(r1, r2)
 
 
-# ------------------------------------------------------------------ integer keys and their helpers
+# ------------------------------------------------------------------ engine counts against pandas
 TEXT = pd.StringDtype("pyarrow")
-
-
-@settings(max_examples=50, deadline=None)
-@given(st.lists(st.sampled_from(["a", "b", "c", "d", None]), max_size=40),
-       st.lists(st.sampled_from(["a", "b", "c", "e"]), unique=True, max_size=4))
-def test_codes_equals_get_indexer(values, universe):
-    from analysis.data import ids
-    v = pd.Series(values, dtype=TEXT)
-    u = pd.Index(universe, dtype=TEXT)
-    expected = pd.Index(universe, dtype=object).get_indexer(v.astype(object).where(v.notna(), None))
-    assert ids.codes(v, u).tolist() == expected.tolist()
-
-
-@settings(max_examples=80, deadline=None)
-@given(st.lists(st.tuples(st.integers(-1, 5), st.integers(0, 4)), max_size=60))
-def test_group_order_and_order_by_equal_the_stable_sorts(rows):
-    from analysis.data import ids
-    code = np.array([r[0] for r in rows], dtype="int64")
-    at = np.array([r[1] for r in rows], dtype="int64")
-    assert ids.group_order(code, 6).tolist() == np.argsort(code, kind="stable").tolist()
-    ok = code >= 0
-    assert ids.order_by(code[ok], 6, at[ok]).tolist() == np.lexsort((at[ok], code[ok])).tolist()
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["c1", "c2", "c10", None]), max_size=15), st.lists(st.sampled_from(["c1", "c2", "c3"]),
-       min_size=1, max_size=3, unique=True))
-def test_codes_of_a_categorical_equal_those_of_its_text(values, universe):
-    # a categorical column is looked up category by category: the same as its text
-    from analysis.data import ids
-    text = pd.Series(values, dtype=TEXT)
-    cat = text.astype(pd.CategoricalDtype(pd.Index(["c10", "c2", "c1"], dtype=TEXT)))
-    where = pd.Index(universe, dtype=TEXT)
-    assert ids.codes(cat, where).tolist() == ids.codes(text, where).tolist()
 
 
 @settings(max_examples=30, deadline=None)
@@ -247,70 +213,6 @@ def test_stage_times_equal_the_first_call_per_lead_and_stage(rows):
         assert times.loc[lead, stage] == at
     assert times.notna().drop(columns="depth").to_numpy().sum() == len(ref)
     assert times.index.tolist() == sorted(set(calls["lead_id"]))
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["t1", "t2", "t3", "t9", None]), max_size=15))
-def test_present_equals_isin_for_unique_keys(values):
-    from analysis.data import ids
-    universe = pd.Series(["t3", "t1", "t2", "t4"], dtype=TEXT)
-    v = pd.Series(values, dtype=TEXT)
-    assert ids.present(universe, v).tolist() == universe.isin(v.dropna()).tolist()
-
-
-@settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["L1", "L2", "VIP"]),
-                          st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False))), max_size=40),
-       st.sampled_from([0.9, 0.5, 0.1]))
-def test_few_group_quantile_equals_pandas_grouped_quantile(rows, q):
-    from analysis.stats import _few_group_quantile, duration_stats
-    v = pd.Series([r[1] for r in rows], dtype="float64")
-    by = pd.Series(pd.Categorical([r[0] for r in rows], categories=["L1", "L1.5", "L2", "VIP"]))  # L1.5: empty
-    expected = v.groupby(by, observed=False).quantile(q)
-    got = _few_group_quantile(v, by, expected.index, q)
-    assert np.array_equal(got.to_numpy(), expected.to_numpy(), equal_nan=True)   # bit for bit
-    stats = duration_stats(v, by)
-    assert np.array_equal(stats["p90_min"].to_numpy(), v.groupby(by, observed=False).quantile(0.9).to_numpy(), equal_nan=True)
-
-
-def test_few_group_quantile_hand_case():
-    from analysis.stats import _few_group_quantile
-    # L1: 10, 20, 30, 40 -> h = 0.9 * 3 = 2.7: 30 + (40 - 30) * 0.7 = 37; L2: one value 5 -> 5; VIP: only a null -> null
-    v = pd.Series([10.0, 40.0, 5.0, 30.0, 20.0, np.nan])
-    by = pd.Series(pd.Categorical(["L1", "L1", "L2", "L1", "L1", "VIP"], categories=["L1", "L2", "VIP"]))
-    got = _few_group_quantile(v, by, pd.CategoricalIndex(["L1", "L2", "VIP"]), 0.9)
-    assert got.iloc[0] == pytest.approx(37.0) and got.iloc[1] == 5.0 and np.isnan(got.iloc[2])
-
-
-def test_order_by_hand_case_and_ns_is_a_read_only_view():
-    from analysis.data import ids
-    # code 1 at times 5, 3; code 0 at 7, 7 (a tie: table order) -> rows 1, 3 (code 0), 2, 0 (code 1 by time)
-    assert ids.order_by(np.array([1, 0, 1, 0]), 2, np.array([5, 7, 3, 7])).tolist() == [1, 3, 2, 0]
-    assert ids.group_order(np.array([], dtype="int64"), 3).tolist() == []
-    t = pd.Series(pd.to_datetime(["2024-01-01 00:00:01", None], utc=True))
-    got = ids.ns(t)
-    assert got.tolist() == [1_704_067_201 * 10**9, ids.NAT] and not got.flags.writeable
-    naive = pd.Series(pd.to_datetime(["2024-01-01 00:00:01"]))
-    assert ids.ns(naive).tolist() == [1_704_067_201 * 10**9]           # naive read as UTC
-    berlin = t.dt.tz_convert("Europe/Berlin")
-    assert ids.ns(berlin).tolist() == got.tolist()                     # the same instants
-    assert ids.ns(t.astype("datetime64[ms, UTC]")).tolist() == got.tolist()  # other units: converted
-
-
-def test_codes_hand_case_with_a_repeated_key():
-    from analysis.data import ids
-    v = pd.Series(["b", "a", "x", None, "b"], dtype=TEXT)
-    # "b" twice in the universe: its first position (1); "x" is absent, then present
-    assert ids.codes(v, pd.Index(["z", "b", "b", "a"], dtype=TEXT)).tolist() == [1, 3, -1, -1, 1]
-    assert ids.codes(v, pd.Index(["x", "b"], dtype=TEXT)).tolist() == [1, -1, 0, -1, 1]
-
-
-def test_sorted_rank_hand_cases():
-    from analysis.data import ids
-    s = pd.Series(["b", "c", "a"], dtype=TEXT)
-    assert ids.sorted_rank(s).tolist() == [1, 2, 0]            # a < b < c
-    assert ids.sorted_rank(pd.Series(["a", "b"], dtype=TEXT)).tolist() == [0, 1]
-    assert ids.sorted_rank(pd.Series([], dtype=TEXT)).tolist() == []
 
 
 @settings(max_examples=40, deadline=None)
@@ -348,24 +250,3 @@ def test_contract_unique_rule_marks_every_row_of_a_repeated_id(tmp_path_factory,
     if found:
         lines = [int(e.split(":")[0].removeprefix("line ")) for e in found[0].examples]
         assert lines == [i + 2 for i in np.flatnonzero(repeated.to_numpy())[:5]]
-
-
-def test_tier_paths_leave_a_step_without_a_tier_out():
-    from analysis.support.escalation import tier_paths
-    seg = pd.DataFrame({"ticket_id": pd.Series(["t2", "t2", "t1", "t3", "t3"], dtype=TEXT),
-                        "seq": [0, 1, 0, 0, 1],
-                        "tier": pd.Categorical(["L1", "L2", "L1", "L1", None], categories=["L1", "L1.5", "L2"])})
-    got = tier_paths(seg)
-    assert got.index.tolist() == ["t1", "t2", "t3"]              # ticket_id order
-    assert got.tolist() == ["L1", "L1 → L2", "L1"]
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.sampled_from(["L1", "L2", "VIP", "L9", None]), max_size=12))
-def test_tier_codes_are_the_ladder_codes_of_as_tier(values):
-    # Arrow text answers from the kept lookup, object text through the categorical: the same codes
-    from analysis.data.config import Config, Tier
-    from analysis.support.tiers import as_tier, tier_codes
-    cfg = Config(tiers=[Tier(id="L1"), Tier(id="L2"), Tier(id="VIP")])
-    for s in (pd.Series(values, dtype=TEXT), pd.Series(values, dtype=object)):
-        assert tier_codes(s, cfg).tolist() == as_tier(s, cfg).cat.codes.tolist()

@@ -25,7 +25,7 @@ import pandas as pd
 from analysis.data import engine
 from analysis.data.config import BusinessHours
 
-__all__ = ["instant_parts", "minutes_between", "clock_table", "business_clock", "calendar_minutes", "business_minutes", "business_days", "local_timezone", "opening_intervals", "minutes",
+__all__ = ["instant_parts", "minutes_between", "clock_table", "business_clock", "day_starts", "day_table", "local_days", "calendar_minutes", "business_minutes", "business_days", "local_timezone", "opening_intervals", "minutes",
            "WEEKDAYS"]
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -147,15 +147,56 @@ def clock_table(hours: BusinessHours, first: pd.Timestamp, last: pd.Timestamp) -
     opens = iv["open"].reset_index(drop=True)
     until = pd.concat([opens.iloc[1:], pd.Series([last + pd.Timedelta(days=366)])], ignore_index=True)
     before = iv["minutes"].cumsum().shift(1, fill_value=0.0).to_numpy()
-    epoch = pd.Timestamp("1970-01-01", tz="UTC")
-    first_day = ((opens - epoch).dt.days).to_numpy()
-    last_day = ((until - pd.Timedelta(microseconds=1) - epoch).dt.days).to_numpy()
-    count = last_day - first_day + 1
-    idx = np.repeat(np.arange(len(opens)), count)
-    day = first_day[idx] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
-    return pd.DataFrame({"day": day.astype("int64"), "span_from": opens.to_numpy()[idx], "span_to": until.to_numpy()[idx],
+    idx, day = _utc_days(opens, until)
+    return pd.DataFrame({"day": day, "span_from": opens.to_numpy()[idx], "span_to": until.to_numpy()[idx],
                          "open": opens.to_numpy()[idx], "length_min": iv["minutes"].to_numpy()[idx],
                          "before_min": before[idx]})
+
+
+def _utc_days(starts: pd.Series, ends: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Spans [start, end) (UTC instants) cut into the UTC days they cover: (the span's row, the
+    day's number since 1970-01-01) per piece."""
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    first_day = ((starts - epoch).dt.days).to_numpy()
+    last_day = ((ends - pd.Timedelta(microseconds=1) - epoch).dt.days).to_numpy()
+    count = last_day - first_day + 1
+    idx = np.repeat(np.arange(len(starts)), count)
+    day = first_day[idx] + (np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count))
+    return idx, day.astype("int64")
+
+
+def day_starts(days: pd.DatetimeIndex, tz: str) -> pd.DatetimeIndex:
+    """The first instant (UTC) of each local date in ``tz``: its midnight, or, where the clocks
+    skip midnight, the first valid instant after it; where midnight occurs twice, the first time
+    (an instant belongs to the date its wall clock shows)."""
+    days = pd.DatetimeIndex(days)
+    return days.tz_localize(tz, ambiguous=np.ones(len(days), bool), nonexistent="shift_forward").tz_convert("UTC")
+
+
+def day_table(tz: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
+    """The local calendar as a table for the engine: one row per local date in ``tz`` (from the
+    day before ``first`` to the day after ``last``) and UTC day its span [start, next start)
+    covers: utc_day (days since 1970-01-01), day_from, day_to (UTC instants) and local_day (the
+    local date's days since 1970-01-01). ``local_days`` joins instants to it."""
+    lo = first.tz_convert(tz).tz_localize(None).normalize() - pd.Timedelta(days=1)
+    hi = last.tz_convert(tz).tz_localize(None).normalize() + pd.Timedelta(days=1)
+    dates = pd.date_range(lo, hi + pd.Timedelta(days=1), freq="D")
+    starts = pd.Series(day_starts(dates, tz))
+    idx, day = _utc_days(starts.iloc[:-1].reset_index(drop=True), starts.iloc[1:].reset_index(drop=True))
+    local = ((dates[:-1] - pd.Timestamp("1970-01-01")).days).to_numpy().astype("int64")
+    return pd.DataFrame({"utc_day": day, "day_from": starts.to_numpy()[idx], "day_to": starts.to_numpy()[idx + 1],
+                         "local_day": local[idx]})
+
+
+def local_days(t: ir.Table, at: str, days: ir.Table | None) -> ir.Table:
+    """``t`` with ``{at}_day``: the days since 1970-01-01 of the local date of the instant in
+    column ``at`` (null when it is null), from a ``day_table`` in the engine, or the UTC date
+    when ``days`` is None (no timezone to convert to)."""
+    if days is None:
+        return t.mutate(**{f"{at}_day": engine.day_number(t[at])})
+    x = t.mutate(_utc_day=engine.day_number(t[at]))
+    j = x.left_join(days, [x._utc_day == days.utc_day, x[at] >= days.day_from, x[at] < days.day_to])
+    return j.select(*t.columns, **{f"{at}_day": j.local_day})
 
 
 def business_clock(instants: ir.Table, at: str, clock: ir.Table) -> ir.Table:

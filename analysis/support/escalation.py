@@ -7,8 +7,10 @@ one-touch and reopen rates (anchor: Zendesk groups, group stations and group SLA
   first starts at created_at with first_tier; each ``assigned`` event to another tier closes the
   current segment and opens the next (an assignment within the same tier is a reassignment, not a
   new segment). The last segment ends at the ticket's (latest) resolution, or is still open at
-  as-of. Ownership time = segment end - start (Zendesk's group SLA); the path is the sequence of
-  segment tiers (L1 -> L1.5 -> L2);
+  as-of. Events at one instant are taken in a fixed order (the entry, then assignments in ladder
+  order), so the segments depend only on the data, not on the order of its rows. Ownership time
+  = segment end - start (Zendesk's group SLA); the path is the sequence of segment tiers
+  (L1 -> L1.5 -> L2);
 - one-touch rate = resolved tickets with exactly one agent reply / resolved tickets with events;
 - reopen rate = tickets reopened at least once / tickets solved at least once.
 """
@@ -19,13 +21,12 @@ import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis.data import ids
 from analysis.data.config import Config
 from analysis.data.engine import Engine, as_count
-from analysis.support.sla import ticket_table
-from analysis.support.durations import minutes
-from analysis.stats import duration_stats, rate_table
-from analysis.support.tiers import ladder, per_tier, tier_codes
+from analysis.stats import duration_aggregates, rate_table
+from analysis.support.durations import business_clock, minutes_between
+from analysis.support.sla import business_clock_table, ticket_table
+from analysis.support.tiers import entry_code, per_tier, tier_code
 
 __all__ = ["escalation_matrix", "escalated_expr", "escalation_rates", "tier_segments", "tier_paths", "path_frequencies",
            "ownership_time", "reassignments", "event_counts", "with_event_counts", "one_touch", "reopened_expr",
@@ -65,85 +66,86 @@ def escalation_rates(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.Dat
     return g.join(rate_table(g["escalated"], g["tickets"], name="escalation_rate"))
 
 
-def _is(values: pd.Series, label: str) -> np.ndarray:
-    """Boolean array: equals ``label`` (null -> False)."""
-    return np.asarray((values == label).fillna(False), dtype=bool)
+def _handovers(eng: Engine, config: Config) -> ir.Table:
+    """The rows that can open an ownership segment: one *entry* per ticket (of the tickets
+    table) that has events, at created_at in first_tier, and each ``assigned`` event of such a
+    ticket, at its time in its tier. Columns: ticket_id, at, tier (ladder code, -1 outside the
+    config), step (the order at one instant: the entry 0, then assignments in ladder order,
+    tiers outside the ladder last) and the ticket's resolved_at."""
+    tickets, ev = eng.table("tickets"), eng.table("ticket_events")
+    resolved = tickets.resolved_at if "resolved_at" in tickets.columns else ibis.null("timestamp")
+    known = tickets.select("ticket_id", "created_at", "first_tier", resolved_at=resolved)
+    entered = known.semi_join(ev, "ticket_id")
+    entry = entered.select("ticket_id", at=entered.created_at, tier=entry_code(entered, config),
+                           resolved_at=entered.resolved_at)
+    moved = ev.filter(ev.event == "assigned")
+    moved = moved.join(known.select("ticket_id", "resolved_at"), "ticket_id")
+    moves = moved.select("ticket_id", at=moved["at"], tier=tier_code(moved.tier, config), resolved_at=moved.resolved_at)
+    entry = entry.mutate(step=ibis.literal(0, "int64"))
+    moves = moves.mutate(step=ibis.ifelse(moves.tier >= 0, moves.tier + 1, len(config.tier_ids) + 1).cast("int64"))
+    return entry.union(moves.select(*[moves[c].cast(entry[c].type()) for c in entry.columns]))
 
 
-def tier_segments(tickets: pd.DataFrame, events: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
-    """One row per (ticket, ownership segment), in ticket_id order: ticket_id, seq, tier, start,
-    end (NaT = still owned at as-of), ownership_min (on the config's clock; null while open), open.
+def tier_segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
+    """One row per (ticket, ownership segment), as an expression: ticket_id, seq (0 = the entry
+    segment), tier (ladder code, -1 outside the config), start, end (null = still owned at
+    as-of), ownership_min (end - start on the config's clock; null while open) and open.
 
-    Only tickets present in ``tickets`` and having at least one event are segmented. Worked on
-    integer positions (ticket row, tier code, nanoseconds); ties in time keep the entry first,
-    then the events in their table order.
+    Only tickets of the tickets table that have at least one event are segmented. Rows of
+    ``_handovers`` in time order per ticket (ties at one instant: the entry first, then the
+    assignments in ladder order); a row in the tier of the row before it opens no segment. A
+    segment ends where the next begins; the last at the ticket's resolution when that is not
+    before the segment's start (resolved before it: reopened, still open).
     """
-    ticket_ids = tickets["ticket_id"]
-    row = ids.codes(events["ticket_id"], ticket_ids)  # the event's ticket row, -1 when not in tickets
-    known = row >= 0
-    entered = np.flatnonzero(np.bincount(row[known], minlength=len(tickets)) > 0)
-    moved = np.flatnonzero(_is(events["event"], "assigned") & known)
-    ticket = np.concatenate([entered, row[moved]])
-    at = np.concatenate([ids.ns(tickets["created_at"])[entered], ids.ns(events["at"])[moved]])
-    tier = np.concatenate([tier_codes(tickets["first_tier"], config)[entered],
-                           tier_codes(events["tier"], config)[moved]])
-    # stable: ticket_id, time, entry first, then the events' table order. The entries come first
-    # in these arrays, so a stable sort on (ticket_id, time) keeps each ticket's entry before its
-    # events at the same instant: the order np.lexsort((step, at, rank)) gives, by a stable sort
-    # on time and a counting sort on the ticket's rank (ids.order_by)
-    rank = ticket if ids.increasing(ticket_ids) else ids.sorted_rank(ticket_ids)[ticket]
-    order = ids.order_by(rank, len(tickets), at)
-    ticket, at, tier = ticket[order], at[order], tier[order]
-    first = np.r_[True, ticket[1:] != ticket[:-1]] if len(ticket) else np.zeros(0, bool)
-    new = first | np.r_[True, tier[1:] != tier[:-1]] if len(ticket) else first
-    ticket, at, tier, first = ticket[new], at[new], tier[new], first[new]
-    opens = np.flatnonzero(first)
-    seq = np.arange(len(ticket)) - np.repeat(opens, np.diff(np.r_[opens, len(ticket)]))
-    last = np.r_[first[1:], True] if len(ticket) else first
-    resolved = ids.ns(tickets["resolved_at"])[ticket] if "resolved_at" in tickets.columns \
-        else np.full(len(ticket), ids.NAT)
-    last_end = np.where((resolved != ids.NAT) & (resolved >= at), resolved, ids.NAT)  # resolved before: reopened, open
-    end = np.where(last, last_end, np.r_[at[1:], ids.NAT][:len(at)])
-    seg = pd.DataFrame({"ticket_id": ticket_ids.take(ticket).reset_index(drop=True), "seq": seq.astype("int64"),
-                        "tier": pd.Categorical.from_codes(tier, dtype=ladder(config)),
-                        "start": pd.Series(ids.from_ns(at)), "end": pd.Series(ids.from_ns(end))})
-    seg["ownership_min"] = minutes(seg["start"], seg["end"], config.business_hours)
-    seg["open"] = seg["end"].isna()
-    return seg
+    rows = _handovers(eng, config)
+    w = ibis.window(group_by=rows.ticket_id, order_by=[rows["at"], rows.step])
+    rows = rows.mutate(prev=rows.tier.lag().over(w))
+    rows = rows.filter(rows.prev.isnull() | (rows.prev != rows.tier))
+    w = ibis.window(group_by=rows.ticket_id, order_by=[rows["at"], rows.step])
+    seg = rows.mutate(seq=ibis.row_number().over(w).cast("int64"), after=rows["at"].lead().over(w))
+    last_end = ibis.ifelse(seg.resolved_at.notnull() & (seg.resolved_at >= seg["at"]), seg.resolved_at,
+                           ibis.null("timestamp"))
+    seg = seg.select("ticket_id", "seq", "tier", start=seg["at"],
+                     end=ibis.ifelse(seg.after.isnull(), last_end, seg.after))
+    if config.business_hours is None:
+        return seg.mutate(ownership_min=minutes_between(seg.start, seg.end), open=seg.end.isnull())
+    clock = business_clock_table(eng, config, as_of)
+    timed = business_clock(business_clock(seg, "start", clock), "end", clock)
+    return timed.select(*seg.columns, ownership_min=timed.end_clock - timed.start_clock, open=timed.end.isnull())
 
 
-def tier_paths(segments: pd.DataFrame) -> pd.Series:
-    """Per ticket (index ticket_id, sorted): the sequence of owning tiers in ``seq`` order
-    joined with arrows ("L1 → L1.5 → L2").
+def tier_paths(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.Series:
+    """Tickets per path of owning tiers (the segments' tiers in ``seq`` order joined with
+    arrows, "L1 → L1.5 → L2"), most frequent first, ties by path; index "path", name "tickets".
 
-    Built on integers: each step extends the ticket's path id by one tier code, and only the
-    distinct paths are spelled out as text."""
-    ticket, ticket_ids = ids.factorize(segments["ticket_id"])  # from the kept ticket rows when tier_segments made them
-    tiers = pd.Series(segments["tier"], copy=False).astype("category")
-    labels = [str(v) for v in tiers.cat.categories]
-    tier = tiers.cat.codes.to_numpy().astype("int64")
-    seq = segments["seq"].to_numpy()
-    path = np.zeros(len(ticket_ids), "int64")  # 0: the empty path
-    spelled = [""]
-    for k in np.unique(seq):  # a handful of steps, vectorised over tickets
-        at = (seq == k) & (tier >= 0)  # a step without a tier leaves the path as it is
-        t, c = ticket[at], tier[at]
-        pair, first = np.unique(path[t] * (len(labels) + 1) + c + 1, return_index=True)
-        prev = path[t][first]
-        code = c[first]
-        base = len(spelled)
-        spelled += [spelled[p] + (ARROW if k else "") + labels[cc] for p, cc in zip(prev, code)]
-        path[t] = base + np.searchsorted(pair, path[t] * (len(labels) + 1) + c + 1)
-    out = pd.Series(np.asarray(spelled, dtype=object)[path], index=pd.Index(ticket_ids, name="ticket_id"), name="path")
-    return out.iloc[ids.sorted_order(out.index)] if len(out) else out
+    A step whose tier is outside the config leaves the path as it is (a ticket that entered
+    outside the ladder and went to L2 has the path "L2"). Counted in the engine: one column per
+    step (as many as the longest path), grouped by those columns; only the distinct paths are
+    spelled."""
+    seg = tier_segments(eng, config, as_of)
+    top = eng.frame(seg.aggregate(k=seg.seq.max()))["k"].iloc[0]
+    longest = 0 if pd.isna(top) else int(top) + 1
+    steps = [f"s{k}" for k in range(longest)]
+    per_ticket = seg.group_by("ticket_id").aggregate(**{
+        name: ibis.ifelse((seg.seq == k) & (seg.tier >= 0), seg.tier, ibis.null("int64")).max()
+        for k, name in enumerate(steps)})
+    counts = eng.frame(per_ticket.group_by(steps).aggregate(tickets=per_ticket.count())) if steps \
+        else pd.DataFrame(columns=["tickets"])
+    labels = config.tier_ids
+    spelled = [ARROW.join(labels[int(c)] for c in row if pd.notna(c)) for row in counts[steps].itertuples(index=False)]
+    out = pd.Series(counts["tickets"].map(as_count).to_numpy(dtype="int64"), index=pd.Index(spelled, name="path"),
+                    name="tickets").groupby(level=0).sum()
+    order = sorted(range(len(out)), key=lambda i: (-out.iloc[i], out.index[i]))
+    return out.iloc[order]
 
 
 def path_frequencies(paths: pd.Series, top: int = 10) -> pd.DataFrame:
-    """The most frequent paths with tickets and share; the rest pooled as "(other paths)"."""
-    counts = paths.value_counts()
-    total = int(counts.sum())
-    head = counts.head(top)
-    rest = counts.iloc[top:].sum()
+    """The ``top`` most frequent paths of ``tier_paths`` (tickets per path, most frequent first)
+    with tickets, share of all segmented tickets and steps (arrows); the rest pooled as
+    "(other paths)"."""
+    total = int(paths.sum())
+    head = paths.head(top)
+    rest = paths.iloc[top:].sum()
     if rest:
         head = pd.concat([head, pd.Series({"(other paths)": rest})])
     out = head.rename("tickets").to_frame()
@@ -152,50 +154,62 @@ def path_frequencies(paths: pd.Series, top: int = 10) -> pd.DataFrame:
     return out.rename_axis("path")
 
 
-def ownership_time(segments: pd.DataFrame) -> pd.DataFrame:
-    """Per tier: segments, still open at as-of, and n / median / p90 / mean ownership minutes of
-    the closed segments (open ones are censored and left out of the statistics)."""
-    stats = duration_stats(segments["ownership_min"], segments["tier"], prefix="ownership_")
-    g = segments.groupby("tier", observed=False)
-    out = pd.DataFrame({"segments": g.size(), "open_at_as_of": g["open"].sum().astype("int64")})
-    return out.join(stats)
+def ownership_time(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per tier (ladder order): segments, still open at as-of, and n / median / p90 / mean
+    ownership minutes of the closed segments (open ones are censored and left out of the
+    statistics)."""
+    seg = tier_segments(eng, config, as_of)
+    g = per_tier(eng.frame(seg.group_by(tier=seg.tier).aggregate(
+        segments=seg.count(), open_at_as_of=ibis.ifelse(seg.open, 1, 0).sum(),
+        **duration_aggregates(seg.ownership_min, prefix="ownership_"))), config, fill=None)
+    for col in ("segments", "open_at_as_of", "ownership_n"):
+        g[col] = g[col].map(as_count).astype("int64")
+    return g[["segments", "open_at_as_of", "ownership_n", "ownership_median_min", "ownership_p90_min",
+              "ownership_mean_min"]].astype({c: "float64" for c in ("ownership_median_min", "ownership_p90_min",
+                                                                   "ownership_mean_min")})
 
 
-def reassignments(tickets: pd.DataFrame, events: pd.DataFrame, segments: pd.DataFrame,
-                  config: Config) -> pd.DataFrame:
-    """Per entry tier (tickets with events): mean group stations (tiers that owned the ticket),
-    share passed between tiers, mean assignee stations and share reassigned (> 1 agent).
+def _share(num: pd.Series, den: pd.Series) -> pd.Series:
+    """num / den, null where den is 0."""
+    return num / den.where(den > 0)
 
-    Assignee stations = 1 + changes of agent between consecutive ``assigned`` events (in time,
-    ties in table order; events without an agent are skipped); a segmented ticket without such
-    an event has no assignee count and is not reassigned. Without an agent_id column only group
-    stations are shown. Counted on integer ticket rows.
-    """
-    ticket_ids = tickets["ticket_id"]
-    groups = np.bincount(ids.codes(segments["ticket_id"], ticket_ids), minlength=len(tickets))  # every segment is in tickets
-    held = groups > 0
-    frame = pd.DataFrame({"group_stations": groups[held]})
-    if "agent_id" in events.columns:
-        row = ids.codes(events["ticket_id"], ticket_ids)
-        pick = _is(events["event"], "assigned") & events["agent_id"].notna().to_numpy() & (row >= 0)
-        pick &= held[np.maximum(row, 0)]
-        t, at = row[pick], ids.ns(events["at"])[pick]
-        agent = pd.factorize(events["agent_id"][pick])[0]
-        order = np.lexsort((at, t))  # stable: time, then table order
-        t, agent = t[order], agent[order]
-        change = np.r_[False, (t[1:] == t[:-1]) & (agent[1:] != agent[:-1])] if len(t) else np.zeros(0, bool)
-        stations = 1.0 + np.bincount(t[change], minlength=len(tickets))
-        stations[np.bincount(t, minlength=len(tickets)) == 0] = np.nan
-        frame["assignee_stations"] = stations[held]
-    tier = pd.Series(pd.Categorical.from_codes(tier_codes(tickets["first_tier"], config)[held],
-                                               dtype=ladder(config)), name="tier")
-    frame["passed_between_tiers"] = frame["group_stations"] > 1
-    agg = {"tickets": ("group_stations", "size"), "group_stations_mean": ("group_stations", "mean"),
-           "passed_between_tiers": ("passed_between_tiers", "mean")}
-    if "assignee_stations" in frame.columns:
-        frame["reassigned"] = frame["assignee_stations"] > 1
-        agg |= {"assignee_stations_mean": ("assignee_stations", "mean"), "reassigned_share": ("reassigned", "mean")}
-    return frame.groupby(tier, observed=False).agg(**agg)
+
+def reassignments(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Per entry tier (tickets with events): tickets, mean group stations (segments: tiers that
+    owned the ticket in turn), share passed between tiers (> 1 station), mean assignee stations
+    and share reassigned (> 1 assignee station).
+
+    Assignee stations = 1 + changes of agent between consecutive ``assigned`` events (in time;
+    ties at one instant in ladder order of their tiers, then by agent_id; events without an
+    agent are skipped); a ticket without such an event has no assignee count (left out of the
+    mean) and is not reassigned. Without an agent_id column in the events only group stations
+    are shown."""
+    seg = tier_segments(eng, config, as_of)
+    tickets, ev = eng.table("tickets"), eng.table("ticket_events")
+    per = seg.group_by("ticket_id").aggregate(groups=seg.count())
+    with_agents = "agent_id" in ev.columns
+    if with_agents:
+        a = ev.filter((ev.event == "assigned") & ev.agent_id.notnull()).semi_join(tickets, "ticket_id")
+        code = tier_code(a.tier, config)
+        a = a.select("ticket_id", "at", "agent_id", step=ibis.ifelse(code >= 0, code, len(config.tier_ids)))
+        w = ibis.window(group_by=a.ticket_id, order_by=[a["at"], a.step, a.agent_id])
+        a = a.mutate(changed=ibis.ifelse(a.agent_id.lag().over(w).notnull() & (a.agent_id.lag().over(w) != a.agent_id), 1, 0))
+        stations = a.group_by("ticket_id").aggregate(stations=1 + a.changed.sum())
+        j = per.left_join(stations, per.ticket_id == stations.ticket_id)
+        per = j.select(j.ticket_id, j.groups, stations=j.stations.cast("int64"))
+    j = per.join(tickets.select("ticket_id", entry=entry_code(tickets, config)), "ticket_id")
+    # sums and counts in the engine, the means in pandas (PostgreSQL's mean of integers is numeric)
+    agg = {"tickets": j.count(), "groups": j.groups.sum(), "passed": ibis.ifelse(j.groups > 1, 1, 0).sum()}
+    if with_agents:
+        agg |= {"stations": j.stations.sum(), "with_stations": j.stations.count(),
+                "reassigned": ibis.ifelse((j.stations > 1).fill_null(False), 1, 0).sum()}
+    g = per_tier(eng.frame(j.group_by(tier=j.entry).aggregate(**agg)), config)[list(agg)].map(as_count).astype("int64")
+    out = pd.DataFrame({"tickets": g["tickets"], "group_stations_mean": _share(g["groups"], g["tickets"]),
+                        "passed_between_tiers": _share(g["passed"], g["tickets"])})
+    if with_agents:
+        out["assignee_stations_mean"] = _share(g["stations"], g["with_stations"])
+        out["reassigned_share"] = _share(g["reassigned"], g["tickets"])
+    return out
 
 
 def event_counts(eng: Engine) -> ir.Table:

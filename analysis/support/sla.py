@@ -23,7 +23,7 @@ from analysis.stats import duration_aggregates, rate_table
 from analysis.support.durations import business_clock, clock_table, minutes_between
 from analysis.support.tiers import entry_code, per_tier, resolving_code
 
-__all__ = ["clock", "ticket_time_table", "ticket_table", "ticket_times", "target_expr", "status_expr", "tier_column",
+__all__ = ["clock", "instant_range", "business_clock_table", "ticket_time_table", "ticket_table", "ticket_times", "target_expr", "status_expr", "tier_column",
            "sla_aggregates", "sla_rates", "sla_table", "duration_stats_by_tier", "weekly_trend", "TIMES"]
 
 
@@ -61,14 +61,25 @@ def _with_instants(tickets: ir.Table) -> ir.Table:
     return tickets.mutate(**absent) if absent else tickets
 
 
-def _clock_of(eng: Engine, tickets: ir.Table, config: Config, as_of: pd.Timestamp) -> ir.Table:
-    """The business clock's calendar table (``durations.clock_table``) over the tickets' instants
-    and as-of, as a table of the engine."""
+def instant_range(eng: Engine, as_of: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The earliest and latest instant of the tickets (created, first response, resolved), of
+    the ticket events and as-of: the span a calendar table of the support report must cover."""
+    tickets = _with_instants(eng.table("tickets"))
     span = eng.frame(tickets.aggregate(**{f"lo_{c}": tickets[c].min() for c in _INSTANTS},
                                        **{f"hi_{c}": tickets[c].max() for c in _INSTANTS}))
     known = [v for v in span.iloc[0] if pd.notna(v)] if len(span) else []
-    first, last = min(known + [as_of]), max(known + [as_of])
-    return memtable(clock_table(config.business_hours, first, last))
+    if eng.has("ticket_events"):
+        ev = eng.table("ticket_events")
+        span = eng.frame(ev.aggregate(lo=ev["at"].min(), hi=ev["at"].max()))
+        known += [v for v in span.iloc[0] if pd.notna(v)] if len(span) else []
+    return min(known + [as_of]), max(known + [as_of])
+
+
+def business_clock_table(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
+    """The business clock's calendar table (``durations.clock_table``) over ``instant_range``,
+    computed once per engine and as-of (``Engine.derived``)."""
+    return eng.derived(f"business_clock_{pd.Timestamp(as_of).value}",
+                       lambda e: memtable(clock_table(config.business_hours, *instant_range(e, as_of))))
 
 
 def target_expr(tickets: ir.Table, config: Config, kind: str, code: ir.IntegerValue) -> ir.FloatingValue:
@@ -133,10 +144,7 @@ def ticket_table(eng: Engine, config: Config, as_of: pd.Timestamp, business: boo
     if business and hours is None:
         raise ValueError("business-hour durations need business_hours in the config")
     tickets = eng.table("tickets")
-    clock = None
-    if hours is not None:
-        clock = eng.derived(f"business_clock_{pd.Timestamp(as_of).value}",
-                            lambda e: _clock_of(e, _with_instants(e.table("tickets")), config, as_of))
+    clock = business_clock_table(eng, config, as_of) if hours is not None else None
     return _ticket_facts(tickets, config, as_of, clock)
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from analysis.present import page
 from analysis.data.config import Config
+from analysis.data.engine import Engine, instant
 from analysis.support.durations import business_days, local_timezone
 from analysis.support.tiers import entry_tier
 
@@ -72,12 +73,19 @@ def required_agents(traffic, handle_s: float, answer_within_s: float, target: fl
     return n
 
 
-def hourly_arrivals(tickets: pd.DataFrame, config: Config, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def hourly_arrivals(eng: Engine, config: Config, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """Mean voice tickets arriving per hour of day (business timezone, else UTC) and entry tier
     over the days of [start, end): count / number of days (working days only when the config has
-    business hours). Rows: hour 0-23; columns: tiers that receive voice tickets."""
-    voice = tickets[(tickets.get("channel_kind") == "voice") & (tickets["created_at"] >= start)
-                    & (tickets["created_at"] < end)]
+    business hours). Rows: hour 0-23; columns: tiers that receive voice tickets.
+
+    The voice tickets of the window (creation time and entry tier) leave the engine; the window
+    is a few weeks, so they are few."""
+    t = eng.table("tickets")
+    if "channel_kind" in t.columns:
+        t = t.filter((t.channel_kind == "voice") & (t.created_at >= instant(start)) & (t.created_at < instant(end)))
+        voice = eng.frame(t.select("created_at", "first_tier"))
+    else:
+        voice = pd.DataFrame({"created_at": pd.Series(dtype="datetime64[ns, UTC]"), "first_tier": pd.Series(dtype="string")})
     tz = local_timezone(config.business_hours)
     local = voice["created_at"].dt.tz_convert(tz)
     days = pd.date_range(start.tz_convert(tz).tz_localize(None).normalize(),

@@ -7,17 +7,14 @@ lists every tier in ladder order, with zero counts where a tier has no tickets.
 """
 from __future__ import annotations
 
-from functools import lru_cache
-
 import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis.data import ids
 from analysis.data.config import Config
 
-__all__ = ["ladder", "as_tier", "tier_codes", "entry_tier", "resolving_tier", "tier_names", "tier_code", "entry_code",
+__all__ = ["ladder", "as_tier", "entry_tier", "resolving_tier", "tier_names", "tier_code", "entry_code",
            "resolving_code", "per_tier"]
 
 
@@ -27,39 +24,8 @@ def ladder(config: Config) -> pd.CategoricalDtype:
 
 
 def as_tier(values: pd.Series, config: Config) -> pd.Series:
-    """Tier ids as the ladder categorical (values outside the config become null).
-
-    Same as ``values.astype("string").astype(ladder)``; Arrow-backed text is matched against
-    the tier ids in one Arrow pass, a categorical through its categories (pandas would
-    otherwise go through one Python object per row)."""
-    s = pd.Series(values, copy=False)
-    dtype = ladder(config)
-    if isinstance(s.dtype, pd.CategoricalDtype):
-        if s.dtype == dtype:
-            return s.copy(deep=False)
-        mapped = pd.Series(s.cat.categories).astype("string").astype(dtype).cat.codes.to_numpy()
-        raw = s.cat.codes.to_numpy()
-        codes = np.where(raw >= 0, mapped[np.maximum(raw, 0)] if len(mapped) else -1, -1)
-    elif ids.arrow_text(s) is not None and s.dtype != object:
-        codes = ids.codes(s, _tier_index(tuple(config.tier_ids)))
-    else:
-        return s.astype("string").astype(dtype)
-    return pd.Series(pd.Categorical.from_codes(codes, dtype=dtype), index=s.index, name=s.name)
-
-
-@lru_cache(maxsize=8)
-def _tier_index(tier_ids: tuple[str, ...]) -> pd.Index:
-    return pd.Index(list(tier_ids), dtype="string[pyarrow]")  # one object per ladder: codes() keeps its result
-
-
-def tier_codes(values: pd.Series, config: Config) -> np.ndarray:
-    """Each tier's position in the ladder (0 = first line), -1 where outside the config: the
-    codes of ``as_tier``. For Arrow-backed text, the kept lookup itself (int32, read-only: no
-    categorical built and no copy of 18M event tiers); else int64."""
-    s = pd.Series(values, copy=False)
-    if not isinstance(s.dtype, pd.CategoricalDtype) and ids.arrow_text(s) is not None and s.dtype != object:
-        return ids.codes(s, _tier_index(tuple(config.tier_ids)))
-    return as_tier(s, config).cat.codes.to_numpy().astype("int64")
+    """Tier ids as the ladder categorical (values outside the config, and nulls, become null)."""
+    return pd.Series(values, copy=False).astype("string").astype(ladder(config))
 
 
 def entry_tier(tickets: pd.DataFrame, config: Config) -> pd.Series:

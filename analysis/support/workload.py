@@ -10,32 +10,65 @@
 - backlog = unsolved tickets at each day's end (the instant the next day starts), per tier:
   created before it and not resolved by it. With ticket_events the tier is the one owning the
   ticket at that instant (its ownership segments); without them, the entry tier.
+
+Days are local dates in the business timezone (UTC without business hours): an instant belongs
+to the date its wall clock shows there. In the engine an instant's local date comes from the
+calendar table ``durations.day_table`` (``day_calendar``); only per-day and per-tier counts
+leave it.
 """
 from __future__ import annotations
 
+import ibis
+import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis.data import ids
 from analysis.data.config import Config
-from analysis.support.durations import business_days, local_timezone
-from analysis.support.tiers import as_tier, resolving_tier, tier_codes
+from analysis.data.engine import Engine, as_count, memtable
+from analysis.support.durations import business_days, day_table, local_days, local_timezone
+from analysis.support.escalation import tier_segments
+from analysis.support.sla import instant_range
+from analysis.support.tiers import as_tier, entry_code, resolving_code
 
-__all__ = ["local_day", "report_days", "working_days", "agents_on_duty", "daily_load", "load_table", "backlog_daily"]
+__all__ = ["day_calendar", "day_number_dates", "report_days", "working_days", "agents_on_duty", "daily_load",
+           "load_table", "backlog_daily"]
+
+_EPOCH = pd.Timestamp("1970-01-01")
 
 
-def local_day(times: pd.Series, config: Config) -> pd.Series:
-    """The calendar day (naive midnight) of each instant in the business timezone (else UTC)."""
-    return times.dt.tz_convert(local_timezone(config.business_hours)).dt.tz_localize(None).dt.normalize()
+def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table | None:
+    """The local calendar table (``durations.day_table``) of the business timezone over the
+    support data's instants (``sla.instant_range``), computed once per engine and as-of; None
+    when days are UTC dates (read from the instant itself)."""
+    tz = local_timezone(config.business_hours)
+    if tz == "UTC":
+        return None
+    return eng.derived(f"local_days_{pd.Timestamp(as_of).value}",
+                       lambda e: memtable(day_table(tz, *instant_range(e, as_of))))
 
 
-def report_days(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp) -> pd.DatetimeIndex:
+def day_number_dates(numbers) -> pd.DatetimeIndex:
+    """Days since 1970-01-01 as naive dates."""
+    return pd.DatetimeIndex(_EPOCH + pd.to_timedelta(np.asarray(numbers, dtype="int64"), unit="D"))
+
+
+def _date_number(day: pd.Timestamp) -> int:
+    return int((pd.Timestamp(day) - _EPOCH).days)
+
+
+def _last_day(as_of: pd.Timestamp, config: Config) -> pd.Timestamp:
+    """The local date of the day before as-of (naive)."""
+    return (as_of - pd.Timedelta(days=1)).tz_convert(local_timezone(config.business_hours)).tz_localize(None).normalize()
+
+
+def report_days(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DatetimeIndex:
     """Every local day from the first ticket's creation to the day before as-of (naive dates)."""
-    if not len(tickets):
+    t = eng.table("tickets")
+    first = eng.frame(t.aggregate(first=t.created_at.min()))["first"].iloc[0]
+    if pd.isna(first):
         return pd.DatetimeIndex([], name="day")
-    first = local_day(tickets["created_at"], config).min()
-    last = (as_of - pd.Timedelta(days=1)).tz_convert(local_timezone(config.business_hours)).tz_localize(None).normalize()
-    return pd.date_range(first, last, freq="D", name="day")
+    first = first.tz_convert(local_timezone(config.business_hours)).tz_localize(None).normalize()
+    return pd.date_range(first, _last_day(as_of, config), freq="D", name="day")
 
 
 def working_days(first: pd.Timestamp, last: pd.Timestamp, config: Config) -> pd.DatetimeIndex:
@@ -58,8 +91,8 @@ def agents_on_duty(agents: pd.DataFrame, days: pd.DatetimeIndex, config: Config)
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
     af = rows["active_from"] if "active_from" in rows.columns else pd.Series(pd.NaT, index=rows.index)
     at = rows["active_to"] if "active_to" in rows.columns else pd.Series(pd.NaT, index=rows.index)
-    lo = pd.to_datetime(af, utc=True).fillna(pd.Timestamp.min.tz_localize("UTC")).astype("datetime64[ns, UTC]")
-    hi = pd.to_datetime(at, utc=True).fillna(pd.Timestamp.max.tz_localize("UTC")).astype("datetime64[ns, UTC]")
+    lo = pd.to_datetime(af, utc=True).astype("datetime64[ns, UTC]").fillna(pd.Timestamp.min.tz_localize("UTC"))
+    hi = pd.to_datetime(at, utc=True).astype("datetime64[ns, UTC]").fillna(pd.Timestamp.max.tz_localize("UTC"))
     lo_ns, hi_ns = pd.DatetimeIndex(lo).asi8, pd.DatetimeIndex(hi).asi8
     for tier in config.tier_ids:  # a loop over the few tiers, vectorised over agents x days
         sel = (rows["tier"] == tier).to_numpy()
@@ -68,8 +101,21 @@ def agents_on_duty(agents: pd.DataFrame, days: pd.DatetimeIndex, config: Config)
     return out
 
 
-def daily_load(tickets: pd.DataFrame, config: Config, days: pd.DatetimeIndex,
-               agents: pd.DataFrame | None = None) -> pd.DataFrame:
+def _per_day_tier(frame: pd.DataFrame, value: str, days: pd.DatetimeIndex, config: Config) -> pd.DataFrame:
+    """An engine aggregate keyed by local day number ("day") and ladder code ("tier") as a
+    days x tiers table of ``value`` (0 where no row; days outside ``days`` and tiers outside the
+    ladder dropped)."""
+    out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=pd.Index(config.tier_ids, name="tier"),
+                       dtype="int64")
+    known = frame[(frame["tier"] >= 0) & frame["day"].notna()]
+    at = pd.DatetimeIndex(days).get_indexer(day_number_dates(known["day"]))
+    for i, code, n in zip(at, known["tier"].astype("int64"), known[value]):  # at most days x tiers cells
+        if i >= 0:
+            out.iloc[i, int(code)] = as_count(n)
+    return out
+
+
+def daily_load(eng: Engine, config: Config, as_of: pd.Timestamp, days: pd.DatetimeIndex) -> pd.DataFrame:
     """Per calendar day in ``days`` and resolving tier: resolved tickets and agents on duty.
 
     Columns: day, tier, working (a business day), resolved, agents, source ("agents table" or
@@ -78,31 +124,29 @@ def daily_load(tickets: pd.DataFrame, config: Config, days: pd.DatetimeIndex,
     table nor tickets.agent_id exists.
     """
     days = pd.DatetimeIndex(days)
-    used = [c for c in ("resolved_at", "first_tier", "final_tier", "agent_id") if c in tickets.columns]
-    resolved = tickets.loc[tickets["resolved_at"].notna().to_numpy(), used]  # the columns used, not every one
-    day = local_day(resolved["resolved_at"], config)
-    tier = resolving_tier(resolved, config)
-    # resolved per (day, tier): a count per integer cell (the crosstab of day and tier, reindexed
-    # to ``days`` and the ladder, without grouping 4M timestamps and categories)
-    at, width = days.get_indexer(day), len(config.tier_ids)
-    code = tier.cat.codes.to_numpy()
-    known = (at >= 0) & (code >= 0)
-    cell = at[known] * width + code[known]
-    counts = pd.DataFrame(np.bincount(cell, minlength=len(days) * width).reshape(len(days), width).astype("int64"),
-                          index=days, columns=pd.Index(config.tier_ids))
-    working = days.isin(working_days(days.min(), days.max(), config)) if len(days) else np.zeros(0, bool)
-    if agents is not None:
-        staff = agents_on_duty(agents, days, config).mul(working.astype("int64"), axis=0)
-        source = "agents table"
-    elif "agent_id" in resolved.columns:
-        seen = pd.DataFrame({"day": day, "tier": tier.astype("object"), "agent": resolved["agent_id"]}).dropna()
-        staff = (seen.drop_duplicates().groupby(["day", "tier"]).size().unstack("tier")
-                 .reindex(index=days, columns=config.tier_ids).fillna(0).astype("int64"))
-        source = "resolving agents"
-    else:
+    tickets = eng.table("tickets")
+    with_agents = eng.has("agents")
+    if not with_agents and "agent_id" not in tickets.columns:
         return pd.DataFrame(columns=["day", "tier", "working", "resolved", "agents", "source"])
-    counts.index.name = staff.index.name = "day"
+    if "resolved_at" in tickets.columns:
+        t = tickets.filter(tickets.resolved_at.notnull())
+        t = t.select("resolved_at", tier=resolving_code(t, config),
+                     agent=t.agent_id if "agent_id" in t.columns else ibis.null("string"))
+    else:
+        t = tickets.select(resolved_at=ibis.null("timestamp"), tier=resolving_code(tickets, config),
+                           agent=ibis.null("string")).filter(ibis.literal(False))
+    t = local_days(t, "resolved_at", day_calendar(eng, config, as_of))
+    per = eng.frame(t.group_by(day=t.resolved_at_day, tier=t.tier).aggregate(resolved=t.count(), agents=t.agent.nunique()))
+    counts = _per_day_tier(per, "resolved", days, config)
+    working = days.isin(working_days(days.min(), days.max(), config)) if len(days) else np.zeros(0, bool)
+    if with_agents:
+        staff = agents_on_duty(eng.frame(eng.table("agents")), days, config).mul(working.astype("int64"), axis=0)
+        source = "agents table"
+    else:
+        staff = _per_day_tier(per, "agents", days, config)
+        source = "resolving agents"
     counts.columns.name = staff.columns.name = "tier"
+    counts.index.name = staff.index.name = "day"
     out = pd.DataFrame({"resolved": counts.stack(), "agents": staff.stack()}).reset_index()
     out["working"] = out["day"].isin(days[working])
     out["tier"] = as_tier(out["tier"], config)
@@ -123,41 +167,44 @@ def load_table(daily: pd.DataFrame, config: Config) -> pd.DataFrame:
     return out.rename_axis("tier")
 
 
-def backlog_daily(tickets: pd.DataFrame, config: Config, as_of: pd.Timestamp,
-                  segments: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Unsolved tickets per tier at the end of each day (UTC days, or business-timezone days),
-    from the first ticket's day to the day before as-of. Rows: day; columns: tiers in ladder order.
+def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFrame:
+    """Unsolved tickets per tier at the end of each local day, from the first ticket's day to
+    the day before as-of. Rows: day; columns: tiers in ladder order.
 
-    Counted with +1 / -1 changes at each ownership start and end (vectorised cumulative sums),
-    sampled at each day's end: a change at or after the end instant is not yet counted.
+    Every ownership span (``escalation.tier_segments`` for tickets with events; created_at to
+    resolved_at in the entry tier for the others) counts from the day its start falls on to the
+    day before its end's (an open span to the last day): backlog at the end of day d = spans
+    started on or before d - spans ended on or before d, per tier, from per-day counts of
+    starts and ends (cumulative sums in pandas over at most days x tiers cells).
     """
-    tz = local_timezone(config.business_hours)
-    if not len(tickets):
+    tickets = eng.table("tickets")
+    resolved = tickets.resolved_at if "resolved_at" in tickets.columns else ibis.null("timestamp")
+    plain = tickets
+    if eng.has("ticket_events"):
+        plain = tickets.anti_join(eng.table("ticket_events"), "ticket_id")
+    spans = plain.select(tier=entry_code(plain, config), start=plain.created_at,
+                         end=plain.resolved_at if "resolved_at" in plain.columns else resolved)
+    if eng.has("ticket_events"):
+        seg = tier_segments(eng, config, as_of)
+        spans = spans.union(seg.select(*[seg[c].cast(spans[c].type()) for c in spans.columns]))
+    cal = day_calendar(eng, config, as_of)
+    s = local_days(spans, "start", cal)
+    starts = eng.frame(s.group_by(tier=s.tier, day=s.start_day).aggregate(n=s.count()))
+    e = spans.filter(spans.end.notnull())
+    e = local_days(e, "end", cal)
+    ends = eng.frame(e.group_by(tier=e.tier, day=e.end_day).aggregate(n=e.count()))
+    if not len(starts):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
-    # every ownership span as (ladder code, start, end) in int64 nanoseconds; NaT end = open
-    codes, starts, ends = [], [], []
-    rest = np.ones(len(tickets), dtype=bool)
-    if segments is not None and len(segments):
-        codes.append(tier_codes(segments["tier"], config))
-        starts.append(ids.ns(segments["start"]))
-        ends.append(ids.ns(segments["end"]))
-        rest = ~ids.present(tickets["ticket_id"], segments["ticket_id"])  # no events: entry tier throughout
-    if rest.any():
-        codes.append(tier_codes(tickets["first_tier"], config)[rest])
-        starts.append(ids.ns(tickets["created_at"])[rest])
-        ends.append(ids.ns(tickets["resolved_at"])[rest] if "resolved_at" in tickets.columns
-                    else np.full(int(rest.sum()), ids.NAT))
-    code, start, end = np.concatenate(codes), np.concatenate(starts), np.concatenate(ends)
-    first_day = pd.Timestamp(start.min(), unit="ns", tz="UTC").tz_convert(tz).tz_localize(None).normalize()
-    last_day = (as_of - pd.Timedelta(days=1)).tz_convert(tz).tz_localize(None).normalize()
-    days = pd.date_range(first_day, last_day, freq="D")
-    day_end = pd.DatetimeIndex(days + pd.Timedelta(days=1)).tz_localize(
-        tz, ambiguous=np.zeros(len(days), bool), nonexistent="shift_forward")
-    ends_ns = day_end.tz_convert("UTC").asi8
+    days = pd.date_range(day_number_dates([int(starts["day"].min())])[0], _last_day(as_of, config), freq="D")
+    at = np.asarray([_date_number(d) for d in days], dtype="int64")
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
     for i, tier in enumerate(config.tier_ids):
-        sel = code == i
-        s = np.sort(start[sel])
-        e = np.sort(end[sel & (end != ids.NAT)])
-        out[tier] = np.searchsorted(s, ends_ns, side="left") - np.searchsorted(e, ends_ns, side="left")
+        out[tier] = _on_or_before(starts[starts["tier"] == i], at) - _on_or_before(ends[ends["tier"] == i], at)
     return out
+
+
+def _on_or_before(counts: pd.DataFrame, days: np.ndarray) -> np.ndarray:
+    """Per day number in ``days``: the sum of ``counts.n`` over rows whose day is <= it."""
+    counts = counts.sort_values("day")
+    total = np.r_[0, np.cumsum(counts["n"].map(as_count).to_numpy(dtype="int64"))]
+    return total[np.searchsorted(counts["day"].to_numpy(dtype="int64"), days, side="right")]
