@@ -286,7 +286,7 @@ def units_package(ds: Dataset) -> pd.DataFrame:
     outcomes = contact_centre.lead_outcomes(ds.engine())
     prices = contact_centre.prices_from(12.0, 600.0, {"no_answer": 4.0, "secretary": 8.0, "decision_maker": 14.0,
                                                       "consent": 20.0}, 60.0, 400.0, 3000.0, 0.10)
-    costs = contact_centre.model_costs(ds.calls, outcomes, prices)
+    costs = contact_centre.model_costs(ds.engine(), outcomes, prices)
     units = costs["units"].unstack("model")[["per_minute", "per_hour", "per_result_call", "per_lead", "per_client"]]
     return _long(units.rename_axis("vendor").reset_index(), ["vendor"])
 

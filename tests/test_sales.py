@@ -44,9 +44,10 @@ def backend(request):
 
 
 def test_pricing_models_hand_computed(backend):
-    o = cc.lead_outcomes(from_frames({"leads": LEADS, "calls": CALLS}, backend))
+    eng = from_frames({"leads": LEADS, "calls": CALLS}, backend)
+    o = cc.lead_outcomes(eng)
     # vendor v1 calls: 90 s -> 2 billed minutes, 20 s -> 1, 45 s -> 1, 200 s -> 4; total 8 (the in-house call is not priced)
-    costs = cc.model_costs(CALLS, o, PRICES).loc["v1"]
+    costs = cc.model_costs(eng, o, PRICES).loc["v1"]
     assert costs.loc["per_minute"].tolist() == [8.0, 80.0]                       # 8 min x 10
     # hours = (90 + 20 + 45 + 200) / 3600 = 355 / 3600; x 600 = 59.1667
     assert costs.loc["per_hour", "cost"] == pytest.approx(355 / 3600 * 600)
@@ -56,16 +57,30 @@ def test_pricing_models_hand_computed(backend):
     assert costs.loc["per_result_call"].tolist() == [2.0, 100.0] and costs.loc["per_lead"].tolist() == [2.0, 600.0]
     # converted: a -> 1 x 1000; revenue share 10% of 5,000 = 500
     assert costs.loc["per_client", "cost"] == 1000.0 and costs.loc["revenue_share", "cost"] == 500.0
-    ue = cc.unit_economics(cc.model_costs(CALLS, o, PRICES), o, PRICES).loc["v1"]
+    ue = cc.unit_economics(cc.model_costs(eng, o, PRICES), o, PRICES).loc["v1"]
     # CPA = cost / 1 client; ROI per minute = (5,000 - 80) / 80 = 61.5; break-even = 80 / (3 leads x 5,000)
     assert ue.loc["per_minute", "cpa"] == 80.0 and ue.loc["per_minute", "roi"] == pytest.approx(61.5)
     assert ue.loc["per_minute", "break_even_conversion"] == pytest.approx(80 / 15000)
     assert ue.loc["per_minute", "conversion"] == pytest.approx(1 / 3)
     assert ue.loc["per_client", "break_even_conversion"] == 0.0 and np.isnan(ue.loc["revenue_share", "break_even_conversion"])
+    # the pilot: v1's first two leads by creation (all at T0: lead_id order) a, b; their v1 calls
+    # bill 2 + 1 + 1 = 4 minutes x 10 = 40, 20 per lead; a converted (1 of 2), revenue per client 5,000
+    pilot = cc.pilot_from_data(eng, o, "v1", 2, PRICES)
+    assert pilot["centre_cost_per_lead"] == 20.0 and pilot["revenue_per_client"] == 5000.0
+    assert (pilot["leads"], pilot["conversions"]) == (2, 1)
     # one row per vendor: its leads and conversion, the same in every model's row
     per_vendor = cc.vendor_summary(pd.concat({"v1": ue, "v2": ue}, names=["vendor"]))
     assert list(per_vendor.index) == ["v1", "v2"] and list(per_vendor.columns) == cc.VENDOR_COLUMNS
     assert per_vendor.loc["v1", "conversion"] == pytest.approx(1 / 3)
+
+
+def test_billable_minutes_by_hand(backend):
+    # rounded up to the increment: 0 s bills nothing, 1-60 s one minute, 61 s two; at 30 s, 61 s is 1.5 minutes
+    eng = from_frames({"c": pd.DataFrame({"i": range(6), "d": [0.0, 1.0, 60.0, 61.0, 150.0, None]})}, backend)
+    c = eng.table("c")
+    got = eng.frame(c.select("i", m=cc.billable_minutes(c.d, 60), half=cc.billable_minutes(c.d, 30)).order_by("i"))
+    assert got["m"].tolist()[:5] == [0.0, 1.0, 1.0, 2.0, 3.0] and pd.isna(got["m"].iloc[5])
+    assert got["half"].tolist()[:5] == [0.0, 0.5, 1.0, 1.5, 2.5]
 
 
 def test_source_scenario_recomputed():

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from analysis.present import page
-from analysis.data.engine import Engine
+from analysis.data.engine import Engine, memtable
 from analysis.errors import InputError
 from analysis.stats import wilson_interval
 
-__all__ = ["vendor_summary", "implied_scenario", "price_table", "MODELS", "DEFAULT_PRICES", "lead_table", "lead_outcomes", "billable_minutes", "model_costs", "unit_economics",
+__all__ = ["vendor_summary", "implied_scenario", "price_table", "MODELS", "DEFAULT_PRICES", "lead_table", "lead_outcomes", "billable_minutes", "call_units", "model_costs", "unit_economics",
            "cpa_change", "implied_cost_ratio", "scenario", "pilot_readout", "pilot_from_data", "prices_from",
            "contact_centre_metrics", "headline", "scenario_text", "pilot_text", "RISKS"]
 
@@ -93,35 +93,48 @@ def lead_outcomes(eng: Engine) -> pd.DataFrame:
     return out
 
 
-def billable_minutes(duration_s: pd.Series, increment_s: int = 60) -> pd.Series:
-    """Each call rounded up to the billing increment, in minutes (a 0-second call bills nothing).
-
-    >>> billable_minutes(pd.Series([0, 1, 60, 61, 150]), 60).tolist()
-    [0.0, 1.0, 1.0, 2.0, 3.0]
-    """
-    return np.ceil(duration_s / increment_s) * increment_s / 60.0
+def billable_minutes(duration_s: ir.NumericValue, increment_s: int = 60) -> ir.FloatingValue:
+    """Each call rounded up to the billing increment, in minutes: ceil(duration_s / increment) x
+    increment / 60 (0, 1, 60, 61, 150 s at 60 -> 0, 1, 1, 2, 3; a 0-second call bills nothing;
+    null without a duration)."""
+    return (duration_s.cast("float64") / increment_s).ceil().cast("float64") * (increment_s / 60.0)
 
 
-def model_costs(calls: pd.DataFrame, outcomes: pd.DataFrame, prices: dict, increment_s: int = 60) -> pd.DataFrame:
+def call_units(eng: Engine, prices: dict, increment_s: int = 60) -> pd.DataFrame:
+    """Per vendor (index, text order) of the calls not made in-house (every call is "vendor"'s
+    when calls have no vendor column): billable minutes, hours (durations / 3600), status_cost
+    (each call's status price x its billable minutes; a status without a price costs nothing) and
+    result_calls (calls with a result). Summed in the engine."""
+    calls = eng.table("calls")
+    if "vendor" in calls.columns:
+        calls = calls.filter(calls.vendor.fill_null("in-house") != "in-house")
+        vendor = calls.vendor
+    else:
+        vendor = ibis.literal("vendor")
+    minutes = billable_minutes(calls.duration_s, increment_s)
+    status_price = ibis.cases(*[(calls.status == k, float(v)) for k, v in prices["per_status_minute"].items()],
+                              else_=ibis.null("float64")) if prices["per_status_minute"] else ibis.null("float64")
+    results = ibis.ifelse(calls.result.notnull(), 1, 0) if "result" in calls.columns else ibis.literal(0)
+    out = eng.frame(calls.group_by(vendor=vendor).aggregate(
+        minutes=minutes.sum(), hours=(calls.duration_s.cast("float64") / 3600).sum(),
+        status_cost=(status_price.cast("float64") * minutes).sum(), result_calls=results.sum()))
+    out = out.set_index("vendor").sort_index()
+    return out.astype("float64").fillna(0.0)
+
+
+def model_costs(eng: Engine, outcomes: pd.DataFrame, prices: dict, increment_s: int = 60) -> pd.DataFrame:
     """Cost of each vendor's work under every pricing model (rows: vendor x model), with the
-    units billed; in-house calls are not priced."""
-    c = calls[[col for col in ("vendor", "duration_s", "status", "result") if col in calls.columns]]  # no text ids
-    c = c[np.asarray(c["vendor"].fillna("in-house") != "in-house", dtype=bool)] if "vendor" in c.columns \
-        else c.assign(vendor="vendor")
-    minutes = billable_minutes(c["duration_s"], increment_s)
-    status_price = c["status"].astype(object).map(pd.Series(prices["per_status_minute"], dtype=float)).astype(float)
-    per_vendor_calls = pd.DataFrame({"vendor": c["vendor"], "minutes": minutes, "hours": c["duration_s"] / 3600,
-                                     "status_cost": status_price * minutes,
-                                     "results": c["result"].notna() if "result" in c.columns else False})
-    g = per_vendor_calls.groupby("vendor")
+    units billed: the calls' from ``call_units``, the leads' from ``outcomes``; in-house calls
+    are not priced."""
+    g = call_units(eng, prices, increment_s)
     lo = outcomes.dropna(subset=["vendor"]).groupby("vendor")
-    units = pd.DataFrame({"per_minute": g["minutes"].sum(), "per_hour": g["hours"].sum(),
-                          "per_status_minute": g["minutes"].sum(), "per_result_call": g["results"].sum(),
+    units = pd.DataFrame({"per_minute": g["minutes"], "per_hour": g["hours"],
+                          "per_status_minute": g["minutes"], "per_result_call": g["result_calls"],
                           "per_lead": lo["qualified"].sum(), "per_client": lo["converted"].sum(),
                           "revenue_share": lo["revenue"].sum()}).fillna(0.0)
     cost = pd.DataFrame({"per_minute": units["per_minute"] * prices["per_minute"],
                          "per_hour": units["per_hour"] * prices["per_hour"],
-                         "per_status_minute": g["status_cost"].sum(),
+                         "per_status_minute": g["status_cost"],
                          "per_result_call": units["per_result_call"] * prices["per_result_call"],
                          "per_lead": units["per_lead"] * prices["per_lead"],
                          "per_client": units["per_client"] * prices["per_client"],
@@ -254,15 +267,22 @@ def price_table(prices: dict, currency: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["model", "status"])
 
 
-def pilot_from_data(outcomes: pd.DataFrame, calls: pd.DataFrame, vendor: str, trial_leads: int, prices: dict,
+def pilot_from_data(eng: Engine, outcomes: pd.DataFrame, vendor: str, trial_leads: int, prices: dict,
                     increment_s: int = 60, client_margin: float = 1.0) -> dict:
     """A trial read out from the data: the vendor's first ``trial_leads`` leads (by creation).
-    The centre's cost per lead is what their calls cost at the per-minute price; the revenue per
-    client is the mean over the vendor's converted leads."""
+    The centre's cost per lead is what their calls cost at the per-minute price (summed in the
+    engine over the trial leads' calls by the vendor); the revenue per client is the mean over
+    the vendor's converted leads."""
     o = outcomes[outcomes["vendor"] == vendor].sort_values("created_at", kind="stable")  # lead_id order on ties
     trial = o.head(trial_leads)
-    tc = calls[np.asarray(calls["lead_id"].isin(trial.index), dtype=bool) & (calls["vendor"] == vendor)]
-    cost = float(billable_minutes(tc["duration_s"], increment_s).sum() * prices["per_minute"])
+    calls = eng.table("calls")
+    cost = 0.0
+    if len(trial):
+        ids = memtable(pd.DataFrame({"lead_id": pd.array(trial.index.astype(str), dtype="string")}))
+        tc = calls.filter(calls.vendor == vendor) if "vendor" in calls.columns else calls
+        tc = tc.semi_join(ids, tc.lead_id == ids.lead_id)
+        minutes = eng.frame(tc.aggregate(m=billable_minutes(tc.duration_s, increment_s).sum()))["m"].iloc[0]
+        cost = float(0.0 if pd.isna(minutes) else minutes) * prices["per_minute"]
     per_lead = cost / len(trial) if len(trial) else np.nan
     conv = o[o["converted"]]
     revenue = float(conv["revenue"].mean()) if len(conv) else np.nan
