@@ -125,7 +125,8 @@ def test_conveyor_stages_calls_and_losses(backend):
         "stage": ["cold_call", "need_found", "proposal", "cold_call", "need_found", "cold_call"],
         "started_at": [T0, T0 + pd.Timedelta(days=2), T0 + pd.Timedelta(days=5), T0, T0 + pd.Timedelta(days=4), T0],
         "operator_id": ["t1", "t1", "s1", "t1", "t1", "t2"], "duration_s": [40, 10, 300, 30, 29, 31]})
-    times = conveyor.stage_times(from_frames({"calls": calls}, backend))
+    eng = from_frames({"calls": calls}, backend)
+    times = conveyor.stage_times(eng)
     assert times["depth"].to_dict() == {"a": 2, "b": 1, "c": 0}
     f = conveyor.stage_funnel(times)
     # reached: cold call 3, need found 2 (a, b) -> 2/3, proposal 1 (a) -> 1/2; meeting 0 -> 0/1
@@ -133,18 +134,18 @@ def test_conveyor_stages_calls_and_losses(backend):
     assert f.loc["need_found", "conversion"] == pytest.approx(2 / 3) and f.loc["proposal", "conversion"] == 0.5
     # days cold call -> need found: a 2, b 4 -> median 3; need found -> proposal: a 3
     assert f.loc["need_found", "median_days_from_previous"] == 3.0 and f.loc["proposal", "median_days_from_previous"] == 3.0
-    daily = conveyor.successful_calls(calls, min_seconds=30)
+    daily = conveyor.successful_calls(eng, min_seconds=30)
     # t1 on Jan 5: calls 40 s and 30 s succeed (>= 30), on Jan 7 (10 s) and Jan 9 (29 s) none
     t1 = daily[daily["operator_id"] == "t1"].set_index("day")["successful"]
     assert t1.tolist() == [2, 0, 0]
     summary = conveyor.operator_summary(daily, target=2)
     assert summary.loc["t1", "days_on_target"] == 1 and summary.loc["t1", "share_days_on_target"] == pytest.approx(1 / 3)
     # roles: t1 made 3 cold calls of 4 (telemarketer), t2 1 of 1, s1 none of 1 (a manager)
-    roles = conveyor.operator_roles(calls)
+    roles = conveyor.operator_roles(eng)
     assert roles.to_dict() == {"s1": "manager", "t1": "telemarketer", "t2": "telemarketer"}
     # calls without a stage are not counted; an operator with no known stage is judged
     unknown = calls.assign(stage=pd.array(["need_found", None, None, None, "need_found", None], dtype="string[pyarrow]"))
-    assert conveyor.operator_roles(unknown).to_dict() == {"s1": "telemarketer", "t1": "manager", "t2": "telemarketer"}
+    assert conveyor.operator_roles(from_frames({"calls": unknown}, backend)).to_dict() == {"s1": "telemarketer", "t1": "manager", "t2": "telemarketer"}
     judged = conveyor.operator_summary(daily, target=2, roles=roles)
     # the manager is not judged against the telemarketers' target: empty, not 0; listed after
     # them; telemarketers by successful calls per day: t2 1 / 1 day, t1 2 / 3 days
@@ -190,3 +191,15 @@ def test_conveyor_metrics_on_the_sample(run, truth):
     assert c["stages"]["account"]["leads"] <= c["stages"]["contract"]["leads"] <= c["stages"]["meeting"]["leads"]
     assert 0 <= c["meeting_conversion"] <= 1 and c["successful_calls_target"] == 45
     assert c["clients_value"]["conveyor"]["clients"] == truth["sales"]["converted"]
+
+
+def test_clients_brought_by_hand(backend):
+    # l1 converted -> c1 "conveyor"; l2 links c2 but never converted; l3 converted without a client
+    leads = pd.DataFrame({"lead_id": ["l1", "l2", "l3"], "created_at": [T0] * 3, "client_id": ["c1", "c2", None],
+                          "converted_at": [at(10), pd.NaT, at(20)]})
+    starts = pd.DataFrame(index=pd.Index(["c1", "c2", "c3"], name="client_id"))
+    got = conveyor.clients_brought(from_frames({"leads": leads}, backend), starts)
+    assert got.to_dict() == {"c1": "conveyor", "c2": "other", "c3": "other"}
+    # without converted_at a link alone counts
+    linked = conveyor.clients_brought(from_frames({"leads": leads.drop(columns="converted_at")}, backend), starts)
+    assert linked.to_dict() == {"c1": "conveyor", "c2": "conveyor", "c3": "other"}

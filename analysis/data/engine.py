@@ -35,7 +35,7 @@ import pyarrow.compute as pc
 from analysis.data.io import arrow_frame
 
 __all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
-           "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number"]
+           "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates"]
 
 ENGINES = ("duckdb", "spark")
 
@@ -221,6 +221,12 @@ def _month_total(ts: ir.TimestampValue) -> ir.IntegerValue:
 def day_number(ts: ir.TimestampValue) -> ir.IntegerValue:
     """Days since 1970-01-01 of an instant's UTC date."""
     return days_from_civil(ts.year().cast("int64"), ts.month().cast("int64"), ts.day().cast("int64"))
+
+
+def day_dates(numbers) -> pd.DatetimeIndex:
+    """Days since 1970-01-01 (``day_number``, read back from the engine) as naive dates."""
+    return pd.DatetimeIndex(pd.Timestamp("1970-01-01") + pd.to_timedelta(pd.Series(numbers, dtype="int64").to_numpy(),
+                                                                          unit="D"))
 
 
 def calendar(ts: ir.TimestampValue, name: str) -> dict[str, ir.IntegerValue]:

@@ -8,11 +8,12 @@ lead that reached a later stage counts as having passed the earlier ones.
 """
 from __future__ import annotations
 
+import ibis
 import ibis.expr.types as ir
 import numpy as np
 import pandas as pd
 
-from analysis.data.engine import Engine
+from analysis.data.engine import Engine, as_count, day_dates, day_number
 from analysis.stats import rate_table
 
 __all__ = ["STAGES", "first_stage_calls", "stage_times", "stage_funnel", "successful_calls", "operator_roles", "operator_summary", "stage_losses", "most_changed_loss",
@@ -60,29 +61,35 @@ def stage_funnel(times: pd.DataFrame) -> pd.DataFrame:
     return out.rename_axis("stage")
 
 
-def successful_calls(calls: pd.DataFrame, min_seconds: int = 30) -> pd.DataFrame:
-    """Per operator and calendar day (UTC) with any call: calls and successful calls (>= min_seconds)."""
-    day = calls["started_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
-    frame = pd.DataFrame({"operator_id": calls["operator_id"], "day": day,
-                          "successful": calls["duration_s"] >= min_seconds})
-    g = frame.groupby(["operator_id", "day"])
-    return pd.DataFrame({"calls": g.size(), "successful": g["successful"].sum()}).reset_index()
+def successful_calls(eng: Engine, min_seconds: int = 30) -> pd.DataFrame:
+    """Per operator and calendar day (UTC) with any call: calls and successful calls (lasting at
+    least ``min_seconds``; a call without a duration is not successful), counted in the engine.
+    Calls without an operator or a time are left out. Rows by operator_id, then day."""
+    calls = eng.table("calls")
+    c = calls.filter(calls.operator_id.notnull() & calls.started_at.notnull())
+    g = eng.frame(c.group_by(operator_id=c.operator_id, day=day_number(c.started_at)).aggregate(
+        calls=c.count(), successful=ibis.ifelse(c.duration_s >= min_seconds, 1, 0).sum()))
+    out = pd.DataFrame({"operator_id": g["operator_id"], "day": day_dates(g["day"]),
+                        "calls": g["calls"].astype("int64"), "successful": g["successful"].map(as_count).astype("int64")})
+    return out.sort_values(["operator_id", "day"]).reset_index(drop=True)
 
 
-def operator_roles(calls: pd.DataFrame) -> pd.Series:
-    """Per operator: "telemarketer" when most of their calls are cold calls (the first stage),
-    else "manager" (sales and account managers work the later stages with fewer, longer calls);
-    a tie counts as telemarketer. Calls without a stage are not counted; an operator with none
-    known, or no ``stage`` column at all, is a telemarketer (judged by the target, as before
-    roles were told apart)."""
-    ops = calls["operator_id"]
-    if "stage" not in calls.columns:
-        return pd.Series("telemarketer", index=pd.Index(ops.dropna().unique(), name="operator_id"), name="role")
-    stage = calls["stage"]
-    known = stage.notna().to_numpy()
-    cold = pd.Series((stage == STAGES[0]).fillna(False).to_numpy(dtype=bool) & known)
-    counts = pd.DataFrame({"cold": cold, "known": known}).groupby(ops.to_numpy(), dropna=True).sum()
-    share = counts["cold"] / counts["known"].where(counts["known"] > 0)
+def operator_roles(eng: Engine) -> pd.Series:
+    """Per operator (operator_id order): "telemarketer" when most of their calls are cold calls
+    (the first stage), else "manager" (sales and account managers work the later stages with
+    fewer, longer calls); a tie counts as telemarketer. Calls without a stage are not counted; an
+    operator with none known, or no ``stage`` column at all, is a telemarketer (judged by the
+    target, as before roles were told apart). Counted in the engine."""
+    calls = eng.table("calls")
+    c = calls.filter(calls.operator_id.notnull())
+    if "stage" in c.columns:
+        counts = eng.frame(c.group_by("operator_id").aggregate(
+            cold=ibis.ifelse(c.stage == STAGES[0], 1, 0).sum(), known=c.stage.count()))
+    else:
+        counts = eng.frame(c.select("operator_id").distinct()).assign(cold=0, known=0)
+    counts = counts.set_index("operator_id").sort_index()
+    cold, known = counts["cold"].map(as_count), counts["known"].map(as_count)
+    share = cold / known.where(known > 0)
     role = np.where(share.isna() | (share >= 0.5), "telemarketer", "manager")
     return pd.Series(role, index=pd.Index(counts.index, name="operator_id"), name="role")
 
@@ -136,15 +143,18 @@ def most_changed_loss(losses: pd.DataFrame) -> str | None:
     return change.abs().idxmax() if len(change) else None
 
 
-def clients_brought(leads: pd.DataFrame, starts: pd.DataFrame) -> pd.Series:
-    """Label per paying client: "conveyor" when a converted lead links to it, else "other". A lead
-    is converted when its converted_at is set; without that column, when it links to a client
-    (who is paying, being in ``starts``)."""
-    if "client_id" not in leads.columns:
-        linked = []
-    else:
-        converted = leads["converted_at"].notna() if "converted_at" in leads.columns else slice(None)
-        linked = leads.loc[converted, "client_id"].dropna().unique()
+def clients_brought(eng: Engine, starts: pd.DataFrame) -> pd.Series:
+    """Label per paying client (``starts``' index): "conveyor" when a converted lead links to it,
+    else "other". A lead is converted when its converted_at is set; without that column, when it
+    links to a client (who is paying, being in ``starts``). Only the linked client ids leave the
+    engine."""
+    leads = eng.table("leads")
+    linked: list = []
+    if "client_id" in leads.columns:
+        kept = leads.filter(leads.client_id.notnull())
+        if "converted_at" in kept.columns:
+            kept = kept.filter(kept.converted_at.notnull())
+        linked = eng.frame(kept.select("client_id").distinct())["client_id"].tolist()
     return pd.Series(np.where(starts.index.isin(linked), "conveyor", "other"), index=starts.index, name="group")
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data.config import Config
-from analysis.data.engine import Engine, as_count, memtable
+from analysis.data.engine import Engine, as_count, day_dates, memtable
 from analysis.support.durations import business_days, day_table, local_days, local_timezone
 from analysis.support.escalation import tier_segments
 from analysis.support.sla import instant_range
@@ -45,11 +45,6 @@ def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table |
         return None
     return eng.derived(f"local_days_{pd.Timestamp(as_of).value}",
                        lambda e: memtable(day_table(tz, *instant_range(e, as_of))))
-
-
-def day_number_dates(numbers) -> pd.DatetimeIndex:
-    """Days since 1970-01-01 as naive dates."""
-    return pd.DatetimeIndex(_EPOCH + pd.to_timedelta(np.asarray(numbers, dtype="int64"), unit="D"))
 
 
 def _date_number(day: pd.Timestamp) -> int:
@@ -108,7 +103,7 @@ def _per_day_tier(frame: pd.DataFrame, value: str, days: pd.DatetimeIndex, confi
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=pd.Index(config.tier_ids, name="tier"),
                        dtype="int64")
     known = frame[(frame["tier"] >= 0) & frame["day"].notna()]
-    at = pd.DatetimeIndex(days).get_indexer(day_number_dates(known["day"]))
+    at = pd.DatetimeIndex(days).get_indexer(day_dates(known["day"]))
     for i, code, n in zip(at, known["tier"].astype("int64"), known[value]):  # at most days x tiers cells
         if i >= 0:
             out.iloc[i, int(code)] = as_count(n)
@@ -195,7 +190,7 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
     ends = eng.frame(e.group_by(tier=e.tier, day=e.end_day).aggregate(n=e.count()))
     if not len(starts):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
-    days = pd.date_range(day_number_dates([int(starts["day"].min())])[0], _last_day(as_of, config), freq="D")
+    days = pd.date_range(day_dates([int(starts["day"].min())])[0], _last_day(as_of, config), freq="D")
     at = np.asarray([_date_number(d) for d in days], dtype="int64")
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
     for i, tier in enumerate(config.tier_ids):
