@@ -30,7 +30,7 @@ from analysis.support.escalation import tier_segments
 from analysis.support.sla import instant_range
 from analysis.support.tiers import as_tier, entry_code, resolving_code
 
-__all__ = ["day_calendar", "day_number_dates", "report_days", "working_days", "agents_on_duty", "daily_load",
+__all__ = ["day_calendar", "report_days", "working_days", "agents_on_duty", "daily_load",
            "load_table", "backlog_daily"]
 
 _EPOCH = pd.Timestamp("1970-01-01")
