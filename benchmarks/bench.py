@@ -14,6 +14,7 @@ For each size (clients; the "scale" profile gives about 21 payments and 5 ticket
   from a per-client table, a streaming pass: ``memory_floor``);
 - notebooks: a whole run with one worker, so each notebook's seconds are its own;
 - run: the whole `python -m analysis run` with the default 2 workers, HTML included.
+Under the table, the whole runs at 1M and 10M clients against issue 20's targets (``TARGETS``).
 Seconds are wall time; "RSS GB" is the peak of the summed resident memory of the process tree
 and "PSS GB" the peak of its summed proportional memory, which counts pages that kernels share
 (the memory-mapped snapshot) once: what the machine holds (measure.py; the families stage is one
@@ -234,6 +235,32 @@ def print_table(results: dict) -> None:
             pairs.append(("(streaming pass, x10 rows)", a["stream_ns"] * a["rows"], b["stream_ns"] * b["rows"]))
         for name, a, b in pairs:
             print(f"{name:34} {b / a if a > 0 else float('nan'):6.1f}x")
+    lines = target_lines(results)
+    if lines:
+        print()
+        print("\n".join(lines))
+
+
+# issue 20's targets for the whole run (2 workers): clients -> (seconds, GB of the largest
+# process's RSS and of the tree's summed PSS)
+TARGETS = {1_000_000: (60.0, 3.0), 10_000_000: (900.0, 12.0)}
+
+
+def target_lines(results: dict) -> list[str]:
+    """One line per size with a target and a measured whole run: the figures against the target
+    and whether each is met."""
+    lines = []
+    for size, (seconds, gb) in TARGETS.items():
+        run = results["sizes"].get(str(size), {}).get("run")
+        if not run:
+            continue
+        largest, pss = run.get("peak_process_gb"), run.get("peak_pss_gb")
+        checks = [("wall", run["seconds"], seconds, "s"), ("largest process", largest, gb, "GB"),
+                  ("summed PSS", pss, gb, "GB")]
+        parts = [f"{name} {value:,.1f} {unit} (<= {limit:,.0f}: {'met' if value <= limit else 'NOT met'})"
+                 if value is not None else f"{name} not measured" for name, value, limit, unit in checks]
+        lines.append(f"target at {size:,} clients: " + ", ".join(parts))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,7 @@ import pytest
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench  # noqa: E402
 import measure  # noqa: E402
 from references import FAMILIES, connect  # noqa: E402
 
@@ -42,6 +43,7 @@ def test_measure_reports_time_and_the_whole_process_tree():
     assert got["returncode"] == 0 and got["seconds"] >= 1.6
     assert got["peak_gb"] >= 0.29  # the grandchild's 300 MB are counted
     assert got["peak_pss_gb"] >= 0.29  # private pages count fully in PSS too
+    assert 0.29 <= got["peak_process_gb"] <= got["peak_gb"]  # the grandchild is the largest process
 
 
 def test_measure_counts_a_shared_mapped_file_once_in_pss(tmp_path):
@@ -84,3 +86,11 @@ def test_memory_floor_measures_both_passes_and_the_table_shows_them(capsys):
     out = capsys.readouterr().out
     assert "a random read from a 1,000-row per-client table" in out
     assert "(random reads per client, x10 rows)" in out and "(streaming pass, x10 rows)" in out
+
+
+def test_targets_are_printed_against_the_measured_run():
+    # 1M: 57 s is within 60, the largest process 3.4 GB is over 3; 10M has no run: no line
+    results = {"sizes": {"1000000": {"run": {"seconds": 57.0, "peak_process_gb": 3.4, "peak_pss_gb": 2.9}}}}
+    (line,) = bench.target_lines(results)
+    assert line == ("target at 1,000,000 clients: wall 57.0 s (<= 60: met), largest process 3.4 GB (<= 3: NOT met), "
+                    "summed PSS 2.9 GB (<= 3: met)")
