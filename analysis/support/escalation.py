@@ -83,7 +83,7 @@ def _handovers(eng: Engine, config: Config) -> ir.Table:
     moves = moved.select("ticket_id", at=moved["at"], tier=tier_code(moved.tier, config), resolved_at=moved.resolved_at)
     entry = entry.mutate(step=ibis.literal(0, "int64"))
     moves = moves.mutate(step=ibis.ifelse(moves.tier >= 0, moves.tier + 1, len(config.tier_ids) + 1).cast("int64"))
-    return entry.union(moves.select(*[moves[c].cast(entry[c].type()) for c in entry.columns]))
+    return entry.union(moves.select(*[moves[c].cast(entry[c].type()).name(c) for c in entry.columns]))
 
 
 def tier_segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:

@@ -181,7 +181,7 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
                          end=plain.resolved_at if "resolved_at" in plain.columns else resolved)
     if eng.has("ticket_events"):
         seg = tier_segments(eng, config, as_of)
-        spans = spans.union(seg.select(*[seg[c].cast(spans[c].type()) for c in spans.columns]))
+        spans = spans.union(seg.select(*[seg[c].cast(spans[c].type()).name(c) for c in spans.columns]))
     cal = day_calendar(eng, config, as_of)
     s = local_days(spans, "start", cal)
     starts = eng.frame(s.group_by(tier=s.tier, day=s.start_day).aggregate(n=s.count()))
