@@ -9,10 +9,10 @@ CLIENTS ?= 20000
 SEED    ?= 42
 
 .DEFAULT_GOAL := help
-.PHONY: help setup spark data reports screenshots test bench lab clean
+.PHONY: help setup spark data reports screenshots test test-backends bench lab clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON_BOOT) -m venv $(VENV)
@@ -43,8 +43,11 @@ screenshots: $(STAMP) ## check every page of reports/latest in headless Chromium
 	@test -f reports/latest/index.html || $(MAKE) reports
 	$(PY) -m analysis.tools.pages reports/latest --out reports/screenshots
 
-test: $(STAMP) ## run the whole test suite
-	$(PY) -m pytest -q
+test: $(STAMP) ## run the test suite, every engine expression on DuckDB (make test-backends: PostgreSQL and Spark)
+	$(PY) -m pytest -q -m "not postgres and not spark"
+
+test-backends: $(STAMP) $(VENV)/.spark ## the PostgreSQL and Spark halves of the suite (a private server from Debian's postgresql; Java 17+)
+	$(PY) -m pytest -q -m "postgres or spark"
 
 BENCH_SIZES  ?= 100000 1000000
 BENCH_STAGES ?= load,metrics,notebooks,run

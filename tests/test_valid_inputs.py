@@ -19,7 +19,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from analysis.run.cli import main
-from analysis.data.dataset import load_dataset
+from analysis.data.dataset import load_dataset, save_snapshot
 from analysis.run.reports import REPORTS
 from conftest import ROOT
 from degenerate import DEGENERATE, degenerate_sets, write_set
@@ -137,16 +137,20 @@ def _has_timestamps(tables: dict[str, pd.DataFrame]) -> bool:
 
 
 def run_every_report(data: Path, config: Path, as_of: str | None, work: Path) -> dict[str, str]:
-    """Each report's code in-process on the data, as the runner would run it: skipped when a
-    table it needs is absent. Returns report -> 'ok' or 'skipped'; a failure raises."""
-    present = set(load_dataset(data, config, as_of).tables)
+    """Each report's code in-process on the data, as the runner would run it: the data
+    validated once and saved as the run's snapshot, which every report is given (its
+    ``snapshot`` parameter); skipped when a table it needs is absent. Returns report -> 'ok' or
+    'skipped'; a failure raises."""
+    ds = load_dataset(data, config, as_of)
+    present = set(ds.tables)
+    snapshot = save_snapshot(ds, work / "snapshot")
     statuses = {}
     for report in REPORTS:
         if report.missing(present):
             statuses[report.name] = "skipped"
             continue
         params = {"data_dir": str(data), "config_path": str(config), "as_of": as_of or "",
-                  "metrics_path": str(work / f"{report.name}.json")}
+                  "metrics_path": str(work / f"{report.name}.json"), "snapshot": str(snapshot)}
         run_code(report, {**params, **FAST})
         fragment = json.loads((work / f"{report.name}.json").read_text())
         assert isinstance(fragment["headline"], str) and fragment["headline"], report.name
