@@ -423,3 +423,16 @@ def test_segments_paths_load_and_backlog_by_hand(backend):
     # Jan 8 C resolved, B still in L2
     backlog = workload.backlog_daily(eng, config, as_of)
     assert backlog.to_dict("list") == {"L1": [1, 1, 0], "L2": [0, 1, 1]}
+
+
+@pytest.mark.spark
+def test_a_spark_run_shows_no_spark_log_on_its_page(spark_backend, small_dir, tmp_path):
+    # the kernel's JVM logs to the notebook's stderr, which the page shows: Spark's start-up
+    # warnings, its "default log level" notice and stage progress bars must not reach a reader
+    from analysis.run.cli import main
+    assert main(["run", "--data", str(small_dir), "--out", str(tmp_path / "o"), "--engine", "spark",
+                 "--only", "06_contact_centre_economics"]) == 0
+    page = (tmp_path / "o" / "06_contact_centre_economics.html").read_text()
+    assert "converts" in page   # the report itself is there
+    for noise in ("WARN", "Setting default log level", "[Stage", "setLogLevel"):
+        assert noise not in page, noise

@@ -25,6 +25,7 @@ import sys
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import ibis
 import ibis.expr.types as ir
@@ -38,6 +39,7 @@ __all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates"]
 
 ENGINES = ("duckdb", "spark")
+_SPARK_LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
 
 def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | None = None):
@@ -71,7 +73,11 @@ def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | No
                    .config("spark.sql.shuffle.partitions", "4")
                    .config("spark.sql.execution.arrow.pyspark.enabled", "true")  # tables in and out by Arrow
                    .config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false")  # no progress bars on a report's stderr
+                   # errors only, from the driver's start (its WARN lines would show on the page)
+                   .config("spark.driver.extraJavaOptions", f"-Dlog4j2.configurationFile=file:{_SPARK_LOG_CONFIG}")
                    .getOrCreate())
+        session.sparkContext.setLogLevel("ERROR")  # Spark's warnings go to the notebook's stderr, shown on its page
         return ibis.pyspark.connect(session)
     raise ValueError(f"unknown engine {kind!r}: one of {', '.join(ENGINES)}")
 
