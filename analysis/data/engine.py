@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 from analysis.data.io import arrow_frame
 
 __all__ = ["ENGINES", "Engine", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
-           "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates"]
+           "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates", "date_numbers"]
 
 ENGINES = ("duckdb", "spark")
 _SPARK_LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
@@ -233,6 +233,11 @@ def day_dates(numbers) -> pd.DatetimeIndex:
     """Days since 1970-01-01 (``day_number``, read back from the engine) as naive dates."""
     return pd.DatetimeIndex(pd.Timestamp("1970-01-01") + pd.to_timedelta(pd.Series(numbers, dtype="int64").to_numpy(),
                                                                           unit="D"))
+
+
+def date_numbers(dates) -> pd.Index:
+    """Naive dates as days since 1970-01-01 (the inverse of ``day_dates``)."""
+    return (pd.DatetimeIndex(dates) - pd.Timestamp("1970-01-01")).days
 
 
 def calendar(ts: ir.TimestampValue, name: str) -> dict[str, ir.IntegerValue]:

@@ -183,7 +183,7 @@ def day_table(tz: str, first: pd.Timestamp, last: pd.Timestamp) -> pd.DataFrame:
     dates = pd.date_range(lo, hi + pd.Timedelta(days=1), freq="D")
     starts = pd.Series(day_starts(dates, tz))
     idx, day = _utc_days(starts.iloc[:-1].reset_index(drop=True), starts.iloc[1:].reset_index(drop=True))
-    local = ((dates[:-1] - pd.Timestamp("1970-01-01")).days).to_numpy().astype("int64")
+    local = np.asarray(engine.date_numbers(dates[:-1]), dtype="int64")
     return pd.DataFrame({"utc_day": day, "day_from": starts.to_numpy()[idx], "day_to": starts.to_numpy()[idx + 1],
                          "local_day": local[idx]})
 

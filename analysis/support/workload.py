@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data.config import Config
-from analysis.data.engine import Engine, as_count, day_dates, memtable
+from analysis.data.engine import Engine, as_count, date_numbers, day_dates, memtable
 from analysis.support.durations import business_days, day_table, local_days, local_timezone
 from analysis.support.escalation import tier_segments
 from analysis.support.sla import instant_range
@@ -32,9 +32,6 @@ from analysis.support.tiers import as_tier, entry_code, resolving_code
 
 __all__ = ["day_calendar", "report_days", "working_days", "agents_on_duty", "daily_load",
            "load_table", "backlog_daily"]
-
-_EPOCH = pd.Timestamp("1970-01-01")
-
 
 def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table | None:
     """The local calendar table (``durations.day_table``) of the business timezone over the
@@ -45,10 +42,6 @@ def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table |
         return None
     return eng.derived(f"local_days_{pd.Timestamp(as_of).value}",
                        lambda e: memtable(day_table(tz, *instant_range(e, as_of))))
-
-
-def _date_number(day: pd.Timestamp) -> int:
-    return int((pd.Timestamp(day) - _EPOCH).days)
 
 
 def _last_day(as_of: pd.Timestamp, config: Config) -> pd.Timestamp:
@@ -191,7 +184,7 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
     if not len(starts):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
     days = pd.date_range(day_dates([int(starts["day"].min())])[0], _last_day(as_of, config), freq="D")
-    at = np.asarray([_date_number(d) for d in days], dtype="int64")
+    at = np.asarray(date_numbers(days), dtype="int64")
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
     for i, tier in enumerate(config.tier_ids):
         out[tier] = _on_or_before(starts[starts["tier"] == i], at) - _on_or_before(ends[ends["tier"] == i], at)
