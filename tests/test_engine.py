@@ -9,6 +9,8 @@ that cannot run an expression is marked here with its reason (docs/engines.md), 
 silently."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -375,6 +377,31 @@ def test_support_counts_by_hand(backend):
     assert measures["first_response_sla"].tolist() == [True, False, False, pd.NA, pd.NA]
     assert measures["one_touch"].tolist() == [True, False, pd.NA, pd.NA, pd.NA]
     assert measures["escalated"].tolist() == [False, True, False, True, False]   # t5: outside the ladder
+
+
+def test_one_engine_gives_each_config_and_as_of_its_own_derived_ticket_table(backend):
+    from analysis.data.config import Config, Tier
+    from analysis.support import sla
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    tickets = pd.DataFrame({"ticket_id": ["t1", "t2"], "created_at": [t("2025-01-06T10:00"), t("2025-01-06T12:00")],
+                            "first_tier": ["L1", "L1"], "first_response_at": [t("2025-01-06T10:20"), pd.NaT]})
+    eng = engine.from_frames({"tickets": tickets}, backend)
+    strict, loose = (Config(tiers=[Tier(id="L1", first_response_target_min=m)]) for m in (10, 30))
+    # t1 answered in 20 min: breached under a 10-minute target, achieved under 30; t2 unanswered: 30 minutes
+    # to an as-of of 12:30 (active under 30, breached under 10), a day to the next day's (breached under both)
+    cases = [(strict, t("2025-01-06T12:30"), [0, 2, 0]), (loose, t("2025-01-06T12:30"), [1, 0, 1]),
+             (loose, t("2025-01-07"), [1, 1, 0]), (strict, t("2025-01-06T12:30"), [0, 2, 0])]
+    for config, as_of, expected in cases:
+        fr = sla.sla_table(eng, config, as_of, "first_response")
+        assert fr.loc["L1", ["achieved", "breached", "active"]].tolist() == expected
+    assert len([n for n in eng.kept if n.startswith("ticket_table_")]) == 3   # the repeat read the first one's
+    if eng.backend.name == "duckdb":      # kept in the engine's own database file, removed with the engine
+        directory = Path(eng.scratch.name)
+        assert "derived.duckdb" in {f.name for f in directory.iterdir()}   # with its write-ahead log
+        del eng
+        import gc
+        gc.collect()
+        assert not directory.exists()
 
 
 def test_segments_paths_load_and_backlog_by_hand(backend):

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data.config import Config
-from analysis.data.engine import Engine, as_count
+from analysis.data.engine import Engine, as_count, derived_key
 from analysis.stats import duration_aggregates, rate_table
 from analysis.support.durations import business_clock, minutes_between
 from analysis.support.sla import business_clock_table, ticket_table
@@ -100,7 +100,7 @@ def tier_segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:
     segment ends where the next begins; the last at the ticket's resolution when that is not
     before the segment's start (resolved before it: reopened, still open).
     """
-    return eng.derived(f"tier_segments_{pd.Timestamp(as_of).value}", lambda e: _segments(e, config, as_of))
+    return eng.derived(f"tier_segments_{derived_key(pd.Timestamp(as_of), config)}", lambda e: _segments(e, config, as_of))
 
 
 def _segments(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table:

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.data.config import Config
-from analysis.data.engine import Engine, as_count, date_numbers, day_dates, memtable
+from analysis.data.engine import Engine, as_count, date_numbers, day_dates, derived_key, memtable
 from analysis.support.durations import business_days, day_table, local_days, local_timezone
 from analysis.support.escalation import tier_segments
 from analysis.support.sla import instant_range
@@ -40,7 +40,7 @@ def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table |
     tz = local_timezone(config.business_hours)
     if tz == "UTC":
         return None
-    return eng.derived(f"local_days_{pd.Timestamp(as_of).value}",
+    return eng.derived(f"local_days_{derived_key(pd.Timestamp(as_of), tz)}",
                        lambda e: memtable(day_table(tz, *instant_range(e, as_of))))
 
 
