@@ -4,7 +4,7 @@ ends ok, or skipped with its reason, on data sets of degenerate shapes.
 - a property-based test draws small valid data sets of many shapes (each table absent, empty or
   a few rows; one to three tiers; one day to a year of data; nothing resolved, no ratings, no
   outreach, no payer, refunds only, ...) and runs every report's own code on them in-process;
-- fixed degenerate sets run through every notebook's code in-process, and a handful through
+- fixed degenerate sets run through every notebook's code in-process, and two of them through
   the runner itself (papermill, kernels, HTML), the way a scheduled run meets them.
 """
 from __future__ import annotations
