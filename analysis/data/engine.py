@@ -117,12 +117,12 @@ class Engine:
         computing it again. ``name`` must say what the table depends on besides the engine's
         tables (``derived_key`` of the as-of and the config).
 
-        On DuckDB the rows go to a database file of the engine's own (a temporary directory,
-        removed with the engine; a temporary table on a read-only connection), stored compressed like
-        any DuckDB table: the per-ticket table of
-        5M tickets holds 0.25 GB there against 1 GB as an in-memory temporary table. On
-        PostgreSQL a temporary table; on Spark (no temporary tables in Ibis' PySpark backend) a
-        temporary view that Spark plans within each query."""
+        On DuckDB the rows go to a database file of the engine's own (``_scratch``), stored
+        compressed like any DuckDB table and read through DuckDB's buffer pool: 5M tickets'
+        per-ticket table is a 0.25 GB file and 0.68 GB of process RSS, against 1.25 GB as an
+        in-memory temporary table; on a read-only DuckDB connection, and on PostgreSQL, a
+        temporary table; on Spark (no temporary tables in Ibis' PySpark backend) a temporary view
+        that Spark plans within each query."""
         if name not in self.kept:
             expr, unique = build(self), f"{name}_{uuid.uuid4().hex[:12]}"
             if self.backend.name == "pyspark":
@@ -159,7 +159,7 @@ def _drop_scratch(backend, scratch: tempfile.TemporaryDirectory) -> None:
     and remove its directory."""
     try:
         backend.raw_sql(f"DETACH {Path(scratch.name).name}")
-    except Exception:  # the connection is closed already: nothing is attached any more
+    except Exception:  # at exit the connection may be closed already (nothing attached), whatever its driver raises
         pass
     scratch.cleanup()
 
