@@ -9,6 +9,7 @@ that cannot run an expression is marked here with its reason (docs/engines.md), 
 silently."""
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -399,7 +400,6 @@ def test_one_engine_gives_each_config_and_as_of_its_own_derived_ticket_table(bac
         directory = Path(eng.scratch.name)
         assert "derived.duckdb" in {f.name for f in directory.iterdir()}   # with its write-ahead log
         del eng
-        import gc
         gc.collect()
         assert not directory.exists()
 

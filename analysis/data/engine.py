@@ -125,10 +125,11 @@ class Engine:
         that Spark plans within each query."""
         if name not in self.kept:
             expr, unique = build(self), f"{name}_{uuid.uuid4().hex[:12]}"
+            scratch = self._scratch() if self.backend.name == "duckdb" else None
             if self.backend.name == "pyspark":
                 self.kept[name] = self.backend.create_view(unique, expr)
-            elif self.backend.name == "duckdb" and self._scratch():
-                self.kept[name] = self.backend.create_table(unique, expr, database=(self._scratch(), "main"))
+            elif scratch:
+                self.kept[name] = self.backend.create_table(unique, expr, database=(scratch, "main"))
             else:
                 self.kept[name] = self.backend.create_table(unique, expr, temp=True)
         return self.kept[name]

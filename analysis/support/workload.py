@@ -33,6 +33,7 @@ from analysis.support.tiers import as_tier, entry_code, resolving_code
 __all__ = ["day_calendar", "report_days", "working_days", "agents_on_duty", "daily_load",
            "load_table", "backlog_daily"]
 
+
 def day_calendar(eng: Engine, config: Config, as_of: pd.Timestamp) -> ir.Table | None:
     """The local calendar table (``durations.day_table``) of the business timezone over the
     support data's instants (``sla.instant_range``), computed once per engine and as-of; None
