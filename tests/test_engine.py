@@ -463,3 +463,26 @@ def test_a_spark_run_shows_no_spark_log_on_its_page(spark_backend, small_dir, tm
     assert "converts" in page   # the report itself is there
     for noise in ("WARN", "Setting default log level", "[Stage", "setLogLevel"):
         assert noise not in page, noise
+
+
+def test_a_duckdb_session_draws_no_progress_bar(capfd, tmp_path):
+    # DuckDB draws its progress bar on the process's standard output (not sys.stdout), which a
+    # kernel does not capture: at 1M clients every long query would draw bars into the runner's
+    # log. It draws after progress_bar_time ms (2 s by default); setting that time turns the bar
+    # on, so it is set first here, to draw on any query, and the session made quiet after it
+    import duckdb
+    from analysis.data.dataset import _load_connection
+    loud = duckdb.connect()
+    loud.execute("SET progress_bar_time = 0")
+    loud.execute("SELECT sum(i) FROM range(20000000) t(i)").fetchall()
+    assert "100%" in capfd.readouterr().out   # the bar this test must not see below
+    made = engine.connect()
+    made.raw_sql("SET progress_bar_time = 0")
+    engine.quiet_duckdb(made)
+    capfd.readouterr()   # the SET statements before the bar was off may have drawn theirs
+    assert made.raw_sql("SELECT sum(i) FROM range(20000000) t(i)").fetchall() == [(199999990000000,)]
+    out, err = capfd.readouterr()
+    assert "%" not in out + err and "elapsed" not in out + err
+    # every DuckDB session of the suite is made quiet (reading a DuckDB source turns the bar off too)
+    for con in (engine.connect(), _load_connection(tmp_path)):
+        assert con.raw_sql("SELECT current_setting('enable_progress_bar')").fetchall() == [(False,)]

@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from analysis.data.config import Config, load_config
 from analysis.data.contract import TABLES
 from analysis.data.currency import convert_payments
-from analysis.data.engine import Engine, as_count, connect, from_frames, instant
+from analysis.data.engine import Engine, as_count, connect, from_frames, instant, quiet_duckdb
 from analysis.data.io import RawTable, arrow_frame, find_table_files, read_table
 from analysis.data.sources import Source, parse_source, read_database
 from analysis.data.validate import check_rules, type_table
@@ -118,7 +118,7 @@ class _SnapshotTables(Mapping):
             return pq.read_table(self._dir / self._meta["files"][name], columns=list(self._meta["dtypes"][name]))
         con = ibis.duckdb.connect()   # keeps the rows' order
         try:
-            con.raw_sql("SET TimeZone = 'UTC'")
+            quiet_duckdb(con)
             return con.to_pyarrow(self.seen(con, name))
         finally:
             con.disconnect()
@@ -263,7 +263,7 @@ def _load_connection(workdir: Path):
     """The load's DuckDB: in memory, in UTC, keeping the rows' order (a snapshot holds every
     table in its source's order), spilling into ``workdir``."""
     con = ibis.duckdb.connect()
-    con.raw_sql("SET TimeZone = 'UTC'")
+    quiet_duckdb(con)
     con.raw_sql("SET temp_directory = '{}'".format(str(workdir / "spill").replace("'", "''")))
     return con
 

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "quiet_duckdb", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates", "date_numbers"]
 
 ENGINES = ("duckdb", "spark")
@@ -53,7 +53,7 @@ def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | No
     or the cluster at ``spark_master`` (a master URL, or ``sc://`` for Spark Connect)."""
     if kind == "duckdb":
         con = ibis.duckdb.connect(url or ":memory:", read_only=bool(url))
-        con.raw_sql("SET TimeZone = 'UTC'")
+        quiet_duckdb(con)
         # results are put in order by the callers (order_by, or sorted in pandas): DuckDB need not
         # keep the input order through windows and aggregates, which saves time and memory
         con.raw_sql("SET preserve_insertion_order = false")
@@ -83,6 +83,14 @@ def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | No
         session.sparkContext.setLogLevel("ERROR")  # Spark's warnings go to the notebook's stderr, shown on its page
         return ibis.pyspark.connect(session)
     raise ValueError(f"unknown engine {kind!r}: one of {', '.join(ENGINES)}")
+
+
+def quiet_duckdb(con) -> None:
+    """A DuckDB session in UTC that prints nothing: DuckDB draws a progress bar on the process's
+    own standard output for any query longer than two seconds (at 1M clients, most of them),
+    which a kernel does not capture, so it would fill the runner's log with bars."""
+    con.raw_sql("SET enable_progress_bar = false")
+    con.raw_sql("SET TimeZone = 'UTC'")
 
 
 def derived_key(*parts) -> str:

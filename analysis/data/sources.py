@@ -79,7 +79,9 @@ def _connect(source: Source):
     import ibis
     try:
         if source.kind == "duckdb":
-            return ibis.duckdb.connect(source.location, read_only=True)
+            con = ibis.duckdb.connect(source.location, read_only=True)
+            con.raw_sql("SET enable_progress_bar = false")  # see engine.quiet_duckdb
+            return con
         parts = urlsplit(source.location)
         return ibis.postgres.connect(host=parts.hostname or None, port=parts.port, user=parts.username or None,
                                      database=parts.path.strip("/") or None)
