@@ -486,3 +486,23 @@ def test_a_duckdb_session_draws_no_progress_bar(capfd, tmp_path):
     # every DuckDB session of the suite is made quiet (reading a DuckDB source turns the bar off too)
     for con in (engine.connect(), _load_connection(tmp_path)):
         assert con.raw_sql("SELECT current_setting('enable_progress_bar')").fetchall() == [(False,)]
+
+
+def test_memory_share_and_a_private_spill_directory():
+    # 80% of a 24 GiB machine (25,769,803,776 bytes) = 20.6 GB; two engines at once: 10.3 GB each
+    assert engine.memory_share(2, 24 * 2**30) == 10.3
+    assert engine.memory_share(1, 24 * 2**30) == 20.6
+    assert engine.memory_share(3, 24 * 2**30) == 6.8     # 6.87 GB, down to 0.1 GB
+    assert engine.memory_share(64, 2**30) == 0.5         # never below 0.5 GB
+    con = engine.connect(memory_gb=1.5)
+    limit, spill = con.raw_sql("SELECT current_setting('memory_limit'), current_setting('temp_directory')").fetchone()
+    assert limit == "1.3 GiB"   # DuckDB shows 1.5 GB (10^9 bytes) in GiB
+    assert Path(spill).name.startswith("duckdb_spill_") and Path(spill).parent != Path.cwd()
+    # a query that needs more than the limit spills there (with no spill directory DuckDB fails
+    # it: 'Out of Memory Error ... no temporary directory')
+    assert con.raw_sql("SET memory_limit = '100MB'") is not None
+    rows = con.raw_sql("SELECT count(*) FROM (SELECT i % 3000000 AS k, count(*) FROM range(6000000) t(i) GROUP BY k)").fetchone()
+    assert rows == (3_000_000,)
+    del con
+    gc.collect()
+    assert not Path(spill).exists()   # removed with the connection

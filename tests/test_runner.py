@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from analysis.data.engine import machine_memory, memory_share
 from analysis.run import runner
 from analysis.run.cli import main
 from analysis.run.reports import REPORTS, Report
@@ -73,7 +74,9 @@ def test_failed_notebook_is_kept_others_still_run(monkeypatch, small_dir, tmp_pa
     assert any(o.get("ename") == "RuntimeError" for c in failed_nb["cells"] for o in c.get("outputs", []))
     assert "boom: this fixture always fails" in (tmp_path / "91_fails.html").read_text()
     m = json.loads((tmp_path / "metrics.json").read_text())
-    assert m["echo"] == {"contact_window_days": 45, "as_of": "2026-01-01"}   # command line beats config
+    # command line beats config; two reports ran side by side, so the engine got half the share
+    assert m["echo"] == {"contact_window_days": 45, "as_of": "2026-01-01",
+                         "engine_memory_gb": memory_share(2, machine_memory())}
     index = (tmp_path / "index.html").read_text()
     assert "1 report(s) failed" in index and "skipped" in index and "needs the table(s) fx_rates" in index
     assert "window 45" in index
@@ -84,7 +87,8 @@ def test_config_parameters_reach_notebooks_that_declare_them(monkeypatch, small_
     monkeypatch.setattr(runner, "REPORTS", (ECHO,))
     assert main(["run", "--data", str(small_dir), "--out", str(tmp_path / "o"), "--config", str(cfg), "--as-of", "2025-06-01"]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
-    assert m["echo"] == {"contact_window_days": 21, "as_of": "2025-06-01"}
+    assert m["echo"] == {"contact_window_days": 21, "as_of": "2025-06-01",
+                         "engine_memory_gb": memory_share(1, machine_memory())}   # the only report: all of it
     assert m["data"]["payments"]["set_aside_by_reason"]["timed at or after as-of"] > 0
 
 

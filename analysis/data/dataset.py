@@ -160,12 +160,15 @@ class Dataset:
             return self.tables.get(name)
         raise AttributeError(name)
 
-    def engine(self, kind: str = "duckdb") -> Engine:
+    def engine(self, kind: str = "duckdb", memory_gb: float = 0) -> Engine:
         """The tables in the engine ``kind`` (DESIGN §11: duckdb in-process, or spark, on the
         config's ``spark_master`` or a local session), for the formulas' Ibis expressions. A
         run's snapshot is scanned where it lies (DuckDB reads the Parquet files in place; Spark
-        receives them through Arrow); tables in memory are handed over as they are."""
-        backend = connect(kind, spark_master=self.config.spark_master)
+        receives them through Arrow); tables in memory are handed over as they are. DuckDB
+        spills beyond ``memory_gb`` (0: its own default; a run gives each report its share,
+        ``engine.memory_share``); Spark's memory is the session's or the cluster's."""
+        backend = connect(kind, spark_master=self.config.spark_master,
+                          memory_gb=memory_gb if kind == "duckdb" else 0)
         if not isinstance(self.tables, _SnapshotTables):
             return from_frames(self.tables, backend)
         if kind == "duckdb":

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import sys
 import tempfile
 import uuid
@@ -38,22 +39,31 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "quiet_duckdb", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "memory_share", "machine_memory", "quiet_duckdb", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates", "date_numbers"]
 
 ENGINES = ("duckdb", "spark")
 _SPARK_LOG_CONFIG = Path(__file__).with_name("spark-log4j2.properties")
 
 
-def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | None = None):
+def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | None = None,
+            memory_gb: float = 0):
     """An Ibis backend whose session runs in UTC.
 
-    ``duckdb``: in-process, in memory (it spills to its temporary directory beyond memory), or the
-    DuckDB file ``url``; ``postgres``: the server at ``url``; ``spark``: a local PySpark session,
-    or the cluster at ``spark_master`` (a master URL, or ``sc://`` for Spark Connect)."""
+    ``duckdb``: in-process, in memory, or the DuckDB file ``url``; beyond ``memory_gb`` (0:
+    DuckDB's own limit, 80% of the machine's memory) it spills into a temporary directory of its
+    own, removed with the connection (DuckDB's default for an in-memory database is ``.tmp`` in
+    the working directory, which for a report is the package's notebooks folder);
+    ``postgres``: the server at ``url``; ``spark``: a local PySpark session, or the cluster at
+    ``spark_master`` (a master URL, or ``sc://`` for Spark Connect)."""
     if kind == "duckdb":
         con = ibis.duckdb.connect(url or ":memory:", read_only=bool(url))
         quiet_duckdb(con)
+        if memory_gb:
+            con.raw_sql(f"SET memory_limit = '{float(memory_gb):.1f}GB'")
+        spill = tempfile.mkdtemp(prefix="duckdb_spill_")
+        con.raw_sql("SET temp_directory = '{}'".format(spill.replace("'", "''")))
+        weakref.finalize(con, shutil.rmtree, spill, ignore_errors=True)
         # results are put in order by the callers (order_by, or sorted in pandas): DuckDB need not
         # keep the input order through windows and aggregates, which saves time and memory
         con.raw_sql("SET preserve_insertion_order = false")
@@ -85,11 +95,32 @@ def connect(kind: str = "duckdb", url: str | None = None, spark_master: str | No
     raise ValueError(f"unknown engine {kind!r}: one of {', '.join(ENGINES)}")
 
 
+def memory_share(workers: int, machine_bytes: int) -> float:
+    """The memory, in GB (10^9 bytes, as DuckDB counts), that each of ``workers`` engines running
+    at once may use before it spills: DuckDB's own default share of a machine (80%) divided
+    among them, to 0.1 GB, at least 0.5 GB. Two reports side by side on this project's machine
+    (23.5 GiB): 10.1 GB each, where each by default would take 20.2 GB and the two together
+    more than the machine holds."""
+    return max(0.5, int(machine_bytes * 0.8 / max(1, workers) / 1e8) / 10)
+
+
+def machine_memory() -> int:
+    """This machine's physical memory in bytes."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def quiet_duckdb(con) -> None:
     """A DuckDB session in UTC that prints nothing: DuckDB draws a progress bar on the process's
     own standard output for any query longer than two seconds (at 1M clients, most of them),
-    which a kernel does not capture, so it would fill the runner's log with bars."""
-    con.raw_sql("SET enable_progress_bar = false")
+    which a kernel does not capture, so it would fill the runner's log with bars. In a Jupyter
+    kernel DuckDB draws no bar without ipywidgets (not installed) and refuses to change the
+    setting at all ('required package ipywidgets is missing'): there it stays as it is."""
+    import duckdb
+    try:
+        con.raw_sql("SET enable_progress_bar = false")
+    except duckdb.InvalidInputException as exc:
+        if "ipywidgets" not in str(exc):
+            raise
     con.raw_sql("SET TimeZone = 'UTC'")
 
 

@@ -18,7 +18,10 @@ the run's private scratch directory (no TCP, so no unencrypted-transport warning
 The data is validated once, in a child process that writes the validated tables to a snapshot
 in a temporary directory (removed at the end); every notebook gets its path as the ``snapshot``
 parameter and reads it instead of validating again (``analysis.data.dataset``). Notebooks are started
-longest first (``Report.weight``) so that the workers finish close together.
+longest first (``Report.weight``) so that the workers finish close together. Each gets its share of
+the machine's memory for its DuckDB as the ``engine_memory_gb`` parameter (``engine.memory_share``):
+two engines side by side, each with DuckDB's default of 80% of the machine, could together take
+more than the machine holds before either spilled.
 """
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ from analysis.present import page
 from analysis.run import reports as registry
 from analysis.data.config import DEFAULT_CONFIG, load_config
 from analysis.data.dataset import Dataset, load_dataset, save_snapshot
-from analysis.data.engine import ENGINES
+from analysis.data.engine import ENGINES, machine_memory, memory_share
 from analysis.errors import InputError, PublishError
 from analysis.run.publish import WRITE_ERRNOS, OutputLock, discard, is_write_error, publish, stage
 from analysis.data.sources import parse_source
@@ -56,7 +59,7 @@ __all__ = ["KERNEL_NAME", "RUNNER_PARAMETERS", "START_TIMEOUT_S", "Outcome", "pa
            "declared_defaults", "coerce_parameter", "plan_parameters", "run", "export_html"]
 
 KERNEL_NAME = os.environ.get("ANALYSIS_KERNEL", "support-retention")
-RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine", "snapshot")
+RUNNER_PARAMETERS = ("data_dir", "config_path", "as_of", "metrics_path", "engine", "snapshot", "engine_memory_gb")
 FRAGMENT_DIR = "_metrics"
 # seconds a kernel has to start (papermill's default of 60 is missed on a busy 2-core machine
 # with several kernels starting at once); a kernel that still fails to start is started once more
@@ -496,10 +499,12 @@ def _run_into(target: Path, data_dir, config, config_file: Path, as_of, selected
     for r in runnable:
         plan[r.name]["metrics_path"] = str(fragments / f"{r.name}.json")
     snapshot = str(Path(scratch.name) / "dataset")
+    workers = max(1, min(jobs, len(runnable) or 1))
+    share = memory_share(workers, machine_memory()) if engine == "duckdb" else 0.0
     for r in runnable:
         plan[r.name]["snapshot"] = snapshot  # the notebook's load_dataset reads it instead of validating again
-    with scratch, ProcessPoolExecutor(max_workers=max(1, min(jobs, len(runnable) or 1)),
-                                      mp_context=multiprocessing.get_context("spawn")) as pool:
+        plan[r.name]["engine_memory_gb"] = share  # reports side by side share the machine
+    with scratch, ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {}
         for r in sorted(runnable, key=lambda r: -r.weight):  # longest first; the index keeps the suite order
             log(f"[start] {r.name}")
