@@ -231,6 +231,21 @@ def test_identical_rows_equals_pandas_duplicated(rows):
     assert identical_rows(eng, eng.table("x")) == int(f.duplicated().sum())
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from([0, 60]), st.sampled_from(["created", "assigned"]),
+                          st.sampled_from(["L1", "L2"]), st.sampled_from(["a1", "a2", None])), max_size=25))
+def test_identical_events_equal_pandas_duplicated(rows):
+    # with the contract's name, only rows repeating the never-empty columns (ticket, instant,
+    # event, tier) are grouped in full; the count is still pandas' duplicated().sum()
+    from analysis.data.engine import connect, from_frames
+    from analysis.data.quality import identical_rows
+    f = pd.DataFrame(rows, columns=["ticket_id", "at", "event", "tier", "agent_id"]).astype(
+        {"ticket_id": TEXT, "event": TEXT, "tier": TEXT, "agent_id": TEXT, "at": "int64"})
+    f["at"] = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(f["at"], unit="s")
+    eng = from_frames({"ticket_events": f}, connect("duckdb"))
+    assert identical_rows(eng, eng.table("ticket_events"), "ticket_events") == int(f.duplicated().sum())
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.sampled_from(["p1", "p2", "p3", "p10", None]), min_size=1, max_size=12))
 def test_contract_unique_rule_marks_every_row_of_a_repeated_id(tmp_path_factory, values):

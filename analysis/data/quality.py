@@ -68,15 +68,18 @@ def null_table(eng: Engine) -> pd.DataFrame:
 
 
 def identical_rows(eng: Engine, t: ir.Table, name: str | None = None) -> int:
-    """Rows equal in every column to an earlier row (pandas' ``duplicated().sum()``): rows minus
-    distinct rows; SQL's DISTINCT takes empty values as equal, as pandas does. Two identical rows
-    share their instants, so where the contract's table ``name`` has required timestamps only the
-    rows whose instants repeat are compared in full (one column to hash, not every column)."""
-    keys = [c.name for c in TABLES.get(name, ()) if c.kind == "timestamp" and c.required and c.name in t.columns]
+    """Rows equal in every column to an earlier row (pandas' ``duplicated().sum()``): the sum,
+    over groups of identical rows, of their size less one; grouping takes empty values (and
+    NaN) as equal, as pandas does. Two identical rows share every value, so where the contract's
+    table ``name`` has columns that validation keeps from being empty, only the rows whose values
+    there repeat are grouped by every column (at 1M clients, 21M ticket events: 20 s when
+    instants alone chose them, 5M rows of events at a shared second)."""
+    keys = [c.name for c in TABLES.get(name, ()) if not c.may_be_null and c.name in t.columns]
     if keys:
         repeated = t.group_by(keys).aggregate(_rows=ibis._.count()).filter(ibis._._rows > 1).drop("_rows")
         t = t.semi_join(repeated, keys)
-    return int(eng.backend.execute(t.count())) - int(eng.backend.execute(t.distinct().count()))
+    groups = t.group_by(list(t.columns)).aggregate(_n=ibis._.count())
+    return as_count(eng.backend.execute((groups._n - 1).sum()))
 
 
 def duplicate_table(eng: Engine) -> pd.DataFrame:
