@@ -466,10 +466,10 @@ def test_a_spark_run_shows_no_spark_log_on_its_page(spark_backend, small_dir, tm
 
 
 def test_a_duckdb_session_draws_no_progress_bar(capfd, tmp_path):
-    # DuckDB draws its progress bar on the process's standard output (not sys.stdout), which a
-    # kernel does not capture: at 1M clients every long query would draw bars into the runner's
-    # log. It draws after progress_bar_time ms (2 s by default); setting that time turns the bar
-    # on, so it is set first here, to draw on any query, and the session made quiet after it
+    # outside Jupyter DuckDB draws its progress bar on the process's standard output (not
+    # sys.stdout): at 1M clients the run's load child drew screens of bars into the runner's log.
+    # It draws after progress_bar_time ms (2 s by default); setting that time turns the bar on,
+    # so it is set first here, to draw on any query, and the session made quiet after it
     import duckdb
     from analysis.data.dataset import _load_connection
     loud = duckdb.connect()

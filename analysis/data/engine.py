@@ -110,11 +110,12 @@ def machine_memory() -> int:
 
 
 def quiet_duckdb(con) -> None:
-    """A DuckDB session in UTC that prints nothing: DuckDB draws a progress bar on the process's
-    own standard output for any query longer than two seconds (at 1M clients, most of them),
-    which a kernel does not capture, so it would fill the runner's log with bars. In a Jupyter
-    kernel DuckDB draws no bar without ipywidgets (not installed) and refuses to change the
-    setting at all ('required package ipywidgets is missing'): there it stays as it is."""
+    """A DuckDB session in UTC that draws no progress bar. Outside Jupyter DuckDB draws one on
+    the process's own standard output for any query longer than two seconds (at 1M clients,
+    most of the load's): the run's load child, whose output is the runner's log, `analysis
+    validate` and the benchmarks showed screens of bars. In a Jupyter kernel DuckDB draws none
+    without ipywidgets (not installed) and refuses the setting ('required package ipywidgets
+    is missing'): there it stays as it is."""
     import duckdb
     try:
         con.raw_sql("SET enable_progress_bar = false")
