@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "memory_share", "machine_memory", "quiet_duckdb", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "memory_share", "machine_memory", "quiet_duckdb", "no_progress_bar", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates", "date_numbers"]
 
 ENGINES = ("duckdb", "spark")
@@ -116,13 +116,19 @@ def quiet_duckdb(con) -> None:
     validate` and the benchmarks showed screens of bars. In a Jupyter kernel DuckDB draws none
     without ipywidgets (not installed) and refuses the setting ('required package ipywidgets
     is missing'): there it stays as it is."""
+    no_progress_bar(con)
+    con.raw_sql("SET TimeZone = 'UTC'")
+
+
+def no_progress_bar(con) -> None:
+    """Turn DuckDB's progress bar off (see ``quiet_duckdb``), except in a Jupyter kernel without
+    ipywidgets, where DuckDB draws none and refuses the setting."""
     import duckdb
     try:
         con.raw_sql("SET enable_progress_bar = false")
     except duckdb.InvalidInputException as exc:
         if "ipywidgets" not in str(exc):
             raise
-    con.raw_sql("SET TimeZone = 'UTC'")
 
 
 def derived_key(*parts) -> str:

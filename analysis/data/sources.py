@@ -80,7 +80,8 @@ def _connect(source: Source):
     try:
         if source.kind == "duckdb":
             con = ibis.duckdb.connect(source.location, read_only=True)
-            con.raw_sql("SET enable_progress_bar = false")  # see engine.quiet_duckdb
+            from analysis.data.engine import no_progress_bar
+            no_progress_bar(con)   # a notebook opened by hand reads the file in Jupyter, which refuses the setting
             return con
         parts = urlsplit(source.location)
         return ibis.postgres.connect(host=parts.hostname or None, port=parts.port, user=parts.username or None,
