@@ -44,7 +44,7 @@ screenshots: $(STAMP) ## check every page of reports/latest in headless Chromium
 	$(PY) -m analysis.tools.pages reports/latest --out reports/screenshots
 
 test: $(STAMP) ## run the test suite, every engine expression on DuckDB (make test-backends: PostgreSQL and Spark)
-	$(PY) -m pytest -q -m "not postgres and not spark"
+	$(PY) -m pytest -q -m "not postgres and not spark" -n 2 --dist loadfile
 
 test-backends: $(STAMP) $(VENV)/.spark ## the PostgreSQL and Spark halves of the suite (a private server from Debian's postgresql; Java 17+)
 	$(PY) -m pytest -q -m "postgres or spark"

@@ -57,11 +57,28 @@ def write_dir(path: Path, tables: dict[str, pd.DataFrame], fmt: str = "csv") -> 
     return path
 
 
+def made_once(tmp_path_factory, worker_id: str, name: str, make) -> Path:
+    """A directory ``name`` that ``make(path)`` fills once for the whole test session: under
+    pytest-xdist (``make test`` runs two processes) in the directory the processes share, by the
+    first process that asks, while the other waits on a lock (pytest-xdist's documented recipe
+    for session fixtures); without it, in the session's own temporary directory."""
+    import fcntl
+    base = tmp_path_factory.getbasetemp()
+    home = (base if worker_id == "master" else base.parent) / name
+    with open(f"{home}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".made").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir()
+            make(home)
+            (home / ".made").touch()
+    return home
+
+
 @pytest.fixture(scope="session")
-def sample_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample")
-    generate(out, clients=SAMPLE_CLIENTS, seed=42, fmt="parquet")
-    return out
+def sample_dir(tmp_path_factory, worker_id) -> Path:
+    return made_once(tmp_path_factory, worker_id, "sample",
+                     lambda out: generate(out, clients=SAMPLE_CLIENTS, seed=42, fmt="parquet"))
 
 
 @pytest.fixture(scope="session")
@@ -70,25 +87,29 @@ def truth(sample_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
-def small_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("small")
-    generate(out, clients=SMALL_CLIENTS, seed=7, fmt="csv")
-    return out
+def small_dir(tmp_path_factory, worker_id) -> Path:
+    return made_once(tmp_path_factory, worker_id, "small",
+                     lambda out: generate(out, clients=SMALL_CLIENTS, seed=7, fmt="csv"))
 
 
 @pytest.fixture(scope="session")
-def sample_runs(small_dir, tmp_path_factory):
+def sample_runs(small_dir, tmp_path_factory, worker_id):
     """Two runs of the small set into one OUT and archive, as a weekly schedule makes them: the
     first as of 2025-12-01 with contact_window_days=14 from the command line, the second with
     the defaults (as of the day after the data, 2026-01-01). Returns (exit codes, OUT, archive);
     the tests only read them (the runner's, the browser's and the pages' checks share one pair of
-    runs instead of each making its own)."""
+    runs, made once for the session, instead of each making its own)."""
     from analysis.run.cli import main
-    out, archive = tmp_path_factory.mktemp("runs") / "out", tmp_path_factory.mktemp("runs") / "archive"
-    first = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive),
-                  "--as-of", "2025-12-01", "-p", "contact_window_days=14"])
-    second = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)])
-    return (first, second), out, archive
+
+    def make(home: Path) -> None:
+        out, archive = home / "out", home / "archive"
+        first = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive),
+                      "--as-of", "2025-12-01", "-p", "contact_window_days=14"])
+        second = main(["run", "--data", str(small_dir), "--out", str(out), "--archive", str(archive)])
+        (home / "codes.json").write_text(json.dumps([first, second]))
+
+    home = made_once(tmp_path_factory, worker_id, "sample_runs", make)
+    return tuple(json.loads((home / "codes.json").read_text())), home / "out", home / "archive"
 
 
 # ---- PostgreSQL: a real server -----------------------------------------------------------------
@@ -153,3 +174,4 @@ def backend_for(request):
     if request.param == "postgres":
         return connect("postgres", request.getfixturevalue("postgres_url"))
     return request.getfixturevalue("spark_backend")
+

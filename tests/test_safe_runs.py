@@ -131,7 +131,13 @@ def test_two_overlapping_runs_never_interleave_and_the_log_has_only_the_runs_lin
     args = [sys.executable, "-m", "analysis", "run", "--data", str(small_dir), "--out", str(out),
             "--only", "00_data_quality"]
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.0)   # the first run holds the lock while it validates and runs
+    # the second starts once the first holds the lock (its pid written in the lock file beside
+    # OUT), however long the first takes to start on a busy machine
+    lock, holder = out.parent / f".{out.name}.lock", f"the run of pid {first.pid} "
+    deadline = time.monotonic() + 300
+    while not (lock.exists() and lock.read_text().startswith(holder)) and first.poll() is None:
+        assert time.monotonic() < deadline, "the first run never took the lock"
+        time.sleep(0.05)
     second = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     stdout, stderr = first.communicate(timeout=600)
     assert first.returncode == 0 and second.returncode == 2
