@@ -174,4 +174,3 @@ def backend_for(request):
     if request.param == "postgres":
         return connect("postgres", request.getfixturevalue("postgres_url"))
     return request.getfixturevalue("spark_backend")
-
