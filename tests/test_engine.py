@@ -285,9 +285,10 @@ def test_quality_views_by_hand(backend):
                             "created_at": [t("2025-01-10T10:00")] * 3,
                             "first_response_at": [t("2025-01-10T10:30"), t("2025-01-10T11:00"), pd.NaT],
                             "resolved_at": [t("2025-01-10T12:00"), pd.NaT, pd.NaT]})
-    # two identical event rows: 1 beyond the first; t3 has no event
-    events = pd.DataFrame({"ticket_id": ["t1", "t1", "t2"], "at": [t("2025-01-10T10:30")] * 3,
-                           "event": ["agent_reply"] * 3, "tier": ["L1"] * 3})
+    # two identical event rows (agent empty in both): 1 beyond the first; t3 has no event; the
+    # fourth differs from the first two only in its agent
+    events = pd.DataFrame({"ticket_id": ["t1", "t1", "t2", "t1"], "at": [t("2025-01-10T10:30")] * 4,
+                           "event": ["agent_reply"] * 4, "tier": ["L1"] * 4, "agent_id": [None, None, "a1", "a1"]})
     eng = engine.from_frames({"clients": clients, "payments": payments, "tickets": tickets, "ticket_events": events},
                              backend)
     orphans = quality.orphan_table(eng)["rows"].to_dict()

@@ -233,17 +233,32 @@ def test_identical_rows_equals_pandas_duplicated(rows):
 
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["t1", "t2"]), st.sampled_from([0, 60]), st.sampled_from(["created", "assigned"]),
-                          st.sampled_from(["L1", "L2"]), st.sampled_from(["a1", "a2", None])), max_size=25))
+                          st.sampled_from(["L1", "L2"]), st.sampled_from(["a1", "a2", None, "\x1e"])), max_size=25))
 def test_identical_events_equal_pandas_duplicated(rows):
-    # with the contract's name, only rows repeating the never-empty columns (ticket, instant,
-    # event, tier) are grouped in full; the count is still pandas' duplicated().sum()
+    # rows whose fingerprint repeats are grouped in full; an agent named U+001E (the text an empty
+    # value is fingerprinted as) shares the empty agent's fingerprint and is still told apart
     from analysis.data.engine import connect, from_frames
     from analysis.data.quality import identical_rows
     f = pd.DataFrame(rows, columns=["ticket_id", "at", "event", "tier", "agent_id"]).astype(
         {"ticket_id": TEXT, "event": TEXT, "tier": TEXT, "agent_id": TEXT, "at": "int64"})
     f["at"] = pd.Timestamp("2025-01-01", tz="UTC") + pd.to_timedelta(f["at"], unit="s")
     eng = from_frames({"ticket_events": f}, connect("duckdb"))
-    assert identical_rows(eng, eng.table("ticket_events"), "ticket_events") == int(f.duplicated().sum())
+    assert identical_rows(eng, eng.table("ticket_events")) == int(f.duplicated().sum())
+
+
+def test_rows_whose_fingerprints_collide_are_not_counted_identical():
+    # two different events of the 1M-client set that DuckDB's hash gives one fingerprint: the
+    # second query compares them column by column -> 0 identical; a true copy of one -> 1
+    from analysis.data.engine import connect, from_frames
+    from analysis.data.quality import identical_rows, row_fingerprint
+    f = pd.DataFrame({"ticket_id": ["T1759322", "T1759329"], "at": pd.to_datetime(["2025-03-04 10:38:56", "2025-03-04 10:48:56"], utc=True),
+                      "event": ["agent_reply"] * 2, "tier": ["L1"] * 2, "agent_id": ["A005", "A003"]}).astype(
+        {c: TEXT for c in ("ticket_id", "event", "tier", "agent_id")})
+    eng = from_frames({"ticket_events": f, "copied": pd.concat([f, f.iloc[[0]]])}, connect("duckdb"))
+    t = eng.table("ticket_events")
+    assert eng.frame(t.select(h=row_fingerprint(t)))["h"].nunique() == 1
+    assert identical_rows(eng, t) == 0
+    assert identical_rows(eng, eng.table("copied")) == 1
 
 
 @settings(max_examples=25, deadline=None)

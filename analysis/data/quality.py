@@ -10,12 +10,12 @@ import pandas as pd
 from analysis.present import page
 from analysis.data.contract import TABLES, TIMESTAMP_COLUMNS
 from analysis.data.dataset import Dataset
-from analysis.data.engine import Engine, as_count, instant
+from analysis.data.engine import Engine, as_count, instant, memtable
 from analysis.stats import duration_aggregates
 from analysis.support.durations import minutes_between
 
 __all__ = ["flags", "never_paid_table", "stale_open_table", "second_reply_table", "TICKET_CHECKS", "flags_text", "accounting_table", "coverage_table", "null_table", "duplicate_table", "orphan_table",
-           "amount_summary", "duration_summary", "histogram_counts", "charge_amounts", "duration_columns", "identical_rows",
+           "amount_summary", "duration_summary", "histogram_counts", "charge_amounts", "duration_columns", "identical_rows", "row_fingerprint",
            "quality_metrics", "headline"]
 
 
@@ -67,18 +67,35 @@ def null_table(eng: Engine) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["table", "column", "required", "empty", "share empty"]).set_index(["table", "column"])
 
 
-def identical_rows(eng: Engine, t: ir.Table, name: str | None = None) -> int:
+def row_fingerprint(t: ir.Table) -> ir.IntegerValue:
+    """One hash per row of ``t``: every column written as text (an empty value as the control
+    character U+001E), joined by U+001F and hashed by the backend (DuckDB and PostgreSQL: 64 bits,
+    Spark: 32). Equal rows have equal fingerprints; unequal rows may share one (DuckDB gave 23
+    such pairs among the 21M ticket events of 1M clients), so a fingerprint only picks candidates
+    for an exact comparison."""
+    return ibis.literal("\x1f").join([t[c].cast("string").fill_null("\x1e") for c in t.columns]).hash()
+
+
+def identical_rows(eng: Engine, t: ir.Table) -> int:
     """Rows equal in every column to an earlier row (pandas' ``duplicated().sum()``): the sum,
     over groups of identical rows, of their size less one; grouping takes empty values (and
-    NaN) as equal, as pandas does. Two identical rows share every value, so where the contract's
-    table ``name`` has columns that validation keeps from being empty, only the rows whose values
-    there repeat are grouped by every column (at 1M clients, 21M ticket events: 20 s when
-    instants alone chose them, 5M rows of events at a shared second)."""
-    keys = [c.name for c in TABLES.get(name, ()) if not c.may_be_null and c.name in t.columns]
-    if keys:
-        repeated = t.group_by(keys).aggregate(_rows=ibis._.count()).filter(ibis._._rows > 1).drop("_rows")
-        t = t.semi_join(repeated, keys)
-    groups = t.group_by(list(t.columns)).aggregate(_n=ibis._.count())
+    NaN) as equal, as pandas does.
+
+    Two queries, so that the grouping by every column sees only candidates: the first groups
+    the rows by ``row_fingerprint`` and brings back the fingerprints that repeat; the second
+    groups by every column only the rows that carry one of them. Identical rows share a
+    fingerprint, so none is missed and the count is exact whatever collides; a table with no
+    repeated fingerprint has no identical rows and needs no second query. At 1M clients (21M
+    ticket events, text ids) DuckDB groups by all five columns in 3.1 GB and by the fingerprint
+    in 1.3 GB; one query with a semi-join reads the table twice and DuckDB holds it whole (3.4 GB).
+    """
+    marked = t.mutate(_fingerprint=row_fingerprint(t))
+    repeated = eng.backend.to_pyarrow(marked.group_by("_fingerprint").aggregate(_rows=ibis._.count())
+                                      .filter(ibis._._rows > 1).select("_fingerprint"))
+    if not repeated.num_rows:
+        return 0
+    candidates = marked.semi_join(memtable(repeated), "_fingerprint").drop("_fingerprint")
+    groups = candidates.group_by(list(candidates.columns)).aggregate(_n=ibis._.count())
     return as_count(eng.backend.execute((groups._n - 1).sum()))
 
 
@@ -90,7 +107,7 @@ def duplicate_table(eng: Engine) -> pd.DataFrame:
         n = int(eng.backend.execute(t.count()))
         unique = any(c.unique and c.name in t.columns for c in TABLES[name])
         rows.append({"table": name, "rows": n,
-                     "identical rows (beyond the first)": 0 if unique else identical_rows(eng, t, name)})
+                     "identical rows (beyond the first)": 0 if unique else identical_rows(eng, t)})
     return pd.DataFrame(rows, columns=["table", "rows", "identical rows (beyond the first)"]).set_index("table")
 
 
