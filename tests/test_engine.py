@@ -215,6 +215,25 @@ def test_lifetimes_and_first_spells_by_hand(backend):
                                                 "2024-01-01T00:00Z").tolist()
     assert [None if pd.isna(t) else str(t.date()) for t in spell["churn_at"]] == [
         "2024-02-24", None, "2024-03-15", "2024-02-15"]
+    # a sample's clients (i and an id with no payment): only i's payments are read, its spell as above
+    sampled = churn.first_spells(eng, AS_OF, 14, pd.Index(["i", "nobody"]))
+    assert sampled.index.tolist() == ["i"]
+    pd.testing.assert_frame_equal(sampled, spell.loc[["i"]])
+    assert churn.first_spells(eng, AS_OF, 14, pd.Index([], dtype=object)).empty
+
+
+def test_first_contacts_of_a_sample(backend):
+    from analysis.retention.first_contact import first_contacts
+    t = lambda d: pd.Timestamp(d, tz="UTC")  # noqa: E731
+    tickets = pd.DataFrame({"ticket_id": ["t1", "t2", "t3", "t4"], "client_id": ["a", "a", "b", None],
+                            "created_at": [t("2025-02-01"), t("2025-01-05"), t("2025-03-01"), t("2025-01-01")],
+                            "topic": ["how_to", "refund", "how_to", "how_to"]})
+    eng = engine.from_frames({"tickets": tickets}, backend)
+    # a's earliest ticket is Jan 5 (t2), Feb 1 without the refund topic; b is not in the sample
+    assert first_contacts(eng, clients=["a"]).to_dict() == {"a": t("2025-01-05")}
+    assert first_contacts(eng, ("refund",), ["a", "c"]).to_dict() == {"a": t("2025-02-01")}
+    assert first_contacts(eng, clients=[]).empty
+    assert first_contacts(eng).to_dict() == {"a": t("2025-01-05"), "b": t("2025-03-01")}
 
 
 # ---- durations: calendar minutes and the business clock's calendar table ---------------------------

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 
 from analysis.data.io import arrow_frame
 
-__all__ = ["ENGINES", "Engine", "memory_share", "machine_memory", "quiet_duckdb", "no_progress_bar", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "instant", "utc_naive", "days_from_civil", "days_in_month",
+__all__ = ["ENGINES", "Engine", "memory_share", "machine_memory", "quiet_duckdb", "no_progress_bar", "derived_key", "as_count", "utc_frame", "connect", "from_frames", "memtable", "of_clients", "instant", "utc_naive", "days_from_civil", "days_in_month",
            "calendar", "add_months", "whole_months", "months_between", "month_label", "day_number", "day_dates", "date_numbers"]
 
 ENGINES = ("duckdb", "spark")
@@ -250,6 +250,15 @@ def memtable(frame: pd.DataFrame | pa.Table) -> ir.Table:
     when a query uses it, its instants written as the engine's (``utc_naive``)."""
     arrow = frame if isinstance(frame, pa.Table) else pa.Table.from_pandas(frame, preserve_index=False)
     return ibis.memtable(utc_naive(arrow))
+
+
+def of_clients(t: ir.Table, clients) -> ir.Table:
+    """The rows of ``t`` whose client_id is one of ``clients`` (the ids of a stated sample): a
+    semi-join with the ids as a small in-memory table, so that per-client work on a sample of a
+    large client base reads and groups only the sample's rows. Per-client results are those of
+    the whole table's, for the clients kept."""
+    ids = pa.table({"client_id": pa.array(pd.Index(clients).astype(str), pa.string())})
+    return t.semi_join(memtable(ids), "client_id")
 
 
 class _InMemory(Mapping):

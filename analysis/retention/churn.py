@@ -20,7 +20,7 @@ import pandas as pd
 
 from analysis.retention import cohorts
 from analysis.data import engine
-from analysis.data.engine import Engine
+from analysis.data.engine import Engine, of_clients
 from analysis.stats import rate_table
 
 __all__ = ["renewal_deadline", "first_month_table_expr", "last_charges", "first_lapses", "first_month_status", "first_month_churn", "first_month_table", "first_month_by_cohort", "lifetimes",
@@ -128,8 +128,10 @@ def first_lapses(payments: ir.Table, grace_days: int) -> ir.Table:
     return first.mutate(lapse_at=renewal_deadline(first.last_charge, grace_days))
 
 
-def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFrame:
-    """Per client with a start: the first paying spell, as ``lifetimes`` shows a whole life.
+def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int, clients=None) -> pd.DataFrame:
+    """Per client with a start (or those of them in ``clients``, a sample's ids, whose payments
+    alone are read: ``engine.of_clients``): the first paying spell, as ``lifetimes`` shows a
+    whole life.
 
     The churn rule of ``lifetimes`` (no charge within 1 month + grace after a charge) is applied
     to each charge (amount > 0) in time order (``first_lapses``): churn_at = the spell's last
@@ -147,7 +149,10 @@ def first_spells(eng: Engine, as_of: pd.Timestamp, grace_days: int) -> pd.DataFr
     >>> str(r.last_charge.date()), str(r.churn_at.date()), bool(r.churned)
     ('2025-02-01', '2025-03-15', True)
     """
-    return _life(eng.frame(first_lapses(eng.table("payments"), grace_days)), as_of, False)
+    payments = eng.table("payments")
+    if clients is not None:
+        payments = of_clients(payments, clients)
+    return _life(eng.frame(first_lapses(payments, grace_days)), as_of, False)
 
 
 def durations(start: pd.Series, end: pd.Series, fill_date: pd.Timestamp, freq: str = "h") -> tuple[np.ndarray, np.ndarray]:

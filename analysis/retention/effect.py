@@ -322,13 +322,14 @@ def support_effects(life: pd.DataFrame, spell: pd.DataFrame, eng: Engine, covs: 
     """Every estimator on the clients of ``life`` (``churn.lifetimes``; ``spell`` holds their
     first spells, ``churn.first_spells``, for the renewal model), with E-values
     (``with_e_values``), indexed by method key: what 03_churn_survival shows and what the
-    calibration study measures. First contacts come from the engine's tickets."""
-    first = first_contacts(eng)
+    calibration study measures. First contacts come from the engine's tickets, read for the
+    clients of ``life`` only."""
+    first = first_contacts(eng, clients=life.index)
     return with_e_values([
         naive_effect(life, first.reindex(life.index).notna()),
         landmark_effect(life, first, window_days, as_of, None),
         landmark_effect(life, first, window_days, as_of, covs),
-        renewal_effect(spell.reindex(life.index), first_contacts(eng, RETENTION_TOPICS), covs),
+        renewal_effect(spell.reindex(life.index), first_contacts(eng, RETENTION_TOPICS, life.index), covs),
     ])
 
 

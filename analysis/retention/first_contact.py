@@ -10,7 +10,7 @@ from __future__ import annotations
 import ibis.expr.types as ir
 import pandas as pd
 
-from analysis.data.engine import Engine
+from analysis.data.engine import Engine, of_clients
 
 __all__ = ["first_contact_table", "first_contacts", "contact_groups", "group_label", "Groups", "EARLY", "NAIVE"]
 
@@ -28,12 +28,15 @@ def first_contact_table(tickets: ir.Table, exclude_topics: tuple[str, ...] = ())
     return t.group_by("client_id").aggregate(first_contact_at=t.created_at.min())
 
 
-def first_contacts(eng: Engine, exclude_topics: tuple[str, ...] = ()) -> pd.Series:
+def first_contacts(eng: Engine, exclude_topics: tuple[str, ...] = (), clients=None) -> pd.Series:
     """``first_contact_table`` of the engine's tickets as a Series by client_id (text order);
-    empty when the tickets have no client_id column."""
+    empty when the tickets have no client_id column. ``clients`` (a sample's ids): only their
+    tickets are read (``engine.of_clients``)."""
     tickets = eng.table("tickets")
     if "client_id" not in tickets.columns:
         return pd.Series(dtype="datetime64[ns, UTC]", index=pd.Index([], name="client_id"), name="first_contact_at")
+    if clients is not None:
+        tickets = of_clients(tickets, clients)
     out = eng.frame(first_contact_table(tickets, exclude_topics)).set_index("client_id")["first_contact_at"]
     return out.sort_index()
 
