@@ -163,8 +163,10 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
     Every ownership span (``escalation.tier_segments`` for tickets with events; created_at to
     resolved_at in the entry tier for the others) counts from the day its start falls on to the
     day before its end's (an open span to the last day): backlog at the end of day d = spans
-    started on or before d - spans ended on or before d, per tier, from per-day counts of
-    starts and ends (cumulative sums in pandas over at most days x tiers cells).
+    started on or before d - spans ended on or before d, per tier. The engine counts spans per
+    (tier, start day, end day) in one pass (at most tiers x days x days rows, in practice a few
+    per start day); pandas sums them per start day and per end day and takes cumulative sums
+    over at most days x tiers cells.
     """
     tickets = eng.table("tickets")
     resolved = tickets.resolved_at if "resolved_at" in tickets.columns else ibis.null("timestamp")
@@ -177,13 +179,13 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
         seg = tier_segments(eng, config, as_of)
         spans = spans.union(seg.select(*[seg[c].cast(spans[c].type()).name(c) for c in spans.columns]))
     cal = day_calendar(eng, config, as_of)
-    s = local_days(spans, "start", cal)
-    starts = eng.frame(s.group_by(tier=s.tier, day=s.start_day).aggregate(n=s.count()))
-    e = spans.filter(spans.end.notnull())
-    e = local_days(e, "end", cal)
-    ends = eng.frame(e.group_by(tier=e.tier, day=e.end_day).aggregate(n=e.count()))
-    if not len(starts):
+    local = local_days(local_days(spans, "start", cal), "end", cal)
+    pairs = eng.frame(local.group_by(tier=local.tier, start=local.start_day, end=local.end_day).aggregate(n=local.count()))
+    if not len(pairs):
         return pd.DataFrame(columns=config.tier_ids, dtype="int64")
+    pairs["n"] = pairs["n"].map(as_count).astype("int64")
+    starts = pairs.groupby(["tier", "start"], as_index=False)["n"].sum().rename(columns={"start": "day"})
+    ends = pairs.dropna(subset=["end"]).groupby(["tier", "end"], as_index=False)["n"].sum().rename(columns={"end": "day"})
     days = pd.date_range(day_dates([int(starts["day"].min())])[0], _last_day(as_of, config), freq="D")
     at = np.asarray(date_numbers(days), dtype="int64")
     out = pd.DataFrame(0, index=pd.DatetimeIndex(days, name="day"), columns=config.tier_ids, dtype="int64")
