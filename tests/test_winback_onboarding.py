@@ -28,7 +28,8 @@ PAY = frame(["client_id", "paid_at", "amount"],
             ("B", "2024-01-01", 300.0), ("B", "2024-03-31", 300.0),
             ("C", "2024-01-01", 50.0),
             ("D", "2024-09-15", 10.0), times=["paid_at"])
-TICKETS = frame(["client_id", "created_at"], ("C", "2024-03-01"), times=["created_at"])
+# B's ticket at the instant of its Mar 31 charge: one activity, as if it were not there
+TICKETS = frame(["client_id", "created_at"], ("C", "2024-03-01"), ("B", "2024-03-31"), times=["created_at"])
 OUTREACH = frame(["client_id", "at", "campaign", "channel"],
                  ("A", "2024-05-01", "winback", "email"),        # on the trigger day: counts
                  ("A", "2024-09-01", "winback", "email"),        # two at one instant: "call" wins by name
@@ -212,6 +213,28 @@ def test_winback_properties(rows, days):
     overall = winback.winback_rates(o).loc["all"]
     assert rates["events"].sum() == overall["events"] and rates["won_back"].sum() == overall["won_back"]
     assert ((rates["rate"].dropna() >= 0) & (rates["rate"].dropna() <= 1)).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["p", "q"]), st.integers(0, 400 * 86400)), min_size=1, max_size=30),
+       st.integers(1, 120), st.sampled_from(["1969-11-20", "2023-01-01"]))
+def test_dormancy_events_equal_a_gap_by_gap_reference(rows, days, first_day):
+    # a dormancy after each distinct activity whose next activity is at least `days` later (or
+    # absent), when that moment is before as-of; instants in seconds, so that activities fall on
+    # both sides of the engine's blocks of `days` days, and around 1970-01-01 (day 0)
+    base = pd.Timestamp(first_day, tz="UTC")
+    p = pd.DataFrame({"client_id": [r[0] for r in rows], "paid_at": [base + pd.Timedelta(seconds=r[1]) for r in rows],
+                      "amount": 10.0})
+    as_of = base + pd.Timedelta(days=420)
+    expected = []
+    for client, g in p.groupby("client_id"):
+        at = sorted(set(g["paid_at"]))
+        for a, nxt in zip(at, at[1:] + [None]):
+            d = a + pd.Timedelta(days=days)
+            if (nxt is None or nxt >= d) and d <= as_of:
+                expected.append((client, a, d))
+    ev = winback.dormancy_events(from_frames({"payments": p}), as_of, days)
+    assert list(ev[["client_id", "last_activity", "dormant_at"]].itertuples(index=False, name=None)) == expected
 
 
 def test_recovered_revenue_sums_the_counted_dormancies_per_channel():
