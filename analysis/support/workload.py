@@ -195,7 +195,7 @@ def backlog_daily(eng: Engine, config: Config, as_of: pd.Timestamp) -> pd.DataFr
 
 
 def _on_or_before(counts: pd.DataFrame, days: np.ndarray) -> np.ndarray:
-    """Per day number in ``days``: the sum of ``counts.n`` over rows whose day is <= it."""
+    """Per day number in ``days``: the sum of ``counts.n`` (int64) over rows whose day is <= it."""
     counts = counts.sort_values("day")
-    total = np.r_[0, np.cumsum(counts["n"].map(as_count).to_numpy(dtype="int64"))]
+    total = np.r_[0, np.cumsum(counts["n"].to_numpy(dtype="int64"))]
     return total[np.searchsorted(counts["day"].to_numpy(dtype="int64"), days, side="right")]
